@@ -1,0 +1,30 @@
+import { readFileSync } from "node:fs";
+
+const USAGE = `fedgate: multi-cluster federation gateway for Kubernetes
+
+Usage:
+  fedgate version     print the version
+  fedgate help        show this help
+
+The controller, gateway and join commands are not built yet; see the README.`;
+
+/** Runs the CLI and returns the process exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command] = argv;
+  switch (command) {
+    case "version":
+    case "--version": {
+      const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+      process.stdout.write(`fedgate ${pkg.version}\n`);
+      return 0;
+    }
+    case undefined:
+    case "help":
+    case "--help":
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    default:
+      process.stderr.write(`fedgate: unknown command "${command}"\n\n${USAGE}\n`);
+      return 2;
+  }
+}

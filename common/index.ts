@@ -1,0 +1,3 @@
+export { FedgateError, ValidationError, asError, type Problem } from "./errors.ts";
+export { Backoff, sleep, type BackoffOptions } from "./backoff.ts";
+export { createLogger, silentLogger, type Logger, type LogFields, type LogLevel, type LoggerOptions } from "./logger.ts";

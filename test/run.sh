@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The one test command (`npm test`): sets up a fresh machine, then typechecks, lints and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+
+# npm ci only when the lockfile changed since the last install, so warm runs skip it.
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f node_modules/.fedgate-lock-hash ] || [ "$(cat node_modules/.fedgate-lock-hash)" != "$lock_hash" ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund
+  echo "$lock_hash" > node_modules/.fedgate-lock-hash
+fi
+
+say "server binaries (built once per machine, cached under ${FEDGATE_CACHE_DIR:-~/.cache/fedgate})"
+node --import tsx test/env/build-binaries.ts
+
+say "typecheck"
+npx tsc --noEmit -p tsconfig.json
+
+say "lint"
+npx eslint .
+
+export NO_COLOR=1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+for kind in unit integration; do
+  say "$kind tests"
+  node --import tsx node_modules/uvu/bin.js "test/$kind" '\.test\.ts$' 2>&1 | tee -a "$log" || status=1
+done
+
+total=$(awk '/^ *Total:/ {s += $2} END {print s + 0}' "$log")
+passed=$(awk '/^ *Passed:/ {s += $2} END {print s + 0}' "$log")
+skipped=$(awk '/^ *Skipped:/ {s += $2} END {print s + 0}' "$log")
+failed=$((total - passed - skipped))
+[ "$failed" -eq 0 ] || status=1
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+exit "$status"
