@@ -204,7 +204,10 @@ async function installCrds(kubeConfig: k8s.KubeConfig, access: { server: string;
               const res = await httpsGet(access.server, `/apis/${crd.spec.group}/${v.name}`, access.token, access.ca);
               if (res.status !== 200) return undefined;
               const list = JSON.parse(res.body) as { resources?: { name: string }[] };
-              return list.resources?.some((r) => r.name === crd.spec.names.plural) ? true : undefined;
+              if (!list.resources?.some((r) => r.name === crd.spec.names.plural)) return undefined;
+              // A new resource's watch cache answers 429 "storage is (re)initializing" for a while after discovery lists it.
+              const watch = await httpsGet(access.server, `/apis/${crd.spec.group}/${v.name}/${crd.spec.names.plural}?watch=true&timeoutSeconds=1`, access.token, access.ca);
+              return watch.status === 200 ? true : undefined;
             },
             { timeoutMs: access.timeoutMs, intervalMs: 100 },
           ),

@@ -46,7 +46,14 @@ kube("a custom resource created in one apiserver reaches an informer there and n
       plural: "serviceexports",
       body: { apiVersion: `${GROUP}/v1alpha1`, kind: "ServiceExport", metadata: { name: "checkout" } },
     });
-    await waitFor("informer in cluster-a to see the export", async () => (inA.names.includes("checkout") ? true : undefined), { timeoutMs: 10_000 });
+    await waitFor(
+      "informer in cluster-a to see the export",
+      async () => {
+        if (inA.errors.length) throw new Error(`informer failed: ${inA.errors.map(String).join("; ")}`);
+        return inA.names.includes("checkout") ? true : undefined;
+      },
+      { timeoutMs: 10_000 },
+    );
     const inBList: unknown = await b.kubeConfig.makeApiClient(k8s.CustomObjectsApi).listNamespacedCustomObject({
       group: GROUP,
       version: "v1alpha1",

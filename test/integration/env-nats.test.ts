@@ -53,9 +53,10 @@ jetstream("acknowledged writes survive killing one node", async (ctx) => {
         acknowledged.set(key, value);
         return;
       } catch (err) {
-        // During the kill the client may time out or lose its node; unacknowledged writes may be retried.
-        if (attempt > 50) throw err;
-        await new Promise((r) => setTimeout(r, 100));
+        // While the killed node's streams elect new leaders the client sees timeouts or "no responders"
+        // for a few seconds; an unacknowledged write may be retried.
+        if (attempt > 150) throw err;
+        await new Promise((r) => setTimeout(r, 200));
       }
     }
   };
