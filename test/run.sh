@@ -35,6 +35,11 @@ total=$(awk '/^ *Total:/ {s += $2} END {print s + 0}' "$log")
 passed=$(awk '/^ *Passed:/ {s += $2} END {print s + 0}' "$log")
 skipped=$(awk '/^ *Skipped:/ {s += $2} END {print s + 0}' "$log")
 failed=$((total - passed - skipped))
+if [ "$failed" -eq 0 ] && [ "$status" -ne 0 ]; then
+  # A test file crashed (say, failed to import) before uvu could count anything in it.
+  echo "a test run exited non-zero without reporting a failed test; counting it as one" >&2
+  failed=1
+fi
 [ "$failed" -eq 0 ] || status=1
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit "$status"

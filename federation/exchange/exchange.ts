@@ -1,0 +1,352 @@
+import { randomUUID } from "node:crypto";
+import { metrics, type Counter, type Meter } from "@opentelemetry/api";
+import { Backoff, FedgateError, asError, keyedChangeStream, silentLogger, type Logger } from "../../common/index.ts";
+import { acceptSignedBundle, type TrustBundle } from "../../trust/index.ts";
+import { DEFAULT_BUCKETS, MARKER_TTL_MS, TRUST_BUNDLE_KEY, type BucketNames } from "./buckets.ts";
+import { ClusterSetView, serviceKey, type ClusterView, type MergedService, type ViewChange } from "./clusterset-view.ts";
+import { decodeRecord, encodeRecord, exportKey, type RejectReason } from "./record-codec.ts";
+import { createRecordVerifier, type RecordSigner } from "./record-signing.ts";
+import { RECORD_VERSION, clusterRegistration, serviceExport, type ClusterRegistration, type RecordBody, type RecordKind, type ServiceExportRecord } from "./records.ts";
+import type { Bus, BusBucket, BusEntry, BusWatch } from "./nats-bus.ts";
+
+export const DEFAULT_LEASE_TTL_MS = 30_000;
+const STALENESS_TICK_MS = 250;
+/** Distinct (key, reason) rejections remembered for log de-duplication; bounded so junk cannot grow memory. */
+const MAX_REMEMBERED_REJECTIONS = 4_096;
+
+export interface ExchangeOptions {
+  bus: Bus;
+  /** This cluster's registration; `readVersions` is filled in. */
+  registration: Omit<ClusterRegistration, "readVersions">;
+  signer: RecordSigner;
+  /** The trust bundle this cluster installed when it joined; later bundles arrive over the bus. */
+  trustBundle: TrustBundle;
+  buckets?: BucketNames;
+  leaseTtlMs?: number;
+  /** After the bus returns, how long before a missing lease makes a peer stale; defaults to half the lease TTL. */
+  reconnectGraceMs?: number;
+  revokedClusters?: () => Iterable<string>;
+  logger?: Logger;
+  meter?: Meter;
+}
+
+export class ExchangeError extends FedgateError {}
+
+export interface ServiceChange {
+  key: string;
+  /** undefined when no routable export is left. */
+  service: MergedService | undefined;
+}
+
+export interface ClusterChange {
+  name: string;
+  cluster: ClusterView | undefined;
+}
+
+export interface ExchangeStats {
+  applied: number;
+  rejected: Record<RejectReason | "trust", number>;
+  resyncs: number;
+}
+
+/**
+ * A cluster's seat on the bus: publishes its registration, lease and exports,
+ * and keeps the merged, verified view of everyone else's. Level-triggered: the
+ * view is rebuilt from KV state alone on start and after every reconnect.
+ */
+export class Exchange {
+  readonly cluster: string;
+  private readonly options: ExchangeOptions;
+  private readonly buckets: BucketNames;
+  private readonly leaseTtlMs: number;
+  private readonly view: ClusterSetView;
+  private readonly log: Logger;
+  private readonly incarnation = randomUUID();
+  private readonly verifier;
+  private readonly ownExports = new Map<string, ServiceExportRecord>();
+  private readonly generations = new Map<string, number>();
+  private readonly appliedGenerations = new Map<string, number>();
+  private readonly rejectionsLogged = new Set<string>();
+  private readonly trustListeners = new Set<() => void>();
+  private readonly stats_: ExchangeStats = {
+    applied: 0,
+    rejected: { malformed: 0, "unsupported-version": 0, schema: 0, signature: 0, unauthorized: 0, "stale-generation": 0, trust: 0 },
+    resyncs: 0,
+  };
+  private readonly rejectedCounter: Counter;
+  private bundle: TrustBundle;
+  private store: { clusters: BusBucket; exports: BusBucket; trust: BusBucket } | undefined;
+  private watches: BusWatch[] = [];
+  private timers: NodeJS.Timeout[] = [];
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private readonly leaseBackoff = new Backoff({ initialMs: 200, maxMs: 5_000 });
+  private unsubscribeConnection: (() => void) | undefined;
+  private resyncing: Promise<void> | undefined;
+  /** The server's timestamp of our latest lease write, and when we saw it: our estimate of the server's clock. */
+  private serverClock: { serverMs: number; localMs: number } | undefined;
+  private closed = false;
+
+  constructor(options: ExchangeOptions) {
+    this.options = options;
+    this.cluster = options.signer.cluster;
+    const registration = clusterRegistration.safeParse({ ...options.registration, readVersions: [RECORD_VERSION] });
+    if (!registration.success) throw new ExchangeError("FEDGATE_EXCHANGE_BAD_REGISTRATION", `invalid registration: ${registration.error.message}`);
+    if (registration.data.name !== this.cluster) {
+      throw new ExchangeError("FEDGATE_EXCHANGE_BAD_REGISTRATION", `registration names ${registration.data.name} but the signer is ${this.cluster}`);
+    }
+    this.buckets = options.buckets ?? DEFAULT_BUCKETS;
+    this.leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+    this.bundle = options.trustBundle;
+    this.log = (options.logger ?? silentLogger).child({ component: "exchange", cluster: this.cluster });
+    this.view = new ClusterSetView({
+      self: this.cluster,
+      now: () => performance.now(),
+      serverNow: () => (this.serverClock ? this.serverClock.serverMs + (performance.now() - this.serverClock.localMs) : undefined),
+      reconnectGraceMs: options.reconnectGraceMs ?? this.leaseTtlMs / 2,
+    });
+    this.verifier = createRecordVerifier({ bundle: () => this.bundle, ...(options.revokedClusters ? { revokedClusters: options.revokedClusters } : {}) });
+    const meter = options.meter ?? metrics.getMeter("fedgate");
+    this.rejectedCounter = meter.createCounter("fedgate_exchange_records_rejected_total", { description: "Bus records not applied, by reason" });
+    meter
+      .createObservableGauge("fedgate_exchange_stale_clusters", { description: "Peers whose lease lapsed while the bus was healthy" })
+      .addCallback((result) => result.observe(this.view.clusters().filter((c) => c.stale).length));
+  }
+
+  /** Opens the buckets, announces this cluster, and returns once the view holds the bus's current state. */
+  async start(): Promise<void> {
+    const bus = this.options.bus;
+    const [clusters, exports, trust] = await Promise.all([bus.bucket(this.buckets.clusters), bus.bucket(this.buckets.exports), bus.bucket(this.buckets.trust)]);
+    this.store = { clusters, exports, trust };
+    this.unsubscribeConnection = bus.onConnectionChange((connected) => {
+      if (connected) void this.resync();
+      else {
+        this.log.warn("bus connection lost; keeping every import and route");
+        this.view.setBusHealthy(false);
+      }
+    });
+    await this.publish(clusters, `${this.cluster}.info`, "cluster", { ...this.options.registration, readVersions: [RECORD_VERSION] });
+    await this.renewLease();
+    await this.resync();
+    this.timers.push(setInterval(() => this.view.tick(), STALENESS_TICK_MS));
+  }
+
+  async publishExport(record: ServiceExportRecord): Promise<void> {
+    const body = serviceExport.parse(record);
+    const key = exportKey(this.cluster, body.namespace, body.name);
+    this.ownExports.set(key, body);
+    await this.publish(this.requireStore().exports, key, "export", body);
+  }
+
+  async withdrawExport(namespace: string, name: string): Promise<void> {
+    const key = exportKey(this.cluster, namespace, name);
+    this.ownExports.delete(key);
+    await this.requireStore().exports.delete(key, { markerTtlMs: MARKER_TTL_MS });
+  }
+
+  /** Leaves the ClusterSet: withdraws every export, the registration and the lease. */
+  async leave(): Promise<void> {
+    const store = this.requireStore();
+    const own = new Set([...this.ownExports.keys(), ...this.view.services().flatMap((s) => s.exports.filter((e) => e.cluster === this.cluster).map((e) => exportKey(e.cluster, e.namespace, e.name)))]);
+    for (const key of own) await store.exports.delete(key, { markerTtlMs: MARKER_TTL_MS });
+    this.ownExports.clear();
+    this.stopLease();
+    await store.clusters.delete(`${this.cluster}.lease`, { markerTtlMs: MARKER_TTL_MS });
+    await store.clusters.delete(`${this.cluster}.info`, { markerTtlMs: MARKER_TTL_MS });
+  }
+
+  services(): MergedService[] {
+    return this.view.services();
+  }
+
+  service(namespace: string, name: string): MergedService | undefined {
+    return this.view.service(serviceKey({ namespace, name }));
+  }
+
+  clusters(): ClusterView[] {
+    return this.view.clusters();
+  }
+
+  trustBundle(): TrustBundle {
+    return this.bundle;
+  }
+
+  /** Every service's state now, then each change, coalesced per service. */
+  watchServices(signal?: AbortSignal): AsyncIterableIterator<ServiceChange, undefined> {
+    return keyedChangeStream({
+      initialKeys: this.view.services().map((s) => s.key),
+      subscribe: (push) => this.view.onChange((c: ViewChange) => push(c.services)),
+      read: (key) => ({ key, service: this.view.service(key) }),
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  watchClusters(signal?: AbortSignal): AsyncIterableIterator<ClusterChange, undefined> {
+    return keyedChangeStream({
+      initialKeys: this.view.clusters().map((c) => c.name),
+      subscribe: (push) => this.view.onChange((c: ViewChange) => push(c.clusters)),
+      read: (name) => ({ name, cluster: this.view.cluster(name) }),
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  /** The installed trust bundle now, then each newly installed one. */
+  watchTrust(signal?: AbortSignal): AsyncIterableIterator<TrustBundle, undefined> {
+    return keyedChangeStream({
+      initialKeys: [TRUST_BUNDLE_KEY],
+      subscribe: (push) => {
+        const listener = () => push([TRUST_BUNDLE_KEY]);
+        this.trustListeners.add(listener);
+        return () => this.trustListeners.delete(listener);
+      },
+      read: () => this.bundle,
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  stats(): ExchangeStats {
+    return structuredClone(this.stats_);
+  }
+
+  /** Stops watching and renewing; what was published stays on the bus until its lease lapses. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.unsubscribeConnection?.();
+    this.stopLease();
+    for (const t of this.timers) clearInterval(t);
+    for (const w of this.watches) w.stop();
+    this.watches = [];
+    await this.resyncing?.catch(() => undefined);
+  }
+
+  private requireStore() {
+    if (!this.store) throw new ExchangeError("FEDGATE_EXCHANGE_NOT_STARTED", "the exchange has not been started");
+    return this.store;
+  }
+
+  private async publish<K extends RecordKind>(bucket: BusBucket, key: string, kind: K, body: RecordBody<K>, options?: { ttlMs?: number }): Promise<void> {
+    // Wall-clock milliseconds keep generations increasing across restarts without reading old state.
+    const generation = Math.max((this.generations.get(key) ?? 0) + 1, Date.now());
+    this.generations.set(key, generation);
+    const bytes = encodeRecord({ signer: this.options.signer, bucket: bucket.name, key, kind, generation, body });
+    await bucket.put(key, bytes, options);
+  }
+
+  private async renewLease(): Promise<void> {
+    const store = this.requireStore();
+    try {
+      await this.publish(store.clusters, `${this.cluster}.lease`, "lease", { ttlMs: this.leaseTtlMs, incarnation: this.incarnation }, { ttlMs: this.leaseTtlMs });
+      this.leaseBackoff.reset();
+      this.scheduleLease(this.leaseTtlMs / 3);
+    } catch (err) {
+      // If the bus will not take our lease we cannot trust our view of others' silence either.
+      this.view.setBusHealthy(false);
+      this.log.warn("lease renewal failed", { err: asError(err) });
+      this.scheduleLease(this.leaseBackoff.next());
+    }
+  }
+
+  private scheduleLease(delayMs: number): void {
+    this.stopLease();
+    if (this.closed) return;
+    this.leaseTimer = setTimeout(() => void this.renewLease(), delayMs);
+  }
+
+  private stopLease(): void {
+    if (this.leaseTimer) clearTimeout(this.leaseTimer);
+    this.leaseTimer = undefined;
+  }
+
+  /** Re-reads every bucket; serialised, and a resync requested during one runs again after it. */
+  private resync(): Promise<void> {
+    const run = async () => {
+      const store = this.requireStore();
+      for (const w of this.watches) w.stop();
+      this.view.beginResync();
+      const started = [store.clusters, store.exports, store.trust].map((bucket) => {
+        let ready!: () => void;
+        const isReady = new Promise<void>((resolve) => (ready = resolve));
+        const watch = bucket.watch({
+          onEntry: (entry) => this.apply(bucket.name, entry),
+          onReady: () => ready(),
+          onError: (err) => {
+            this.log.warn("bus watch failed; resyncing", { bucket: bucket.name, err });
+            setTimeout(() => void this.resync(), this.leaseBackoff.next());
+          },
+        });
+        return { watch, isReady };
+      });
+      this.watches = started.map((s) => s.watch);
+      await Promise.all(started.map((s) => s.isReady));
+      this.view.endResync();
+      this.stats_.resyncs++;
+      await this.restoreOwnState(store);
+      this.view.setBusHealthy(true);
+    };
+    const previous = this.resyncing ?? Promise.resolve();
+    const next = previous.then(run, run);
+    this.resyncing = next;
+    return next;
+  }
+
+  /** After an outage the bus may have lost what we wrote (an R1 store wiped, say); write it again. */
+  private async restoreOwnState(store: { clusters: BusBucket; exports: BusBucket }): Promise<void> {
+    if (!this.view.cluster(this.cluster)?.registration) {
+      await this.publish(store.clusters, `${this.cluster}.info`, "cluster", { ...this.options.registration, readVersions: [RECORD_VERSION] });
+    }
+    await this.renewLease();
+    const onBus = new Set(this.view.services().flatMap((s) => s.exports.filter((e) => e.cluster === this.cluster).map((e) => exportKey(e.cluster, e.namespace, e.name))));
+    for (const [key, body] of this.ownExports) if (!onBus.has(key)) await this.publish(store.exports, key, "export", body);
+  }
+
+  private apply(bucket: string, entry: BusEntry): void {
+    if (bucket === this.buckets.trust) return this.applyTrust(entry);
+    const origin = entry.key.split(".")[0] ?? "";
+    if (!entry.value) {
+      // Deletes carry no body; server permissions ensure only the origin can delete its keys.
+      this.appliedGenerations.delete(`${bucket}/${entry.key}`);
+      if (bucket === this.buckets.exports) this.view.setExport(entry.key, entry.revision, undefined);
+      else if (entry.key.endsWith(".lease")) this.view.setLease(origin, entry.revision, undefined);
+      else if (entry.key.endsWith(".info")) this.view.setRegistration(origin, entry.revision, undefined);
+      return;
+    }
+    const result = decodeRecord({ buckets: this.buckets, bucket, key: entry.key, bytes: entry.value, verifier: this.verifier });
+    if (!result.ok) return this.reject(bucket, entry.key, result.reason, result.detail);
+    const record = result.record;
+    const generationKey = `${bucket}/${entry.key}`;
+    const applied = this.appliedGenerations.get(generationKey);
+    if (applied !== undefined && record.generation < applied) {
+      return this.reject(bucket, entry.key, "stale-generation", `generation ${record.generation} is older than applied ${applied}`);
+    }
+    this.appliedGenerations.set(generationKey, record.generation);
+    this.stats_.applied++;
+    if (record.kind === "export") this.view.setExport(entry.key, entry.revision, { ...record.body, cluster: record.origin, revision: entry.revision });
+    else if (record.kind === "lease") {
+      if (record.origin === this.cluster) this.serverClock = { serverMs: entry.storedAtMs, localMs: performance.now() };
+      this.view.setLease(record.origin, entry.revision, { renewedAtMs: entry.storedAtMs, ttlMs: record.body.ttlMs });
+    }
+    else this.view.setRegistration(record.origin, entry.revision, record.body);
+  }
+
+  private applyTrust(entry: BusEntry): void {
+    if (entry.key !== TRUST_BUNDLE_KEY || !entry.value) return;
+    try {
+      const accepted = acceptSignedBundle(Buffer.from(entry.value).toString("utf8"), { current: this.bundle });
+      if (!accepted.changed) return;
+      this.bundle = accepted.bundle;
+      this.log.info("installed trust bundle", { sequence: accepted.bundle.sequence });
+      for (const listener of this.trustListeners) listener();
+    } catch (err) {
+      this.reject(this.buckets.trust, entry.key, "trust", asError(err).message);
+    }
+  }
+
+  private reject(bucket: string, key: string, reason: RejectReason | "trust", detail: string): void {
+    this.stats_.rejected[reason]++;
+    this.rejectedCounter.add(1, { reason, bucket });
+    const id = `${bucket}/${key}/${reason}`;
+    if (this.rejectionsLogged.has(id)) return;
+    if (this.rejectionsLogged.size >= MAX_REMEMBERED_REJECTIONS) this.rejectionsLogged.clear();
+    this.rejectionsLogged.add(id);
+    this.log.warn("rejected bus record", { bucket, key, reason, detail });
+  }
+}

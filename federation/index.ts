@@ -1,0 +1,23 @@
+/**
+ * federation/: the per-cluster federation controller. So far: the exchange,
+ * the cluster's seat on the NATS JetStream bus.
+ */
+export { Exchange, ExchangeError, DEFAULT_LEASE_TTL_MS, type ExchangeOptions, type ExchangeStats, type ServiceChange, type ClusterChange } from "./exchange/exchange.ts";
+export { connectBus, BusUnavailableError, type AdminBus, type Bus, type BusBucket, type BusEntry, type BusWatch, type ConnectBusOptions } from "./exchange/nats-bus.ts";
+export { createRecordSigner, createRecordVerifier, RecordSignatureError, type RecordSigner, type RecordVerifier } from "./exchange/record-signing.ts";
+export { DEFAULT_BUCKETS, MARKER_TTL_MS, TRUST_BUNDLE_KEY, type BucketNames } from "./exchange/buckets.ts";
+export {
+  createBusAuthority,
+  serverAuthConfig,
+  mintClusterCredentials,
+  mintAdminCredentials,
+  connectOptionsFor,
+  parseBusAuthority,
+  BusAuthorityError,
+  type BusAuthority,
+  type BusCredentials,
+} from "./exchange/bus-credentials.ts";
+export { ensureBuckets, BusBucketsError, type BucketSettings } from "./exchange/bus-buckets.ts";
+export { clusterPolicy, adminPolicy, assertClusterName, BusClusterNameError, BusOptionsError, type BusUserPolicy } from "./exchange/bus-permissions.ts";
+export { RECORD_VERSION, type ClusterRegistration, type ServiceExportRecord, type ServicePort, type EndpointAddress } from "./exchange/records.ts";
+export type { ClusterView, MergedService, ClusterExport } from "./exchange/clusterset-view.ts";

@@ -1,0 +1,10 @@
+/** Inner pieces that tests reach directly; other modules use index.ts. */
+export * from "./index.ts";
+export { ClusterSetView, serviceKey, type ClusterSetViewOptions, type ViewChange } from "./exchange/clusterset-view.ts";
+export { decodeRecord, encodeRecord, exportKey, MAX_RECORD_BYTES, type DecodeResult, type RejectReason } from "./exchange/record-codec.ts";
+export { canonicalJson } from "./exchange/canonical-json.ts";
+export { kvSubject, kvStream } from "./exchange/buckets.ts";
+export { recordEnvelope } from "./exchange/records.ts";
+export { dnsLabelProblems } from "./exchange/dns-label.ts";
+export { clusterInboxPrefix, clusterPolicy, adminPolicy, assertClusterName, BusClusterNameError, BusOptionsError } from "./exchange/bus-permissions.ts";
+export { bucketStreamConfigs, bucketSettingsProblems } from "./exchange/bus-buckets.ts";

@@ -1,0 +1,130 @@
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import type { Exchange } from "../../federation/index.ts";
+import { waitFor } from "../env/index.ts";
+import { ExchangeHarness, exportOf } from "../support/exchange-harness.ts";
+import { TcpProxy } from "../support/tcp-proxy.ts";
+
+const LEASE_TTL_MS = 2_000;
+const until = (what: string, probe: () => boolean, timeoutMs = 15_000) => waitFor(what, async () => (probe() ? true : undefined), { timeoutMs, intervalMs: 20 });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const staleIn = (viewer: Exchange, cluster: string) => viewer.clusters().find((c) => c.name === cluster)?.stale === true;
+
+/** Records every moment any peer looks stale to `viewer` while the returned stop() is pending. */
+function watchForStaleness(viewer: Exchange) {
+  const controller = new AbortController();
+  const seen: string[] = [];
+  const done = (async () => {
+    for await (const change of viewer.watchClusters(controller.signal)) if (change.cluster?.stale) seen.push(change.name);
+  })();
+  return {
+    seen,
+    stop: async () => {
+      controller.abort();
+      await done;
+    },
+  };
+}
+
+const partition = suite<{ h: ExchangeHarness; proxy: TcpProxy; a: Exchange; b: Exchange }>("exchange: one controller partitioned from a healthy bus", {} as never);
+
+partition.before(async (ctx) => {
+  ctx.h = await ExchangeHarness.start({ clusters: ["cluster-a", "cluster-b"], leaseTtlMs: LEASE_TTL_MS });
+  const [host, port] = new URL(ctx.h.nats.urls[0] as string).host.split(":") as [string, string];
+  ctx.proxy = await TcpProxy.start({ host, port: Number(port) });
+  ctx.a = await ctx.h.startExchange("cluster-a", [ctx.proxy.url]);
+  ctx.b = await ctx.h.startExchange("cluster-b");
+  await ctx.a.publishExport(exportOf("shop", "web"));
+  await ctx.b.publishExport(exportOf("shop", "cart"));
+  await until("both to see both", () => ctx.a.service("shop", "cart") !== undefined && ctx.b.service("shop", "web") !== undefined);
+});
+partition.after(async (ctx) => {
+  await ctx.h?.stop();
+  await ctx.proxy?.close();
+});
+
+partition("the cut-off controller keeps every import; the healthy peer withdraws it after the TTL", async ({ proxy, a, b }) => {
+  proxy.partition();
+  await until("B to mark A stale", () => staleIn(b, "cluster-a"), LEASE_TTL_MS * 5);
+  assert.is(b.service("shop", "web"), undefined, "B withdrew A's export");
+  await sleep(LEASE_TTL_MS * 2);
+  assert.not.ok(staleIn(a, "cluster-b"), "A cannot see the bus, so it proves nothing about B");
+  assert.is(a.service("shop", "cart")?.exports[0]?.cluster, "cluster-b", "A kept B's export");
+});
+
+partition("when the link heals, both sides resync and A is restored", async ({ proxy, a, b }) => {
+  const resyncsBefore = a.stats().resyncs;
+  proxy.heal();
+  await until("A to resync", () => a.stats().resyncs > resyncsBefore);
+  await until("B to restore A", () => !staleIn(b, "cluster-a") && b.service("shop", "web") !== undefined);
+  assert.is(a.service("shop", "cart")?.exports[0]?.cluster, "cluster-b");
+});
+
+partition.run();
+
+const outage = suite<{ h: ExchangeHarness; a: Exchange; b: Exchange }>("exchange: the whole bus stops for longer than the lease TTL", {} as never);
+
+outage.before(async (ctx) => {
+  ctx.h = await ExchangeHarness.start({ clusters: ["cluster-a", "cluster-b"], leaseTtlMs: LEASE_TTL_MS });
+  ctx.a = await ctx.h.startExchange("cluster-a");
+  ctx.b = await ctx.h.startExchange("cluster-b");
+  await ctx.a.publishExport(exportOf("shop", "web"));
+  await ctx.b.publishExport(exportOf("shop", "cart"));
+  await until("both to see both", () => ctx.a.service("shop", "cart") !== undefined && ctx.b.service("shop", "web") !== undefined);
+});
+outage.after(async (ctx) => {
+  await ctx.h?.stop();
+});
+
+outage("peers keep their state throughout, resync on return, and nobody is evicted", async ({ h, a, b }) => {
+  const watchers = [watchForStaleness(a), watchForStaleness(b)];
+  const resyncs = [a.stats().resyncs, b.stats().resyncs];
+  await h.nats.stopAll();
+  await sleep(LEASE_TTL_MS * 2);
+  assert.is(a.service("shop", "cart")?.exports[0]?.cluster, "cluster-b", "A kept B's export during the outage");
+  assert.is(b.service("shop", "web")?.exports[0]?.cluster, "cluster-a", "B kept A's export during the outage");
+  await h.nats.startAll();
+  await until("both to resync", () => a.stats().resyncs > (resyncs[0] as number) && b.stats().resyncs > (resyncs[1] as number), 30_000);
+  // Leases expired on the server during the outage; the reconnect grace lets everyone renew before anyone judges.
+  await sleep(LEASE_TTL_MS * 2);
+  for (const w of watchers) await w.stop();
+  assert.equal(watchers.flatMap((w) => w.seen), [], "no cluster was ever stale");
+  await a.publishExport(exportOf("shop", "after-outage"));
+  await until("B to see a new export after the outage", () => b.service("shop", "after-outage") !== undefined);
+});
+
+outage.run();
+
+const r3 = suite<{ h: ExchangeHarness; a: Exchange; b: Exchange }>("exchange: R3 buckets on a 3-node cluster", {} as never);
+
+r3.before(async (ctx) => {
+  ctx.h = await ExchangeHarness.start({ clusters: ["cluster-a", "cluster-b"], leaseTtlMs: LEASE_TTL_MS, nodes: 3 });
+  ctx.a = await ctx.h.startExchange("cluster-a", [ctx.h.nats.urls[0] as string, ctx.h.nats.urls[1] as string]);
+  ctx.b = await ctx.h.startExchange("cluster-b", [ctx.h.nats.urls[2] as string]);
+});
+r3.after(async (ctx) => {
+  await ctx.h?.stop();
+});
+
+r3("killing a node while exports stream in loses no acknowledged export", async ({ h, a, b }) => {
+  const acknowledged: string[] = [];
+  for (let i = 0; i < 120; i++) {
+    if (i === 60) await h.nats.kill(0);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await a.publishExport(exportOf("load", `svc-${i}`));
+        acknowledged.push(`load/svc-${i}`);
+        break;
+      } catch (err) {
+        // Unacknowledged while the stream elects a new leader; retrying is what a controller does.
+        if (attempt > 150) throw err;
+        await sleep(200);
+      }
+    }
+  }
+  await until("B to hold every acknowledged export", () => acknowledged.every((k) => b.service("load", k.split("/")[1] as string)), 30_000);
+  await h.nats.restart(0);
+  assert.is(acknowledged.length, 120);
+});
+
+r3.run();

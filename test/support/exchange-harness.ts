@@ -1,0 +1,116 @@
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Kvm, type KV } from "@nats-io/kv";
+import {
+  DEFAULT_BUCKETS,
+  Exchange,
+  connectBus,
+  connectOptionsFor,
+  createBusAuthority,
+  mintAdminCredentials,
+  mintClusterCredentials,
+  serverAuthConfig,
+  type AdminBus,
+  type BusAuthority,
+  type ServiceExportRecord,
+} from "../../federation/index.ts";
+import { startNats, type NatsEnv } from "../env/index.ts";
+import { createClusterSetPki, type ClusterSetPki } from "./clusterset-pki.ts";
+
+export interface HarnessOptions {
+  clusters: readonly string[];
+  nodes?: 1 | 3;
+  leaseTtlMs: number;
+}
+
+/** A real NATS with JWT auth, a shared PKI, and one Exchange per simulated cluster, each with its own credentials. */
+export class ExchangeHarness {
+  readonly nats: NatsEnv;
+  readonly pki: ClusterSetPki;
+  readonly authority: BusAuthority;
+  readonly admin: AdminBus;
+  readonly exchanges = new Map<string, Exchange>();
+  private readonly buses: AdminBus[] = [];
+  private readonly raw: NatsConnection[] = [];
+  private readonly options: HarnessOptions;
+
+  private constructor(fields: { nats: NatsEnv; pki: ClusterSetPki; authority: BusAuthority; admin: AdminBus; options: HarnessOptions }) {
+    this.nats = fields.nats;
+    this.pki = fields.pki;
+    this.authority = fields.authority;
+    this.admin = fields.admin;
+    this.options = fields.options;
+  }
+
+  static async start(options: HarnessOptions): Promise<ExchangeHarness> {
+    const authority = await createBusAuthority({ clusterSet: "test-set" });
+    const nats = await startNats({ nodes: options.nodes ?? 1, serverConfig: serverAuthConfig(authority) });
+    try {
+      const pki = await createClusterSetPki(options.clusters);
+      const admin = await connectBus({ servers: nats.urls, name: "admin", ...connectOptionsFor(await mintAdminCredentials(authority)) });
+      await admin.ensureBuckets({ buckets: DEFAULT_BUCKETS, replicas: options.nodes === 3 ? 3 : 1, history: 1 });
+      return new ExchangeHarness({ nats, pki, authority, admin, options });
+    } catch (err) {
+      await nats.stop();
+      throw err;
+    }
+  }
+
+  /** Starts cluster `name`'s exchange with its own credentials; `servers` overrides where it connects (e.g. a proxy). */
+  async startExchange(name: string, servers: string[] = this.nats.urls): Promise<Exchange> {
+    const bus = await connectBus({ servers, name: `exchange/${name}`, ...connectOptionsFor(await mintClusterCredentials(this.authority, name)) });
+    this.buses.push(bus);
+    const exchange = new Exchange({
+      bus,
+      signer: this.pki.identity(name).signer,
+      trustBundle: this.pki.bundle,
+      leaseTtlMs: this.options.leaseTtlMs,
+      registration: {
+        name,
+        clusterSet: "test-set",
+        region: "region-1",
+        zones: ["zone-a"],
+        network: "net-1",
+        gatewayAddresses: [{ host: "127.0.0.1", port: 15443 }],
+        identity: `spiffe://${this.pki.trustDomain}/cluster/${name}/gateway`,
+      },
+    });
+    await exchange.start();
+    this.exchanges.set(name, exchange);
+    return exchange;
+  }
+
+  async stopExchange(name: string): Promise<void> {
+    await this.exchanges.get(name)?.close();
+    this.exchanges.delete(name);
+  }
+
+  /** A raw KV handle with cluster `as`'s credentials (`"admin"` for the admin's), for writing what a well-behaved exchange never would. */
+  async rawKv(as: string, bucket: string = DEFAULT_BUCKETS.exports): Promise<KV> {
+    const credentials = as === "admin" ? await mintAdminCredentials(this.authority) : await mintClusterCredentials(this.authority, as);
+    const nc = await connect({ servers: this.nats.urls, ...connectOptionsFor(credentials) });
+    this.raw.push(nc);
+    return new Kvm(nc).open(bucket);
+  }
+
+  async stop(): Promise<void> {
+    for (const e of this.exchanges.values()) await e.close();
+    for (const b of this.buses) await b.close().catch(() => undefined);
+    for (const nc of this.raw) await nc.close().catch(() => undefined);
+    await this.admin.close().catch(() => undefined);
+    await this.nats.stop();
+  }
+}
+
+export function exportOf(namespace: string, name: string, extra: Partial<ServiceExportRecord> = {}): ServiceExportRecord {
+  return {
+    namespace,
+    name,
+    ports: [{ name: "http", protocol: "TCP", port: 80 }],
+    type: "ClusterSetIP",
+    sessionAffinity: "None",
+    exportCreatedAt: new Date().toISOString(),
+    readyEndpoints: [{ zone: "zone-a", ready: 2 }],
+    gateway: { host: "127.0.0.1", port: 15443 },
+    ...extra,
+  };
+}
