@@ -4,7 +4,7 @@
  * nats-server with JWT auth. Run: `node --import tsx bench/exchange-propagation.ts`
  * (`--quick` for a smaller run).
  */
-import type { Exchange } from "../federation/index.ts";
+import type { Exchange, ServiceChange } from "../federation/index.ts";
 import { ExchangeHarness, exportOf } from "../test/support/exchange-harness.ts";
 
 const quick = process.argv.includes("--quick");
@@ -37,17 +37,13 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
-/** Resolves when `viewer` sees `key` with ready count `ready`. */
-function visible(viewer: Exchange, name: string, ready: number): Promise<void> {
-  const controller = new AbortController();
-  return (async () => {
-    for await (const change of viewer.watchServices(controller.signal)) {
-      if (change.key === `bench/${name}` && change.service?.exports.some((e) => e.readyEndpoints[0]?.ready === ready)) {
-        controller.abort();
-        return;
-      }
-    }
-  })();
+/** Resolves when the change stream shows `name` with ready count `ready`. */
+async function visible(changes: AsyncIterator<ServiceChange, undefined>, name: string, ready: number): Promise<void> {
+  for (;;) {
+    const { done, value } = await changes.next();
+    if (done) throw new Error("change stream ended");
+    if (value.key === `bench/${name}` && value.service?.exports.some((e) => e.readyEndpoints[0]?.ready === ready)) return;
+  }
 }
 
 async function scenario(clusters: number, exports: number): Promise<Row> {
@@ -62,15 +58,18 @@ async function scenario(clusters: number, exports: number): Promise<Row> {
     await waitAll(b, exports);
 
     const latencies: number[] = [];
+    const controller = new AbortController();
+    const changes = b.watchServices({ signal: controller.signal, currentState: false });
     const before = await varzBytes(h);
     for (let i = 0; i < SAMPLES; i++) {
-      const seen = visible(b, "svc-0", 100 + i);
+      const seen = visible(changes, "svc-0", 100 + i);
       const t0 = performance.now();
       await a.publishExport(exportOf("bench", "svc-0", { readyEndpoints: [{ zone: "zone-a", ready: 100 + i }] }));
       await seen;
       latencies.push(performance.now() - t0);
     }
     const after = await varzBytes(h);
+    controller.abort();
     latencies.sort((x, y) => x - y);
 
     const t0 = performance.now();

@@ -21,3 +21,7 @@ export { ensureBuckets, BusBucketsError, type BucketSettings } from "./exchange/
 export { clusterPolicy, adminPolicy, assertClusterName, BusClusterNameError, BusOptionsError, type BusUserPolicy } from "./exchange/bus-permissions.ts";
 export { RECORD_VERSION, type ClusterRegistration, type ServiceExportRecord, type ServicePort, type EndpointAddress } from "./exchange/records.ts";
 export type { ClusterView, MergedService, ClusterExport } from "./exchange/clusterset-view.ts";
+export { FederationController, type FederationControllerOptions } from "./kube/controller.ts";
+export { EXPORT_FINALIZER } from "./kube/export-reconciler.ts";
+export { derivedServiceName } from "./kube/import-reconciler.ts";
+export { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY, MCS_GROUP, MCS_VERSION } from "./kube/mcs.ts";

@@ -8,3 +8,5 @@ export { recordEnvelope } from "./exchange/records.ts";
 export { dnsLabelProblems } from "./exchange/dns-label.ts";
 export { clusterInboxPrefix, clusterPolicy, adminPolicy, assertClusterName, BusClusterNameError, BusOptionsError } from "./exchange/bus-permissions.ts";
 export { bucketStreamConfigs, bucketSettingsProblems } from "./exchange/bus-buckets.ts";
+export { mergeExports, exportedShape, conflictsWith, type MergedImport, type ConflictReason } from "./kube/mcs.ts";
+export { ImportPortAllocator, importPortKey } from "./kube/import-ports.ts";

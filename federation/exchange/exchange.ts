@@ -4,10 +4,11 @@ import { Backoff, FedgateError, asError, keyedChangeStream, silentLogger, type L
 import { acceptSignedBundle, type TrustBundle } from "../../trust/index.ts";
 import { DEFAULT_BUCKETS, MARKER_TTL_MS, TRUST_BUNDLE_KEY, type BucketNames } from "./buckets.ts";
 import { ClusterSetView, serviceKey, type ClusterView, type MergedService, type ViewChange } from "./clusterset-view.ts";
+import { canonicalJson } from "./canonical-json.ts";
 import { decodeRecord, encodeRecord, exportKey, type RejectReason } from "./record-codec.ts";
 import { createRecordVerifier, type RecordSigner } from "./record-signing.ts";
 import { RECORD_VERSION, clusterRegistration, serviceExport, type ClusterRegistration, type RecordBody, type RecordKind, type ServiceExportRecord } from "./records.ts";
-import type { Bus, BusBucket, BusEntry, BusWatch } from "./nats-bus.ts";
+import { BusUnavailableError, type Bus, type BusBucket, type BusEntry, type BusWatch } from "./nats-bus.ts";
 
 export const DEFAULT_LEASE_TTL_MS = 30_000;
 const STALENESS_TICK_MS = 250;
@@ -81,7 +82,8 @@ export class Exchange {
   private leaseTimer: NodeJS.Timeout | undefined;
   private readonly leaseBackoff = new Backoff({ initialMs: 200, maxMs: 5_000 });
   private unsubscribeConnection: (() => void) | undefined;
-  private resyncing: Promise<void> | undefined;
+  private resyncing: Promise<boolean> | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
   /** The server's timestamp of our latest lease write, and when we saw it: our estimate of the server's clock. */
   private serverClock: { serverMs: number; localMs: number } | undefined;
   private closed = false;
@@ -126,13 +128,17 @@ export class Exchange {
     });
     await this.publish(clusters, `${this.cluster}.info`, "cluster", { ...this.options.registration, readVersions: [RECORD_VERSION] });
     await this.renewLease();
-    await this.resync();
+    if (!(await this.resync())) throw new BusUnavailableError("the initial read of the ClusterSet buckets failed");
     this.timers.push(setInterval(() => this.view.tick(), STALENESS_TICK_MS));
   }
 
+  /** Publishes the export; an unchanged export already on the bus is not written again, so reconciles cause no churn. */
   async publishExport(record: ServiceExportRecord): Promise<void> {
     const body = serviceExport.parse(record);
     const key = exportKey(this.cluster, body.namespace, body.name);
+    const previous = this.ownExports.get(key);
+    const onBus = this.view.service(serviceKey(body))?.exports.some((e) => e.cluster === this.cluster);
+    if (previous && onBus && canonicalJson(previous) === canonicalJson(body)) return;
     this.ownExports.set(key, body);
     await this.publish(this.requireStore().exports, key, "export", body);
   }
@@ -170,17 +176,19 @@ export class Exchange {
     return this.bundle;
   }
 
-  /** Every service's state now, then each change, coalesced per service. */
-  watchServices(signal?: AbortSignal): AsyncIterableIterator<ServiceChange, undefined> {
+  /** Every service's state now (unless `currentState` is false), then each change, coalesced per service. */
+  watchServices(options: { signal?: AbortSignal; currentState?: boolean } = {}): AsyncIterableIterator<ServiceChange, undefined> {
+    const { signal, currentState = true } = options;
     return keyedChangeStream({
-      initialKeys: this.view.services().map((s) => s.key),
+      initialKeys: currentState ? this.view.services().map((s) => s.key) : [],
       subscribe: (push) => this.view.onChange((c: ViewChange) => push(c.services)),
       read: (key) => ({ key, service: this.view.service(key) }),
       ...(signal ? { signal } : {}),
     });
   }
 
-  watchClusters(signal?: AbortSignal): AsyncIterableIterator<ClusterChange, undefined> {
+  watchClusters(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<ClusterChange, undefined> {
+    const { signal } = options;
     return keyedChangeStream({
       initialKeys: this.view.clusters().map((c) => c.name),
       subscribe: (push) => this.view.onChange((c: ViewChange) => push(c.clusters)),
@@ -190,7 +198,8 @@ export class Exchange {
   }
 
   /** The installed trust bundle now, then each newly installed one. */
-  watchTrust(signal?: AbortSignal): AsyncIterableIterator<TrustBundle, undefined> {
+  watchTrust(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<TrustBundle, undefined> {
+    const { signal } = options;
     return keyedChangeStream({
       initialKeys: [TRUST_BUNDLE_KEY],
       subscribe: (push) => {
@@ -208,14 +217,16 @@ export class Exchange {
   }
 
   /** Stops watching and renewing; what was published stays on the bus until its lease lapses. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.closed = true;
     this.unsubscribeConnection?.();
     this.stopLease();
     for (const t of this.timers) clearInterval(t);
+    if (this.resyncTimer) clearTimeout(this.resyncTimer);
+    // A resync in flight stops at its next step: its watches are stopped and it checks `closed`.
     for (const w of this.watches) w.stop();
     this.watches = [];
-    await this.resyncing?.catch(() => undefined);
+    return Promise.resolve();
   }
 
   private requireStore() {
@@ -256,36 +267,66 @@ export class Exchange {
     this.leaseTimer = undefined;
   }
 
-  /** Re-reads every bucket; serialised, and a resync requested during one runs again after it. */
-  private resync(): Promise<void> {
-    const run = async () => {
-      const store = this.requireStore();
-      for (const w of this.watches) w.stop();
-      this.view.beginResync();
-      const started = [store.clusters, store.exports, store.trust].map((bucket) => {
-        let ready!: () => void;
-        const isReady = new Promise<void>((resolve) => (ready = resolve));
-        const watch = bucket.watch({
-          onEntry: (entry) => this.apply(bucket.name, entry),
-          onReady: () => ready(),
-          onError: (err) => {
-            this.log.warn("bus watch failed; resyncing", { bucket: bucket.name, err });
-            setTimeout(() => void this.resync(), this.leaseBackoff.next());
-          },
-        });
-        return { watch, isReady };
-      });
-      this.watches = started.map((s) => s.watch);
-      await Promise.all(started.map((s) => s.isReady));
-      this.view.endResync();
-      this.stats_.resyncs++;
-      await this.restoreOwnState(store);
-      this.view.setBusHealthy(true);
+  /**
+   * Re-reads every bucket. Serialised; never rejects: a failed resync (a watch
+   * that errors, a write that cannot land) keeps the current view untouched and
+   * schedules another after backoff. Resolves true when the view was rebuilt.
+   */
+  private resync(): Promise<boolean> {
+    const run = async (): Promise<boolean> => {
+      if (this.closed) return false;
+      try {
+        await this.rebuildView();
+        this.leaseBackoff.reset();
+        return true;
+      } catch (err) {
+        if (this.closed) return false;
+        const delay = this.leaseBackoff.next();
+        this.log.warn("resync failed; keeping the current view and retrying", { err: asError(err), retryInMs: delay });
+        if (!this.resyncTimer) {
+          this.resyncTimer = setTimeout(() => {
+            this.resyncTimer = undefined;
+            void this.resync();
+          }, delay);
+        }
+        return false;
+      }
     };
-    const previous = this.resyncing ?? Promise.resolve();
-    const next = previous.then(run, run);
+    const next = (this.resyncing ?? Promise.resolve(true)).then(run);
     this.resyncing = next;
     return next;
+  }
+
+  private async rebuildView(): Promise<void> {
+    const store = this.requireStore();
+    for (const w of this.watches) w.stop();
+    this.view.beginResync();
+    const started = [store.clusters, store.exports, store.trust].map((bucket) => {
+      let ready!: () => void;
+      let failed!: (err: Error) => void;
+      const isReady = new Promise<void>((resolve, reject) => {
+        ready = resolve;
+        failed = reject;
+      });
+      const watch = bucket.watch({
+        onEntry: (entry) => this.apply(bucket.name, entry),
+        onReady: () => ready(),
+        onError: (err) => {
+          // Before it was ready this fails the resync; afterwards it asks for a new one.
+          failed(err);
+          this.log.warn("bus watch failed; resyncing", { bucket: bucket.name, err });
+          void this.resync();
+        },
+      });
+      return { watch, isReady };
+    });
+    this.watches = started.map((s) => s.watch);
+    await Promise.all(started.map((s) => s.isReady));
+    // Only a complete re-read may remove what it did not see again.
+    this.view.endResync();
+    this.stats_.resyncs++;
+    await this.restoreOwnState(store);
+    this.view.setBusHealthy(true);
   }
 
   /** After an outage the bus may have lost what we wrote (an R1 store wiped, say); write it again. */

@@ -15,7 +15,7 @@ function watchForStaleness(viewer: Exchange) {
   const controller = new AbortController();
   const seen: string[] = [];
   const done = (async () => {
-    for await (const change of viewer.watchClusters(controller.signal)) if (change.cluster?.stale) seen.push(change.name);
+    for await (const change of viewer.watchClusters({ signal: controller.signal })) if (change.cluster?.stale) seen.push(change.name);
   })();
   return {
     seen,

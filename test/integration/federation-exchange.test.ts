@@ -31,7 +31,7 @@ exchange("an export published in A appears in B's merged view with its fields", 
 
 exchange("watchServices delivers the current state first, then changes", async ({ a, b }) => {
   const controller = new AbortController();
-  const stream = b.watchServices(controller.signal);
+  const stream = b.watchServices({ signal: controller.signal });
   const first = await stream.next();
   assert.is(first.done, false);
   assert.is(first.value?.key, "shop/web");

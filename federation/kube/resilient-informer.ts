@@ -1,0 +1,86 @@
+import * as k8s from "@kubernetes/client-node";
+import { Backoff, asError, silentLogger, type Logger } from "../../common/index.ts";
+
+export interface ResilientInformerOptions<T extends k8s.KubernetesObject> {
+  kubeConfig: k8s.KubeConfig;
+  /** The watch path, e.g. `/api/v1/services`. */
+  path: string;
+  list: () => Promise<k8s.KubernetesListObject<T>>;
+  labelSelector?: string;
+  /** Called with every added, updated or deleted object; handlers should only enqueue a key. */
+  onEvent: (obj: T) => void;
+  logger?: Logger;
+}
+
+/**
+ * client-node's ListWatch, which relists on 410 but stops for good on any
+ * other error, wrapped to restart with jittered backoff. Objects removed while
+ * it was down are reported as deletes on the relist.
+ */
+export class ResilientInformer<T extends k8s.KubernetesObject> {
+  private readonly options: ResilientInformerOptions<T>;
+  private readonly informer: k8s.ListWatch<T>;
+  private readonly backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
+  private readonly log: Logger;
+  private synced = false;
+  private starting = false;
+  private stopped = false;
+  private restartTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: ResilientInformerOptions<T>) {
+    this.options = options;
+    this.log = (options.logger ?? silentLogger).child({ informer: options.path });
+    this.informer = new k8s.ListWatch(options.path, new k8s.Watch(options.kubeConfig), options.list, false, options.labelSelector);
+    for (const verb of [k8s.ADD, k8s.UPDATE, k8s.DELETE] as const) this.informer.on(verb, (obj: T) => options.onEvent(obj));
+    this.informer.on(k8s.ERROR, (err: unknown) => this.restart(err));
+    this.informer.on(k8s.CONNECT, () => this.backoff.reset());
+  }
+
+  /** Lists, starts watching, and resolves once the cache holds a full list. Retries until it does. */
+  async start(): Promise<void> {
+    this.starting = true;
+    try {
+      for (;;) {
+        // ListWatch.start() does not throw when its list fails: it reports an error and returns without a resourceVersion.
+        await this.informer.start();
+        if (this.stopped || this.informer.latestResourceVersion() !== "") break;
+        const delay = this.backoff.next();
+        this.log.warn("initial list failed; retrying", { retryInMs: delay });
+        await new Promise((r) => setTimeout(r, delay));
+      }
+      this.synced = !this.stopped;
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  hasSynced(): boolean {
+    return this.synced;
+  }
+
+  get(name: string, namespace?: string): T | undefined {
+    return this.informer.get(name, namespace);
+  }
+
+  list(namespace?: string): readonly T[] {
+    return this.informer.list(namespace);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    await this.informer.stop();
+  }
+
+  private restart(err: unknown): void {
+    // While start() still loops for its first list, it does the retrying.
+    if (this.stopped || this.starting || this.restartTimer) return;
+    const delay = this.backoff.next();
+    this.log.warn("watch failed; restarting", { err: asError(err), retryInMs: delay });
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.stopped) return;
+      this.informer.start().catch((e: unknown) => this.restart(e));
+    }, delay);
+  }
+}

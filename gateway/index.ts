@@ -1,0 +1,33 @@
+/**
+ * gateway/: the xDS control plane. So far: the ADS server that translates the
+ * federation exchange's merged view into Envoy v3 resources for fedgate's
+ * gateway, Envoy, and proxyless gRPC. Other modules import only from here.
+ */
+export { XdsServer, type XdsServerOptions } from "./xds/ads-server.ts";
+export {
+  XdsCore,
+  DEFAULT_DEBOUNCE_MS,
+  DEFAULT_MAX_DEBOUNCE_MS,
+  type XdsCoreOptions,
+  type XdsTimers,
+  type ServerStatus,
+  type NodeConfigDump,
+  type TranslationRejection,
+} from "./xds/xds-core.ts";
+export type { NodeStatus, TypeStatus, NackRecord, SessionEvent, XdsNode } from "./xds/ads-session.ts";
+export {
+  parseFederationSnapshot,
+  DEFAULT_SERVICE_POLICY,
+  LOCALITY_LABELS,
+  type FederationSnapshot,
+  type FederationSnapshotInput,
+  type ServicePolicy,
+  type ServicePolicyInput,
+  type LocalEndpoint,
+  type LocalityLabel,
+} from "./xds/input.ts";
+export { XdsError, XdsInputError, XdsOptionsError, XdsResourceValidationError, XdsProtoLoadError, XdsServerError, XdsProtocolError } from "./xds/errors.ts";
+export { ProtoRegistry } from "./xds/proto-registry.ts";
+export { TYPE_URL, type ResourceKind } from "./xds/type-urls.ts";
+export type { Flavour } from "./xds/translate.ts";
+export * as xdsNames from "./xds/naming.ts";

@@ -1,0 +1,97 @@
+import { createHash } from "node:crypto";
+import type { Problem } from "../../common/index.ts";
+import type { ProtoRegistry } from "./proto-registry.ts";
+import type { ResourceSet } from "./translate.ts";
+import { messageNameOf, RESOURCE_KINDS, TYPE_URL, type ResourceKind } from "./type-urls.ts";
+
+/** A resource ready for the wire: its encoded bytes and a content hash that decides whether a node needs it again. */
+export interface EncodedResource {
+  kind: ResourceKind;
+  name: string;
+  bytes: Uint8Array;
+  hash: string;
+}
+
+export type EncodedSet = Record<ResourceKind, Map<string, EncodedResource>>;
+
+export interface ValidationOutcome {
+  /** Present only when every resource passed. */
+  encoded: EncodedSet | undefined;
+  problems: Problem[];
+}
+
+/**
+ * The gate before anything is sent: every resource is validated against its
+ * proto and the protoc-gen-validate rules (see ProtoRegistry.encode), every
+ * reference between resources must resolve, and the invariants data planes
+ * enforce on their side are checked here first (EDS priorities without gaps,
+ * no address twice in a ClusterLoadAssignment, one listener per address).
+ * All problems are collected; nothing is encoded unless there are none.
+ */
+export function validateAndEncode(registry: ProtoRegistry, set: ResourceSet): ValidationOutcome {
+  const problems: Problem[] = [];
+  const encoded = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map<string, EncodedResource>()])) as EncodedSet;
+  const listenerAddresses = new Map<string, string>();
+  for (const kind of RESOURCE_KINDS) {
+    for (const [name, resource] of set[kind]) {
+      const at = `${kind}[${name}]`;
+      const result = registry.encode(messageNameOf(TYPE_URL[kind]), resource.message, at);
+      problems.push(...result.problems);
+      const declared = kind === "endpoint" ? resource.message.cluster_name : resource.message.name;
+      if (declared !== name) problems.push({ path: at, message: `resource is keyed ${name} but names itself ${String(declared)}` });
+      for (const ref of resource.refs) {
+        if (!set[ref.kind].has(ref.name)) problems.push({ path: at, message: `refers to missing ${ref.kind} ${ref.name}` });
+      }
+      if (kind === "endpoint") problems.push(...loadAssignmentProblems(resource.message, at));
+      if (kind === "listener") {
+        const address = listenerAddress(resource.message);
+        if (address) {
+          const other = listenerAddresses.get(address);
+          if (other) problems.push({ path: at, message: `binds ${address}, already bound by listener ${other}` });
+          listenerAddresses.set(address, name);
+        }
+      }
+      if (result.bytes) encoded[kind].set(name, { kind, name, bytes: result.bytes, hash: createHash("sha256").update(result.bytes).digest("base64url") });
+    }
+  }
+  return { encoded: problems.length ? undefined : encoded, problems };
+}
+
+function record(v: unknown): Record<string, unknown> | undefined {
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+}
+
+function list(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+
+function listenerAddress(message: Record<string, unknown>): string | undefined {
+  const socket = record(record(message.address)?.socket_address);
+  return socket ? `${String(socket.address)}:${String(socket.port_value)}` : undefined;
+}
+
+/** What gRPC (gRFC A27) and Envoy reject in a ClusterLoadAssignment, checked before they can. */
+function loadAssignmentProblems(message: Record<string, unknown>, at: string): Problem[] {
+  const problems: Problem[] = [];
+  const priorities = new Set<number>();
+  const addresses = new Set<string>();
+  const localities = new Set<string>();
+  list(message.endpoints).forEach((group, i) => {
+    const g = record(group);
+    const priority = Number(g?.priority ?? 0);
+    priorities.add(priority);
+    const locality = record(g?.locality);
+    const localityKey = `${priority}/${String(locality?.region)}/${String(locality?.zone)}/${String(locality?.sub_zone)}`;
+    if (localities.has(localityKey)) problems.push({ path: `${at}.endpoints[${i}].locality`, message: `locality ${localityKey} appears twice at one priority` });
+    localities.add(localityKey);
+    list(g?.lb_endpoints).forEach((lb, j) => {
+      const socket = record(record(record(record(lb)?.endpoint)?.address)?.socket_address);
+      const key = `${String(socket?.address)}:${String(socket?.port_value)}`;
+      if (addresses.has(key)) problems.push({ path: `${at}.endpoints[${i}].lb_endpoints[${j}]`, message: `address ${key} appears twice` });
+      addresses.add(key);
+    });
+  });
+  const max = Math.max(-1, ...priorities);
+  for (let p = 0; p < max; p++) if (!priorities.has(p)) problems.push({ path: `${at}.endpoints`, message: `priority ${max} is used but ${p} is not` });
+  return problems;
+}

@@ -1,0 +1,103 @@
+import * as grpc from "@grpc/grpc-js";
+import { ADS_METHOD_PATH, createAdsCodec, TYPE_URL, type DecodedDiscoveryResponse, type DiscoveryRequest, type ProtoRegistry, type ResourceKind } from "../../gateway/internal.ts";
+
+export interface ReceivedType {
+  versionInfo: string;
+  nonce: string;
+  /** name -> decoded JSON, as this client received it on the wire. */
+  resources: Map<string, Record<string, unknown>>;
+  responses: number;
+}
+
+/**
+ * A raw ADS client on @grpc/grpc-js that records every DiscoveryResponse and
+ * ACKs it (or NACKs it when `nack` says so). For tests and the benchmark.
+ */
+export class AdsTestClient {
+  readonly received = new Map<ResourceKind, ReceivedType>();
+  readonly responses: DecodedDiscoveryResponse[] = [];
+  private readonly call: grpc.ClientDuplexStream<DiscoveryRequest, DecodedDiscoveryResponse>;
+  private readonly client: grpc.Client;
+  private readonly subscriptions = new Map<ResourceKind, string[]>();
+  private readonly waiters = new Set<() => void>();
+  private readonly nodeId: string;
+  private readonly registry: ProtoRegistry;
+  private readonly decodeResources: boolean;
+  nack: ((response: DecodedDiscoveryResponse) => string | undefined) | undefined;
+
+  constructor(options: { address: string; registry: ProtoRegistry; nodeId: string; dataplane?: "gateway" | "proxyless"; decodeResources?: boolean }) {
+    const codec = createAdsCodec(options.registry);
+    this.registry = options.registry;
+    this.nodeId = options.nodeId;
+    this.decodeResources = options.decodeResources ?? true;
+    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure());
+    this.call = this.client.makeBidiStreamRequest(ADS_METHOD_PATH, (r: DiscoveryRequest) => codec.encodeRequest(r), (b: Buffer) => codec.decodeResponse(b));
+    this.call.on("data", (response: DecodedDiscoveryResponse) => this.onResponse(response));
+    this.call.on("error", () => undefined);
+    this.first = { id: options.nodeId, cluster: "a", userAgentName: "fedgate-test", dataplane: options.dataplane };
+  }
+
+  private first: DiscoveryRequest["node"];
+
+  subscribe(kind: ResourceKind, names: string[]): void {
+    this.subscriptions.set(kind, names);
+    const state = this.received.get(kind);
+    this.send({ versionInfo: state?.versionInfo ?? "", node: this.first, resourceNames: names, typeUrl: TYPE_URL[kind], responseNonce: state?.nonce ?? "", errorDetail: undefined });
+    this.first = undefined;
+  }
+
+  /** Resolves when `predicate` holds after some response; rejects after `timeoutMs`. */
+  waitFor(predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
+    if (predicate()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      // Checked on every response and polled, for conditions on the server side (an ACK landing).
+      const poll = setInterval(() => check(), 5);
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        clearInterval(poll);
+        reject(new Error(`${this.nodeId}: condition not met within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const check = () => {
+        if (!predicate()) return;
+        clearTimeout(timer);
+        clearInterval(poll);
+        this.waiters.delete(check);
+        resolve();
+      };
+      this.waiters.add(check);
+    });
+  }
+
+  close(): void {
+    this.call.end();
+    this.client.close();
+  }
+
+  private send(request: DiscoveryRequest): void {
+    this.call.write(request);
+  }
+
+  private onResponse(response: DecodedDiscoveryResponse): void {
+    this.responses.push(response);
+    const kind = (Object.keys(TYPE_URL) as ResourceKind[]).find((k) => TYPE_URL[k] === response.typeUrl);
+    if (!kind) return;
+    const reason = this.nack?.(response);
+    const previous = this.received.get(kind);
+    if (reason === undefined) {
+      const resources = new Map<string, Record<string, unknown>>();
+      for (const r of response.resources) {
+        const decoded = this.decodeResources ? this.registry.decodeAny(r.typeUrl, r.value) : {};
+        const declared = decoded.name ?? decoded.cluster_name;
+        const name = typeof declared === "string" ? declared : String(resources.size);
+        resources.set(name, decoded);
+      }
+      this.received.set(kind, { versionInfo: response.versionInfo, nonce: response.nonce, resources, responses: (previous?.responses ?? 0) + 1 });
+      this.send({ versionInfo: response.versionInfo, node: undefined, resourceNames: this.subscriptions.get(kind) ?? [], typeUrl: response.typeUrl, responseNonce: response.nonce, errorDetail: undefined });
+    } else {
+      const kept = previous ?? { versionInfo: "", nonce: "", resources: new Map(), responses: 0 };
+      this.received.set(kind, { ...kept, nonce: response.nonce, responses: kept.responses + 1 });
+      this.send({ versionInfo: kept.versionInfo, node: undefined, resourceNames: this.subscriptions.get(kind) ?? [], typeUrl: response.typeUrl, responseNonce: response.nonce, errorDetail: { code: 3, message: reason } });
+    }
+    for (const w of [...this.waiters]) w();
+  }
+}
