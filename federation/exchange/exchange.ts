@@ -152,7 +152,7 @@ export class Exchange {
   /** Leaves the ClusterSet: withdraws every export, the registration and the lease. */
   async leave(): Promise<void> {
     const store = this.requireStore();
-    const own = new Set([...this.ownExports.keys(), ...this.view.services().flatMap((s) => s.exports.filter((e) => e.cluster === this.cluster).map((e) => exportKey(e.cluster, e.namespace, e.name)))]);
+    const own = new Set([...this.ownExports.keys(), ...this.ownKeysOnBus()]);
     for (const key of own) await store.exports.delete(key, { markerTtlMs: MARKER_TTL_MS });
     this.ownExports.clear();
     this.stopLease();
@@ -335,8 +335,13 @@ export class Exchange {
       await this.publish(store.clusters, `${this.cluster}.info`, "cluster", { ...this.options.registration, readVersions: [RECORD_VERSION] });
     }
     await this.renewLease();
-    const onBus = new Set(this.view.services().flatMap((s) => s.exports.filter((e) => e.cluster === this.cluster).map((e) => exportKey(e.cluster, e.namespace, e.name))));
+    const onBus = this.ownKeysOnBus();
     for (const [key, body] of this.ownExports) if (!onBus.has(key)) await this.publish(store.exports, key, "export", body);
+  }
+
+  /** The bus keys of this cluster's exports as the view currently holds them. */
+  private ownKeysOnBus(): Set<string> {
+    return new Set(this.view.services().flatMap((s) => s.exports.filter((e) => e.cluster === this.cluster).map((e) => exportKey(e.cluster, e.namespace, e.name))));
   }
 
   private apply(bucket: string, entry: BusEntry): void {

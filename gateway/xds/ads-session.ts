@@ -78,22 +78,13 @@ export interface SessionHost {
   logger: Logger;
 }
 
-interface TypeState {
+/** The live form of `TypeStatus`: sets and maps where the status shows lists. */
+interface TypeState extends Omit<TypeStatus, "subscribed"> {
   subscribed: Set<string>;
-  wildcard: boolean;
   /** name -> hash of what was last sent; decides whether a change concerns this node. */
   sent: Map<string, EncodedResource>;
-  sentVersion: string | undefined;
-  sentNonce: string | undefined;
-  sentAt: number | undefined;
   /** What the node last ACKed: its running config (a NACK leaves it in place). */
   acked: Map<string, EncodedResource>;
-  ackedVersion: string | undefined;
-  ackedAt: number | undefined;
-  pending: boolean;
-  pushes: number;
-  nacks: number;
-  lastNack: NackRecord | undefined;
 }
 
 export function flavourOf(node: XdsNode): Flavour {
