@@ -4,7 +4,7 @@ import type { Exchange } from "../exchange/exchange.ts";
 import type { EndpointAddress } from "../exchange/records.ts";
 import { ExportReconciler, type ServiceExportObject } from "./export-reconciler.ts";
 import { ImportPortAllocator } from "./import-ports.ts";
-import { ImportReconciler } from "./import-reconciler.ts";
+import { DERIVED_PREFIX, ImportReconciler } from "./import-reconciler.ts";
 import { KubeApi } from "./kube-api.ts";
 import { LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION } from "./mcs.ts";
 import { ResilientInformer } from "./resilient-informer.ts";
@@ -33,6 +33,7 @@ export class FederationController {
   private readonly o: FederationControllerOptions;
   private readonly log: Logger;
   private readonly serviceExports: ResilientInformer<ServiceExportObject>;
+  private readonly serviceImports: ResilientInformer<k8s.KubernetesObject>;
   private readonly services: ResilientInformer<k8s.V1Service>;
   private readonly endpointSlices: ResilientInformer<k8s.V1EndpointSlice>;
   private readonly derivedSlices: ResilientInformer<k8s.V1EndpointSlice>;
@@ -60,6 +61,15 @@ export class FederationController {
       onEvent: exportKey,
       logger: this.log,
     });
+    const importKey = (o: k8s.KubernetesObject) => this.importQueue.add(keyOf(o));
+    this.serviceImports = new ResilientInformer<k8s.KubernetesObject>({
+      kubeConfig: kc,
+      path: `/apis/${MCS_GROUP}/${MCS_VERSION}/serviceimports`,
+      list: async () => (await custom.listClusterCustomObject({ group: MCS_GROUP, version: MCS_VERSION, plural: "serviceimports" })) as k8s.KubernetesListObject<k8s.KubernetesObject>,
+      // A ServiceImport someone deleted or edited is put back as the ClusterSet says it should be.
+      onEvent: importKey,
+      logger: this.log,
+    });
     this.services = new ResilientInformer<k8s.V1Service>({
       kubeConfig: kc,
       path: "/api/v1/services",
@@ -68,6 +78,8 @@ export class FederationController {
         exportKey(svc);
         const importName = svc.metadata?.labels?.[LABEL_SERVICE_NAME];
         if (importName) this.importQueue.add(`${svc.metadata?.namespace}/${importName}`);
+        // A foreign Service squatting on a derived name blocks its import until it goes.
+        else if (svc.metadata?.name?.startsWith(DERIVED_PREFIX)) this.importQueue.add(`${svc.metadata.namespace}/${svc.metadata.name.slice(DERIVED_PREFIX.length)}`);
       },
       logger: this.log,
     });
@@ -108,6 +120,7 @@ export class FederationController {
       api,
       gatewayImportAddress: options.gatewayImportAddress,
       ports: this.ports,
+      serviceImports: this.serviceImports,
       services: this.services,
       derivedSlices: this.derivedSlices,
     });
@@ -117,13 +130,14 @@ export class FederationController {
   }
 
   async start(): Promise<void> {
-    await Promise.all([this.serviceExports.start(), this.services.start(), this.endpointSlices.start(), this.derivedSlices.start()]);
+    await Promise.all(this.informers().map((i) => i.start()));
     for (const slice of this.derivedSlices.list()) {
       const name = slice.metadata?.labels?.[LABEL_SERVICE_NAME];
       for (const p of slice.ports ?? []) if (name && p.name && p.port) this.ports.seed(`${slice.metadata?.namespace}/${name}/${p.name}`, p.port);
     }
     for (const se of this.serviceExports.list()) this.exportQueue.add(keyOf(se));
     // Orphan sweep: imports whose service is no longer exported anywhere are cleaned up on the first pass.
+    for (const si of this.serviceImports.list()) this.importQueue.add(keyOf(si));
     for (const slice of this.derivedSlices.list()) {
       const name = slice.metadata?.labels?.[LABEL_SERVICE_NAME];
       if (name) this.importQueue.add(`${slice.metadata?.namespace}/${name}`);
@@ -151,6 +165,15 @@ export class FederationController {
     this.stopWatching.abort();
     await this.watching;
     await Promise.all([this.exportQueue.shutDown(), this.importQueue.shutDown()]);
-    await Promise.all([this.serviceExports.stop(), this.services.stop(), this.endpointSlices.stop(), this.derivedSlices.stop()]);
+    await Promise.all(this.informers().map((i) => i.stop()));
+  }
+
+  /** Per informer: lists (a relist means a 410 or a first start) and restarts after failed watches. */
+  informerStats(): ReturnType<ResilientInformer<k8s.KubernetesObject>["stats"]>[] {
+    return this.informers().map((i) => i.stats());
+  }
+
+  private informers(): Pick<ResilientInformer<k8s.KubernetesObject>, "start" | "stop" | "stats">[] {
+    return [this.serviceExports, this.serviceImports, this.services, this.endpointSlices, this.derivedSlices];
   }
 }

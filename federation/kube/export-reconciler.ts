@@ -50,12 +50,12 @@ export class ExportReconciler {
     if (!se || se.metadata?.deletionTimestamp) {
       await this.o.exchange.withdrawExport(namespace, name);
       if (se?.metadata?.finalizers?.includes(EXPORT_FINALIZER)) {
-        await this.o.api.setFinalizer({ kind: "ServiceExport", namespace, name, finalizer: EXPORT_FINALIZER, present: false });
+        await this.o.api.setFinalizer({ object: se, finalizer: EXPORT_FINALIZER, present: false });
       }
       return;
     }
     if (!se.metadata?.finalizers?.includes(EXPORT_FINALIZER)) {
-      await this.o.api.setFinalizer({ kind: "ServiceExport", namespace, name, finalizer: EXPORT_FINALIZER, present: true });
+      await this.o.api.setFinalizer({ object: se, finalizer: EXPORT_FINALIZER, present: true });
     }
 
     const service = this.o.services.get(name, namespace);

@@ -1,14 +1,22 @@
 import { createHash } from "node:crypto";
 import type * as k8s from "@kubernetes/client-node";
-import type { ReconcileResult } from "../../common/index.ts";
+import { FedgateError, type ReconcileResult } from "../../common/index.ts";
 import type { Exchange } from "../exchange/exchange.ts";
 import { importPortKey, importPortName, type ImportPortAllocator } from "./import-ports.ts";
 import { KubeApiError, type KubeApi } from "./kube-api.ts";
-import { LABEL_MANAGED_BY, LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, MANAGED_BY, MCS_GROUP, MCS_VERSION, mergeExports } from "./mcs.ts";
+import { APP_MANAGED_BY, LABEL_APP_MANAGED_BY, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, MANAGED_BY, MCS_GROUP, MCS_VERSION, mergeExports } from "./mcs.ts";
 import type { ResilientInformer } from "./resilient-informer.ts";
 
 /** A namespace that does not exist here is not created: imports land only where the namespace already exists. */
 const MISSING_NAMESPACE_RETRY_MS = 30_000;
+const SERVICE_IMPORT_API_VERSION = `${MCS_GROUP}/${MCS_VERSION}`;
+
+/** An object fedgate would write already exists and belongs to someone else; fedgate leaves it alone. */
+export class ForeignObjectError extends FedgateError {
+  constructor(kind: string, namespace: string, name: string) {
+    super("FEDGATE_KUBE_FOREIGN_OBJECT", `${kind} ${namespace}/${name} exists and is not managed by fedgate; the import is not written`, { retryable: false });
+  }
+}
 
 export interface ImportReconcilerOptions {
   exchange: Exchange;
@@ -16,15 +24,19 @@ export interface ImportReconcilerOptions {
   /** The address of this cluster's gateway, where derived EndpointSlices point. */
   gatewayImportAddress: string;
   ports: ImportPortAllocator;
+  serviceImports: ResilientInformer<k8s.KubernetesObject>;
   services: ResilientInformer<k8s.V1Service>;
   /** Only slices this controller manages. */
   derivedSlices: ResilientInformer<k8s.V1EndpointSlice>;
 }
 
+const ownedByFedgate = (o: k8s.KubernetesObject | undefined) => o?.metadata?.labels?.[LABEL_APP_MANAGED_BY] === APP_MANAGED_BY;
+
 /**
  * Bus → ServiceImport, derived Service and one EndpointSlice per exporting
  * cluster. Everything is server-side applied, so an unchanged import is a no-op
- * and a restart recreates nothing.
+ * and a restart recreates nothing. The derived objects are owner-referenced to
+ * the ServiceImport, and nothing fedgate did not create is ever written.
  */
 export class ImportReconciler {
   private readonly o: ImportReconcilerOptions;
@@ -37,40 +49,40 @@ export class ImportReconciler {
     const [namespace, name] = key.split("/") as [string, string];
     const merged = mergeExports(this.o.exchange.service(namespace, name)?.exports ?? []);
     const derivedName = derivedServiceName(name);
-    const ours = this.o.derivedSlices.list(namespace).filter((s) => s.metadata?.labels?.[LABEL_SERVICE_NAME] === name);
+    const existingImport = this.o.serviceImports.get(name, namespace);
+    const existingService = this.o.services.get(derivedName, namespace);
 
     if (!merged) {
-      for (const slice of ours) await this.o.api.delete({ apiVersion: "discovery.k8s.io/v1", kind: "EndpointSlice", metadata: { name: slice.metadata?.name ?? "", namespace } });
-      await this.o.api.delete({ apiVersion: "v1", kind: "Service", metadata: { name: derivedName, namespace } });
-      await this.o.api.delete({ apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: "ServiceImport", metadata: { name, namespace } });
-      this.o.ports.release(`${namespace}/${name}/`);
+      await this.removeImport(namespace, name, { serviceImport: existingImport, service: existingService });
       return;
     }
+    if (existingImport && !ownedByFedgate(existingImport)) throw new ForeignObjectError("ServiceImport", namespace, name);
+    if (existingService && !ownedByFedgate(existingService)) throw new ForeignObjectError("Service", namespace, derivedName);
 
     const ports = merged.ports.map((p) => ({ ...p, gatewayPort: this.o.ports.portFor(importPortKey(namespace, name, p)) }));
     try {
-      const serviceImport = {
-        apiVersion: `${MCS_GROUP}/${MCS_VERSION}`,
+      const serviceImport: k8s.KubernetesObject = await this.o.api.apply({
+        apiVersion: SERVICE_IMPORT_API_VERSION,
         kind: "ServiceImport",
-        metadata: { name, namespace, labels: { "app.kubernetes.io/managed-by": "fedgate" } },
+        metadata: { name, namespace, labels: { [LABEL_APP_MANAGED_BY]: APP_MANAGED_BY } },
         spec: {
           type: merged.type,
           ports: merged.ports.map((p) => ({ ...(p.name ? { name: p.name } : {}), protocol: p.protocol, port: p.port, ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) })),
           sessionAffinity: merged.sessionAffinity,
           ...(merged.sessionAffinityTimeoutSeconds ? { sessionAffinityConfig: { clientIP: { timeoutSeconds: merged.sessionAffinityTimeoutSeconds } } } : {}),
-          ...this.ipsOf(namespace, derivedName),
+          ...ipsOf(existingService),
         },
-      };
-      await this.o.api.apply(serviceImport);
-      const importObject = this.o.services.get(derivedName, namespace);
+      });
+      const ownerReferences = [{ apiVersion: SERVICE_IMPORT_API_VERSION, kind: "ServiceImport", name, uid: serviceImport.metadata?.uid ?? "" }];
       await this.o.api.apply({
         apiVersion: "v1",
         kind: "Service",
         metadata: {
           name: derivedName,
           namespace,
-          labels: { [LABEL_SERVICE_NAME]: name, "app.kubernetes.io/managed-by": "fedgate" },
+          labels: { [LABEL_SERVICE_NAME]: name, [LABEL_APP_MANAGED_BY]: APP_MANAGED_BY },
           annotations: { "multicluster.fedgate.io/derived-from": `ServiceImport/${name}` },
+          ownerReferences,
         },
         spec: {
           type: "ClusterIP",
@@ -94,6 +106,7 @@ export class ImportReconciler {
               [LABEL_SOURCE_CLUSTER]: e.cluster,
               [LABEL_MANAGED_BY]: MANAGED_BY,
             },
+            ownerReferences,
           },
           addressType: "IPv4",
           endpoints: [{ addresses: [this.o.gatewayImportAddress], conditions: { ready } }],
@@ -101,28 +114,44 @@ export class ImportReconciler {
         });
       }
       const exporting = new Set(exports.map((e) => e.cluster));
-      for (const slice of ours) {
-        if (!exporting.has(slice.metadata?.labels?.[LABEL_SOURCE_CLUSTER] ?? "")) {
-          await this.o.api.delete({ apiVersion: "discovery.k8s.io/v1", kind: "EndpointSlice", metadata: { name: slice.metadata?.name ?? "", namespace } });
-        }
+      for (const slice of this.derivedSlicesOf(namespace, name)) {
+        if (!exporting.has(slice.metadata?.labels?.[LABEL_SOURCE_CLUSTER] ?? "")) await this.deleteSlice(namespace, slice);
       }
       // The derived Service's ClusterIP is allocated by the apiserver; copy it into spec.ips once known.
-      return importObject?.spec?.clusterIP || merged.type === "Headless" ? undefined : { requeueAfterMs: 200 };
+      return existingService?.spec?.clusterIP || merged.type === "Headless" ? undefined : { requeueAfterMs: 200 };
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 404) return { requeueAfterMs: MISSING_NAMESPACE_RETRY_MS };
       throw err;
     }
   }
 
-  private ipsOf(namespace: string, derivedName: string): { ips?: string[] } {
-    const ip = this.o.services.get(derivedName, namespace)?.spec?.clusterIP;
-    return ip && ip !== "None" ? { ips: [ip] } : {};
+  /** The last exporter is gone: remove what fedgate created, and only that. */
+  private async removeImport(namespace: string, name: string, existing: { serviceImport: k8s.KubernetesObject | undefined; service: k8s.V1Service | undefined }): Promise<void> {
+    for (const slice of this.derivedSlicesOf(namespace, name)) await this.deleteSlice(namespace, slice);
+    if (ownedByFedgate(existing.service)) await this.o.api.delete({ apiVersion: "v1", kind: "Service", metadata: { name: derivedServiceName(name), namespace } });
+    if (ownedByFedgate(existing.serviceImport)) await this.o.api.delete({ apiVersion: SERVICE_IMPORT_API_VERSION, kind: "ServiceImport", metadata: { name, namespace } });
+    this.o.ports.release(`${namespace}/${name}/`);
+  }
+
+  private derivedSlicesOf(namespace: string, name: string): readonly k8s.V1EndpointSlice[] {
+    return this.o.derivedSlices.list(namespace).filter((s) => s.metadata?.labels?.[LABEL_SERVICE_NAME] === name);
+  }
+
+  private deleteSlice(namespace: string, slice: k8s.V1EndpointSlice): Promise<void> {
+    return this.o.api.delete({ apiVersion: "discovery.k8s.io/v1", kind: "EndpointSlice", metadata: { name: slice.metadata?.name ?? "", namespace } });
   }
 }
 
+function ipsOf(derived: k8s.V1Service | undefined): { ips?: string[] } {
+  const ip = derived?.spec?.clusterIP;
+  return ip && ip !== "None" ? { ips: [ip] } : {};
+}
+
+export const DERIVED_PREFIX = "derived-";
+
 /** The derived Service is named after the import, with a hash suffix when the name would not fit. */
 export function derivedServiceName(name: string): string {
-  return boundedName(`derived-${name}`);
+  return boundedName(`${DERIVED_PREFIX}${name}`);
 }
 
 function boundedName(name: string): string {

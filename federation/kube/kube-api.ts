@@ -70,12 +70,32 @@ export class KubeApi {
     }
   }
 
-  /** Sets metadata.finalizers through this manager's apply (only our own finalizer is owned by us). */
-  async setFinalizer(options: { kind: "ServiceExport"; namespace: string; name: string; finalizer: string; present: boolean }): Promise<void> {
-    await this.apply({
-      apiVersion: `${MCS_GROUP}/${MCS_VERSION}`,
-      kind: options.kind,
-      metadata: { name: options.name, namespace: options.namespace, finalizers: options.present ? [options.finalizer] : [] },
-    });
+  /**
+   * Adds or removes one finalizer with a merge patch guarded by the object's
+   * resourceVersion: unlike apply, a patch never recreates an object that was
+   * deleted meanwhile (404, which is success here), and a concurrent change is
+   * a retryable 409 instead of clobbering someone else's finalizer.
+   */
+  async setFinalizer(options: { object: k8s.KubernetesObject; finalizer: string; present: boolean }): Promise<void> {
+    const { metadata = {} } = options.object;
+    const current = metadata.finalizers ?? [];
+    const finalizers = options.present ? [...new Set([...current, options.finalizer])] : current.filter((f) => f !== options.finalizer);
+    try {
+      await this.custom.patchNamespacedCustomObject(
+        {
+          group: MCS_GROUP,
+          version: MCS_VERSION,
+          namespace: metadata.namespace ?? "",
+          plural: "serviceexports",
+          name: metadata.name ?? "",
+          body: { metadata: { finalizers, resourceVersion: metadata.resourceVersion } },
+          fieldManager: FIELD_MANAGER,
+        },
+        k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+      );
+    } catch (err) {
+      if (err instanceof k8s.ApiException && err.code === 404) return;
+      throw new KubeApiError(`set finalizer on ServiceExport ${metadata.namespace}/${metadata.name}`, err);
+    }
   }
 }

@@ -14,6 +14,9 @@ export const LABEL_SOURCE_CLUSTER = "multicluster.kubernetes.io/source-cluster";
 export const LABEL_MANAGED_BY = "endpointslice.kubernetes.io/managed-by";
 /** A label value, so no "/": the managed-by convention is a domain-like name. */
 export const MANAGED_BY = "controller.fedgate.io";
+/** Marks every ServiceImport and derived Service fedgate owns; an object without it is never touched. */
+export const LABEL_APP_MANAGED_BY = "app.kubernetes.io/managed-by";
+export const APP_MANAGED_BY = "fedgate";
 
 export type ConflictReason = "PortConflict" | "TypeConflict" | "SessionAffinityConflict";
 

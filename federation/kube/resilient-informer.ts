@@ -26,11 +26,17 @@ export class ResilientInformer<T extends k8s.KubernetesObject> {
   private starting = false;
   private stopped = false;
   private restartTimer: NodeJS.Timeout | undefined;
+  private lists = 0;
+  private restarts = 0;
 
   constructor(options: ResilientInformerOptions<T>) {
     this.options = options;
     this.log = (options.logger ?? silentLogger).child({ informer: options.path });
-    this.informer = new k8s.ListWatch(options.path, new k8s.Watch(options.kubeConfig), options.list, false, options.labelSelector);
+    const list = () => {
+      this.lists++;
+      return options.list();
+    };
+    this.informer = new k8s.ListWatch(options.path, new k8s.Watch(options.kubeConfig), list, false, options.labelSelector);
     for (const verb of [k8s.ADD, k8s.UPDATE, k8s.DELETE] as const) this.informer.on(verb, (obj: T) => options.onEvent(obj));
     this.informer.on(k8s.ERROR, (err: unknown) => this.restart(err));
     this.informer.on(k8s.CONNECT, () => this.backoff.reset());
@@ -58,6 +64,11 @@ export class ResilientInformer<T extends k8s.KubernetesObject> {
     return this.synced;
   }
 
+  /** Full lists (the first, and every relist after a 410) and restarts after a failed watch. */
+  stats(): { path: string; lists: number; restarts: number } {
+    return { path: this.options.path, lists: this.lists, restarts: this.restarts };
+  }
+
   get(name: string, namespace?: string): T | undefined {
     return this.informer.get(name, namespace);
   }
@@ -75,6 +86,7 @@ export class ResilientInformer<T extends k8s.KubernetesObject> {
   private restart(err: unknown): void {
     // While start() still loops for its first list, it does the retrying.
     if (this.stopped || this.starting || this.restartTimer) return;
+    this.restarts++;
     const delay = this.backoff.next();
     this.log.warn("watch failed; restarting", { err: asError(err), retryInMs: delay });
     this.restartTimer = setTimeout(() => {

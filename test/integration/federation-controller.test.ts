@@ -1,190 +1,205 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import * as k8s from "@kubernetes/client-node";
-import { FederationController, LABEL_SOURCE_CLUSTER, MCS_GROUP, MCS_VERSION, derivedServiceName } from "../../federation/index.ts";
-import { startClusters, waitFor, type KubeCluster } from "../env/index.ts";
-import { ExchangeHarness } from "../support/exchange-harness.ts";
+import { LABEL_SOURCE_CLUSTER, MCS_GROUP, MCS_VERSION, derivedServiceName, type FederationController } from "../../federation/index.ts";
+import { ControllerHarness, GATEWAY_IMPORT_ADDRESS, NAMESPACE, condition, eventually } from "../support/controller-harness.ts";
 
-const NAMES = ["cluster-a", "cluster-b", "cluster-c"] as const;
-type Name = (typeof NAMES)[number];
-const GATEWAY_IMPORT_ADDRESS = "10.255.0.10";
-
-interface Ctx {
-  h: ExchangeHarness;
-  kube: Map<Name, KubeCluster>;
-  controllers: Map<Name, FederationController>;
-}
-
-const controller = suite<Ctx>("federation controller on three real kube-apiservers and NATS", {} as never);
-
-async function startController(ctx: Ctx, name: Name): Promise<FederationController> {
-  const exchange = ctx.h.exchanges.get(name) ?? (await ctx.h.startExchange(name));
-  const c = new FederationController({
-    cluster: name,
-    kubeConfig: (ctx.kube.get(name) as KubeCluster).kubeConfig,
-    exchange,
-    gateway: { host: `gw.${name}.example`, port: 15443 },
-    gatewayImportAddress: GATEWAY_IMPORT_ADDRESS,
-  });
-  await c.start();
-  ctx.controllers.set(name, c);
-  return c;
-}
+const controller = suite<{ t: ControllerHarness }>("federation controller on three real kube-apiservers and NATS", {} as never);
 
 controller.before(async (ctx) => {
-  ctx.h = await ExchangeHarness.start({ clusters: [...NAMES], leaseTtlMs: 5_000 });
-  const clusters = await startClusters(3);
-  ctx.kube = new Map(clusters.map((c) => [c.name as Name, c]));
-  ctx.controllers = new Map();
-  for (const name of NAMES) {
-    await core(ctx, name).createNamespace({ body: { metadata: { name: "shop" } } });
-    await startController(ctx, name);
-  }
+  ctx.t = await ControllerHarness.start({ clusters: 3, leaseTtlMs: 5_000 });
+  for (const name of ctx.t.kube.keys()) await ctx.t.startController(name);
 });
 controller.after(async (ctx) => {
-  for (const c of ctx.controllers?.values() ?? []) await c.stop();
-  await Promise.all([...(ctx.kube?.values() ?? [])].map((k) => k.stop()));
-  await ctx.h?.stop();
+  await ctx.t?.stop();
 });
 
-const core = (ctx: Ctx, name: Name) => (ctx.kube.get(name) as KubeCluster).kubeConfig.makeApiClient(k8s.CoreV1Api);
-const discovery = (ctx: Ctx, name: Name) => (ctx.kube.get(name) as KubeCluster).kubeConfig.makeApiClient(k8s.DiscoveryV1Api);
-const custom = (ctx: Ctx, name: Name) => (ctx.kube.get(name) as KubeCluster).kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** ServiceExport creation timestamps have one-second resolution; the oldest export must be unambiguous. */
+const nextSecond = () => sleep(1_100);
 
-interface McsObject {
-  metadata: { resourceVersion?: string; finalizers?: string[] };
-  spec?: { type?: string; ports?: { name?: string; port: number; protocol: string }[]; ips?: string[]; sessionAffinity?: string };
-  status?: { clusters?: { cluster: string }[]; conditions?: { type: string; status: string; reason: string }[] };
-}
-
-async function read(ctx: Ctx, name: Name, plural: "serviceexports" | "serviceimports", object: string): Promise<McsObject | undefined> {
-  try {
-    return (await custom(ctx, name).getNamespacedCustomObject({ group: MCS_GROUP, version: MCS_VERSION, namespace: "shop", plural, name: object })) as McsObject;
-  } catch (err) {
-    if (err instanceof k8s.ApiException && err.code === 404) return undefined;
-    throw err;
-  }
-}
-
-async function exportService(ctx: Ctx, name: Name, service: string, options: { sessionAffinity?: string; ready?: boolean } = {}) {
-  await core(ctx, name).createNamespacedService({
-    namespace: "shop",
-    body: { metadata: { name: service }, spec: { ports: [{ name: "http", port: 80, protocol: "TCP" }], sessionAffinity: options.sessionAffinity ?? "None" } },
-  });
-  await discovery(ctx, name).createNamespacedEndpointSlice({
-    namespace: "shop",
-    body: {
-      metadata: { name: `${service}-1`, labels: { "kubernetes.io/service-name": service } },
-      addressType: "IPv4",
-      endpoints: ["10.1.0.1", "10.1.0.2"].map((ip) => ({ addresses: [ip], zone: "zone-a", conditions: { ready: options.ready ?? true } })),
-      ports: [{ name: "http", port: 8080, protocol: "TCP" }],
-    },
-  });
-  await custom(ctx, name).createNamespacedCustomObject({
-    group: MCS_GROUP,
-    version: MCS_VERSION,
-    namespace: "shop",
-    plural: "serviceexports",
-    body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: "ServiceExport", metadata: { name: service } },
+async function importIn(t: ControllerHarness, cluster: string, service: string, ready: (si: NonNullable<Awaited<ReturnType<ControllerHarness["read"]>>>) => boolean) {
+  return eventually(`${service}'s ServiceImport in ${cluster}`, async () => {
+    const si = await t.read(cluster, "serviceimports", service);
+    return si && ready(si) ? si : undefined;
   });
 }
 
-const condition = (o: McsObject | undefined, type: string) => o?.status?.conditions?.find((c) => c.type === type);
-const eventually = <T>(what: string, probe: () => Promise<T | undefined>) => waitFor(what, probe, { timeoutMs: 20_000, intervalMs: 100 });
+async function exportCondition(t: ControllerHarness, cluster: string, service: string, type: string, status: string) {
+  return eventually(`${type}=${status} on ${cluster}'s export of ${service}`, async () => {
+    const se = await t.read(cluster, "serviceexports", service);
+    return condition(se, type)?.status === status ? se : undefined;
+  });
+}
 
-controller("an export in A becomes a ServiceImport with derived Service and EndpointSlice in B and C", async (ctx) => {
-  await exportService(ctx, "cluster-a", "web");
-  for (const name of ["cluster-b", "cluster-c"] as const) {
-    const si = await eventually(`ServiceImport in ${name}`, async () => {
-      const o = await read(ctx, name, "serviceimports", "web");
-      return o?.spec?.ips?.length ? o : undefined;
-    });
+controller("an export in A becomes a ServiceImport with derived Service and EndpointSlice in B and C", async ({ t }) => {
+  await t.exportService("cluster-a", "web");
+  for (const name of ["cluster-b", "cluster-c"]) {
+    const si = await importIn(t, name, "web", (o) => Boolean(o.spec?.ips?.length));
     assert.is(si.spec?.type, "ClusterSetIP");
     assert.equal(si.spec?.ports, [{ name: "http", protocol: "TCP", port: 80 }]);
     assert.equal(si.status?.clusters, [{ cluster: "cluster-a" }]);
-    const derived = await core(ctx, name).readNamespacedService({ namespace: "shop", name: derivedServiceName("web") });
+    const derived = await t.core(name).readNamespacedService({ namespace: NAMESPACE, name: derivedServiceName("web") });
     assert.equal(si.spec?.ips, [derived.spec?.clusterIP]);
-    const slices = await discovery(ctx, name).listNamespacedEndpointSlice({ namespace: "shop", labelSelector: `${LABEL_SOURCE_CLUSTER}=cluster-a` });
+    assert.equal(derived.metadata?.ownerReferences?.map((r) => [r.kind, r.name, r.uid]), [["ServiceImport", "web", si.metadata.uid]]);
+    const slices = await t.discovery(name).listNamespacedEndpointSlice({ namespace: NAMESPACE, labelSelector: `${LABEL_SOURCE_CLUSTER}=cluster-a` });
     assert.is(slices.items.length, 1);
     assert.equal(slices.items[0]?.endpoints.map((e) => [e.addresses, e.conditions?.ready]), [[[GATEWAY_IMPORT_ADDRESS], true]]);
+    assert.equal(slices.items[0]?.metadata?.ownerReferences?.map((r) => r.uid), [si.metadata.uid]);
   }
-  const se = await eventually("A's export to be Ready", async () => {
-    const o = await read(ctx, "cluster-a", "serviceexports", "web");
-    return condition(o, "Ready")?.status === "True" ? o : undefined;
-  });
+  const se = await exportCondition(t, "cluster-a", "web", "Ready", "True");
   assert.equal([condition(se, "Valid")?.reason, condition(se, "Ready")?.reason, condition(se, "Conflict")?.reason], ["Valid", "Exported", "NoConflicts"]);
   assert.ok(se.metadata.finalizers?.includes("multicluster.fedgate.io/withdraw-export"));
+  const own = await importIn(t, "cluster-a", "web", (o) => Boolean(o.spec?.ips?.length));
+  assert.equal(own.status?.clusters, [{ cluster: "cluster-a" }], "the exporting cluster imports its own export too, as MCS requires");
 });
 
-controller("a ServiceExport without a Service is Valid=False/NoService and publishes nothing", async (ctx) => {
-  await custom(ctx, "cluster-a").createNamespacedCustomObject({
-    group: MCS_GROUP,
-    version: MCS_VERSION,
-    namespace: "shop",
-    plural: "serviceexports",
-    body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: "ServiceExport", metadata: { name: "ghost" } },
-  });
-  const se = await eventually("NoService", async () => {
-    const o = await read(ctx, "cluster-a", "serviceexports", "ghost");
-    return condition(o, "Valid") ? o : undefined;
-  });
-  assert.equal([condition(se, "Valid")?.status, condition(se, "Valid")?.reason], ["False", "NoService"]);
-  assert.is(ctx.h.exchanges.get("cluster-b")?.service("shop", "ghost"), undefined);
+controller("a ServiceExport without a Service is Valid=False/NoService and publishes nothing", async ({ t }) => {
+  await t.createServiceExport("cluster-a", "ghost");
+  const se = await exportCondition(t, "cluster-a", "ghost", "Valid", "False");
+  assert.is(condition(se, "Valid")?.reason, "NoService");
+  assert.is(t.h.exchanges.get("cluster-b")?.service(NAMESPACE, "ghost"), undefined);
 });
 
-controller("endpoint readiness in the exporting cluster reaches the importers", async (ctx) => {
-  await discovery(ctx, "cluster-a").patchNamespacedEndpointSlice(
-    {
-      namespace: "shop",
-      name: "web-1",
-      body: [{ op: "replace", path: "/endpoints", value: ["10.1.0.1", "10.1.0.2"].map((ip) => ({ addresses: [ip], zone: "zone-a", conditions: { ready: false } })) }],
-    },
-    k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
-  );
+controller("exporting an ExternalName Service is Valid=False/InvalidServiceType and publishes nothing", async ({ t }) => {
+  await t.exportService("cluster-a", "outside", { externalName: "db.example.com" });
+  const se = await exportCondition(t, "cluster-a", "outside", "Valid", "False");
+  assert.equal([condition(se, "Valid")?.reason, condition(se, "Ready")?.status], ["InvalidServiceType", "False"]);
+  assert.is(t.h.exchanges.get("cluster-b")?.service(NAMESPACE, "outside"), undefined);
+});
+
+controller("endpoint readiness in the exporting cluster reaches the importers", async ({ t }) => {
+  await t.setReady("cluster-a", "web", false);
   await eventually("B's derived slice to turn unready", async () => {
-    const slices = await discovery(ctx, "cluster-b").listNamespacedEndpointSlice({ namespace: "shop", labelSelector: `${LABEL_SOURCE_CLUSTER}=cluster-a` });
+    const slices = await t.discovery("cluster-b").listNamespacedEndpointSlice({ namespace: NAMESPACE, labelSelector: `${LABEL_SOURCE_CLUSTER}=cluster-a` });
     return slices.items[0]?.endpoints[0]?.conditions?.ready === false ? true : undefined;
   });
+  await t.setReady("cluster-a", "web", true);
+  await eventually("B's derived slice to turn ready again", async () => {
+    const slices = await t.discovery("cluster-b").listNamespacedEndpointSlice({ namespace: NAMESPACE, labelSelector: `${LABEL_SOURCE_CLUSTER}=cluster-a` });
+    return slices.items[0]?.endpoints[0]?.conditions?.ready === true ? true : undefined;
+  });
 });
 
-controller("a session-affinity conflict flags both exports; the oldest export wins", async (ctx) => {
-  await exportService(ctx, "cluster-b", "web", { sessionAffinity: "ClientIP" });
-  for (const name of ["cluster-a", "cluster-b"] as const) {
-    const se = await eventually(`Conflict on ${name}'s export`, async () => {
-      const o = await read(ctx, name, "serviceexports", "web");
-      return condition(o, "Conflict")?.status === "True" ? o : undefined;
-    });
+controller("a session-affinity conflict flags both exports; the oldest export wins", async ({ t }) => {
+  await t.exportService("cluster-b", "web", { sessionAffinity: "ClientIP" });
+  for (const name of ["cluster-a", "cluster-b"]) {
+    const se = await exportCondition(t, name, "web", "Conflict", "True");
     assert.is(condition(se, "Conflict")?.reason, "SessionAffinityConflict");
   }
-  const si = await eventually("C's import to list both clusters", async () => {
-    const o = await read(ctx, "cluster-c", "serviceimports", "web");
-    return o?.status?.clusters?.length === 2 ? o : undefined;
-  });
+  const si = await importIn(t, "cluster-c", "web", (o) => o.status?.clusters?.length === 2);
   assert.is(si.spec?.sessionAffinity, "None", "A exported first, so A's affinity wins");
 });
 
-controller("a controller restart rewrites nothing", async (ctx) => {
-  const c = ctx.controllers.get("cluster-c") as FederationController;
+controller("a port conflict flags both exports, keeps the oldest definition and merges the other ports", async ({ t }) => {
+  await t.exportService("cluster-a", "api", { ports: [{ name: "http", port: 80 }] });
+  await nextSecond();
+  await t.exportService("cluster-b", "api", { ports: [{ name: "http", port: 8080 }, { name: "metrics", port: 9090 }] });
+  for (const name of ["cluster-a", "cluster-b"]) {
+    const se = await exportCondition(t, name, "api", "Conflict", "True");
+    assert.is(condition(se, "Conflict")?.reason, "PortConflict");
+  }
+  const si = await importIn(t, "cluster-c", "api", (o) => o.status?.clusters?.length === 2);
+  assert.equal(si.spec?.ports, [
+    { name: "http", protocol: "TCP", port: 80 },
+    { name: "metrics", protocol: "TCP", port: 9090 },
+  ]);
+  // Traffic keeps flowing: A serves http as the winner defines it; B serves the port only it defines too.
+  await eventually("C's slices to carry each exporter's ports", async () => {
+    const slices = await t.discovery("cluster-c").listNamespacedEndpointSlice({ namespace: NAMESPACE, labelSelector: `multicluster.kubernetes.io/service-name=api` });
+    const portsBySource = Object.fromEntries(slices.items.map((s): [string, string[]] => [s.metadata?.labels?.[LABEL_SOURCE_CLUSTER] ?? "", (s.ports ?? []).map((p) => p.name ?? "").sort()]));
+    return JSON.stringify(portsBySource) === JSON.stringify({ "cluster-a": ["http"], "cluster-b": ["http", "metrics"] }) ? true : undefined;
+  });
+});
+
+controller("a type conflict flags both exports; the oldest (Headless) export's type wins", async ({ t }) => {
+  await t.exportService("cluster-a", "db", { headless: true });
+  await nextSecond();
+  await t.exportService("cluster-b", "db");
+  for (const name of ["cluster-a", "cluster-b"]) {
+    const se = await exportCondition(t, name, "db", "Conflict", "True");
+    assert.is(condition(se, "Conflict")?.reason, "TypeConflict");
+  }
+  const si = await importIn(t, "cluster-c", "db", (o) => o.status?.clusters?.length === 2);
+  assert.is(si.spec?.type, "Headless");
+  assert.is(si.spec?.ips, undefined, "a Headless import has no ClusterSetIP");
+});
+
+controller("a Service fedgate does not own is never modified; the import waits until it is gone", async ({ t }) => {
+  const squatter = await t.core("cluster-c").createNamespacedService({
+    namespace: NAMESPACE,
+    body: { metadata: { name: derivedServiceName("squat"), labels: { team: "someone-else" } }, spec: { ports: [{ port: 1234 }] } },
+  });
+  await t.exportService("cluster-a", "squat");
+  await importIn(t, "cluster-b", "squat", (o) => Boolean(o.spec?.ips?.length));
+  await (t.controllers.get("cluster-c") as FederationController).idle();
+  const after = await t.core("cluster-c").readNamespacedService({ namespace: NAMESPACE, name: derivedServiceName("squat") });
+  assert.is(after.metadata?.resourceVersion, squatter.metadata?.resourceVersion, "the foreign Service was not touched");
+  assert.is(await t.read("cluster-c", "serviceimports", "squat"), undefined, "no half-made import next to it");
+  await t.core("cluster-c").deleteNamespacedService({ namespace: NAMESPACE, name: derivedServiceName("squat") });
+  await importIn(t, "cluster-c", "squat", (o) => Boolean(o.spec?.ips?.length));
+});
+
+controller("a controller restart deletes, recreates or rewrites nothing", async ({ t }) => {
+  const c = t.controllers.get("cluster-c") as FederationController;
   await c.idle();
-  const versions = async () => {
-    const si = await read(ctx, "cluster-c", "serviceimports", "web");
-    const svc = await core(ctx, "cluster-c").readNamespacedService({ namespace: "shop", name: derivedServiceName("web") });
-    const slices = await discovery(ctx, "cluster-c").listNamespacedEndpointSlice({ namespace: "shop" });
-    return [si?.metadata.resourceVersion, svc.metadata?.resourceVersion, ...slices.items.map((s) => `${s.metadata?.name}@${s.metadata?.resourceVersion}`).sort()];
+  // Settle first: earlier changes may still be flowing through the ClusterSet.
+  const snapshot = async () => {
+    const lists = await Promise.all([
+      t.custom("cluster-c").listNamespacedCustomObject({ group: MCS_GROUP, version: MCS_VERSION, namespace: NAMESPACE, plural: "serviceimports" }) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>,
+      t.core("cluster-c").listNamespacedService({ namespace: NAMESPACE }),
+      t.discovery("cluster-c").listNamespacedEndpointSlice({ namespace: NAMESPACE }),
+    ]);
+    return lists;
   };
-  // Settle first: the previous test's changes may still be flowing through the ClusterSet.
-  let before = await versions();
+  let before = JSON.stringify((await snapshot()).map((l) => l.metadata?.resourceVersion));
   for (;;) {
-    await new Promise((r) => setTimeout(r, 500));
-    const again = await versions();
-    if (JSON.stringify(again) === JSON.stringify(before)) break;
+    await sleep(500);
+    const lists = await snapshot();
+    const again = JSON.stringify(lists.map((l) => l.items.map((i) => i.metadata?.resourceVersion)));
+    if (again === before) break;
     before = again;
   }
-  await c.stop();
-  const restarted = await startController(ctx, "cluster-c");
-  await new Promise((r) => setTimeout(r, 500));
-  await restarted.idle();
-  assert.equal(await versions(), before);
+  // Record every change the apiserver makes to these kinds from now on, through the restart.
+  const [imports, services, slices] = await snapshot();
+  const changes: string[] = [];
+  const watch = new k8s.Watch(t.cluster("cluster-c").kubeConfig);
+  const record = (kind: string) => (phase: string, obj: k8s.KubernetesObject) => changes.push(`${phase} ${kind} ${obj.metadata?.name}`);
+  const requests = await Promise.all([
+    watch.watch(`/apis/${MCS_GROUP}/${MCS_VERSION}/namespaces/${NAMESPACE}/serviceimports`, { resourceVersion: imports.metadata?.resourceVersion }, record("ServiceImport"), () => undefined),
+    watch.watch(`/api/v1/namespaces/${NAMESPACE}/services`, { resourceVersion: services.metadata?.resourceVersion }, record("Service"), () => undefined),
+    watch.watch(`/apis/discovery.k8s.io/v1/namespaces/${NAMESPACE}/endpointslices`, { resourceVersion: slices.metadata?.resourceVersion }, record("EndpointSlice"), () => undefined),
+  ]);
+  try {
+    await t.stopController("cluster-c");
+    const restarted = await t.startController("cluster-c");
+    await sleep(500);
+    await restarted.idle();
+    await sleep(1_000);
+    assert.equal(changes, [], "no object was written across the restart");
+  } finally {
+    for (const r of requests) r.abort();
+  }
+});
+
+controller("unexporting everywhere removes every derived object in every cluster and leaves nothing on the bus", async ({ t }) => {
+  for (const name of ["cluster-a", "cluster-b"]) await t.deleteServiceExport(name, "web");
+  for (const name of ["cluster-a", "cluster-b", "cluster-c"]) {
+    await eventually(`everything derived from web to leave ${name}`, async () => {
+      const si = await t.read(name, "serviceimports", "web");
+      const slices = await t.discovery(name).listNamespacedEndpointSlice({ namespace: NAMESPACE, labelSelector: "multicluster.kubernetes.io/service-name=web" });
+      const services = await t.core(name).listNamespacedService({ namespace: NAMESPACE, fieldSelector: `metadata.name=${derivedServiceName("web")}` });
+      const exported = await t.read(name, "serviceexports", "web");
+      return !si && !slices.items.length && !services.items.length && !exported ? true : undefined;
+    });
+  }
+  const keys = await (await t.h.rawKv("admin")).keys();
+  const onBus: string[] = [];
+  for await (const k of keys) if (k.includes(".web")) onBus.push(k);
+  const live = [];
+  const kv = await t.h.rawKv("admin");
+  for (const k of onBus) if ((await kv.get(k))?.operation === "PUT") live.push(k);
+  assert.equal(live, [], "no export of web remains on the bus");
 });
 
 controller.run();
