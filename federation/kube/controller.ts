@@ -19,6 +19,11 @@ export interface FederationControllerOptions {
   /** Where this cluster's workloads reach its gateway's import listeners. */
   gatewayImportAddress: string;
   importPorts?: { first: number; last: number };
+  /**
+   * Namespace sameness: an import lands only in a namespace that already
+   * exists here (default), or, when true, fedgate creates the namespace.
+   */
+  createNamespaces?: boolean;
   logger?: Logger;
 }
 
@@ -35,6 +40,7 @@ export class FederationController {
   private readonly serviceExports: ResilientInformer<ServiceExportObject>;
   private readonly serviceImports: ResilientInformer<k8s.KubernetesObject>;
   private readonly services: ResilientInformer<k8s.V1Service>;
+  private readonly namespaces: ResilientInformer<k8s.V1Namespace>;
   private readonly endpointSlices: ResilientInformer<k8s.V1EndpointSlice>;
   private readonly derivedSlices: ResilientInformer<k8s.V1EndpointSlice>;
   private readonly exportQueue: WorkQueue;
@@ -68,6 +74,16 @@ export class FederationController {
       list: async () => (await custom.listClusterCustomObject({ group: MCS_GROUP, version: MCS_VERSION, plural: "serviceimports" })) as k8s.KubernetesListObject<k8s.KubernetesObject>,
       // A ServiceImport someone deleted or edited is put back as the ClusterSet says it should be.
       onEvent: importKey,
+      logger: this.log,
+    });
+    this.namespaces = new ResilientInformer<k8s.V1Namespace>({
+      kubeConfig: kc,
+      path: "/api/v1/namespaces",
+      list: () => core.listNamespace(),
+      // Imports waiting for their namespace go ahead once it exists.
+      onEvent: (ns) => {
+        for (const s of this.o.exchange.services()) if (s.namespace === ns.metadata?.name) this.importQueue.add(s.key);
+      },
       logger: this.log,
     });
     this.services = new ResilientInformer<k8s.V1Service>({
@@ -121,6 +137,8 @@ export class FederationController {
       gatewayImportAddress: options.gatewayImportAddress,
       ports: this.ports,
       serviceImports: this.serviceImports,
+      namespaces: this.namespaces,
+      createNamespaces: options.createNamespaces ?? false,
       services: this.services,
       derivedSlices: this.derivedSlices,
     });
@@ -174,6 +192,6 @@ export class FederationController {
   }
 
   private informers(): Pick<ResilientInformer<k8s.KubernetesObject>, "start" | "stop" | "stats">[] {
-    return [this.serviceExports, this.serviceImports, this.services, this.endpointSlices, this.derivedSlices];
+    return [this.serviceExports, this.serviceImports, this.namespaces, this.services, this.endpointSlices, this.derivedSlices];
   }
 }

@@ -3,12 +3,10 @@ import type * as k8s from "@kubernetes/client-node";
 import { FedgateError, type ReconcileResult } from "../../common/index.ts";
 import type { Exchange } from "../exchange/exchange.ts";
 import { importPortKey, importPortName, type ImportPortAllocator } from "./import-ports.ts";
-import { KubeApiError, type KubeApi } from "./kube-api.ts";
+import type { KubeApi } from "./kube-api.ts";
 import { APP_MANAGED_BY, LABEL_APP_MANAGED_BY, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, MANAGED_BY, MCS_GROUP, MCS_VERSION, mergeExports } from "./mcs.ts";
 import type { ResilientInformer } from "./resilient-informer.ts";
 
-/** A namespace that does not exist here is not created: imports land only where the namespace already exists. */
-const MISSING_NAMESPACE_RETRY_MS = 30_000;
 const SERVICE_IMPORT_API_VERSION = `${MCS_GROUP}/${MCS_VERSION}`;
 
 /** An object fedgate would write already exists and belongs to someone else; fedgate leaves it alone. */
@@ -25,6 +23,9 @@ export interface ImportReconcilerOptions {
   gatewayImportAddress: string;
   ports: ImportPortAllocator;
   serviceImports: ResilientInformer<k8s.KubernetesObject>;
+  namespaces: ResilientInformer<k8s.V1Namespace>;
+  /** Create a missing namespace for an import; otherwise the import waits until the namespace exists. */
+  createNamespaces: boolean;
   services: ResilientInformer<k8s.V1Service>;
   /** Only slices this controller manages. */
   derivedSlices: ResilientInformer<k8s.V1EndpointSlice>;
@@ -59,70 +60,72 @@ export class ImportReconciler {
     if (existingImport && !ownedByFedgate(existingImport)) throw new ForeignObjectError("ServiceImport", namespace, name);
     if (existingService && !ownedByFedgate(existingService)) throw new ForeignObjectError("Service", namespace, derivedName);
 
+    const namespaceObject = this.o.namespaces.get(namespace);
+    if (!namespaceObject || namespaceObject.metadata?.deletionTimestamp) {
+      // Without the setting, the namespace informer requeues this import when the namespace appears.
+      if (!this.o.createNamespaces || namespaceObject) return;
+      await this.o.api.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace, labels: { [LABEL_APP_MANAGED_BY]: APP_MANAGED_BY } } });
+    }
+
     const ports = merged.ports.map((p) => ({ ...p, gatewayPort: this.o.ports.portFor(importPortKey(namespace, name, p)) }));
-    try {
-      const serviceImport: k8s.KubernetesObject = await this.o.api.apply({
-        apiVersion: SERVICE_IMPORT_API_VERSION,
-        kind: "ServiceImport",
-        metadata: { name, namespace, labels: { [LABEL_APP_MANAGED_BY]: APP_MANAGED_BY } },
-        spec: {
-          type: merged.type,
-          ports: merged.ports.map((p) => ({ ...(p.name ? { name: p.name } : {}), protocol: p.protocol, port: p.port, ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) })),
-          sessionAffinity: merged.sessionAffinity,
-          ...(merged.sessionAffinityTimeoutSeconds ? { sessionAffinityConfig: { clientIP: { timeoutSeconds: merged.sessionAffinityTimeoutSeconds } } } : {}),
-          ...ipsOf(existingService),
-        },
-      });
-      const ownerReferences = [{ apiVersion: SERVICE_IMPORT_API_VERSION, kind: "ServiceImport", name, uid: serviceImport.metadata?.uid ?? "" }];
+    const serviceImport: k8s.KubernetesObject = await this.o.api.apply({
+      apiVersion: SERVICE_IMPORT_API_VERSION,
+      kind: "ServiceImport",
+      metadata: { name, namespace, labels: { [LABEL_APP_MANAGED_BY]: APP_MANAGED_BY } },
+      spec: {
+        type: merged.type,
+        ports: merged.ports.map((p) => ({ ...(p.name ? { name: p.name } : {}), protocol: p.protocol, port: p.port, ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) })),
+        sessionAffinity: merged.sessionAffinity,
+        ...(merged.sessionAffinityTimeoutSeconds ? { sessionAffinityConfig: { clientIP: { timeoutSeconds: merged.sessionAffinityTimeoutSeconds } } } : {}),
+        ...ipsOf(existingService),
+      },
+    });
+    const ownerReferences = [{ apiVersion: SERVICE_IMPORT_API_VERSION, kind: "ServiceImport", name, uid: serviceImport.metadata?.uid ?? "" }];
+    await this.o.api.apply({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: {
+        name: derivedName,
+        namespace,
+        labels: { [LABEL_SERVICE_NAME]: name, [LABEL_APP_MANAGED_BY]: APP_MANAGED_BY },
+        annotations: { "multicluster.fedgate.io/derived-from": `ServiceImport/${name}` },
+        ownerReferences,
+      },
+      spec: {
+        type: "ClusterIP",
+        ...(merged.type === "Headless" ? { clusterIP: "None" } : {}),
+        ports: ports.map((p) => ({ name: importPortName(p), protocol: p.protocol, port: p.port, targetPort: p.gatewayPort })),
+      },
+    });
+    await this.o.api.applyMcsStatus({ kind: "ServiceImport", namespace, name, status: { clusters: merged.clusters.map((cluster) => ({ cluster })) } });
+    const exports = this.o.exchange.service(namespace, name)?.exports ?? [];
+    for (const e of exports) {
+      const ready = e.readyEndpoints.reduce((n, z) => n + z.ready, 0) > 0;
       await this.o.api.apply({
-        apiVersion: "v1",
-        kind: "Service",
+        apiVersion: "discovery.k8s.io/v1",
+        kind: "EndpointSlice",
         metadata: {
-          name: derivedName,
+          name: boundedName(`${derivedName}-${e.cluster}`),
           namespace,
-          labels: { [LABEL_SERVICE_NAME]: name, [LABEL_APP_MANAGED_BY]: APP_MANAGED_BY },
-          annotations: { "multicluster.fedgate.io/derived-from": `ServiceImport/${name}` },
+          labels: {
+            "kubernetes.io/service-name": derivedName,
+            [LABEL_SERVICE_NAME]: name,
+            [LABEL_SOURCE_CLUSTER]: e.cluster,
+            [LABEL_MANAGED_BY]: MANAGED_BY,
+          },
           ownerReferences,
         },
-        spec: {
-          type: "ClusterIP",
-          ...(merged.type === "Headless" ? { clusterIP: "None" } : {}),
-          ports: ports.map((p) => ({ name: importPortName(p), protocol: p.protocol, port: p.port, targetPort: p.gatewayPort })),
-        },
+        addressType: "IPv4",
+        endpoints: [{ addresses: [this.o.gatewayImportAddress], conditions: { ready } }],
+        ports: ports.filter((p) => e.ports.some((ep) => importPortName(ep) === importPortName(p))).map((p) => ({ name: importPortName(p), protocol: p.protocol, port: p.gatewayPort })),
       });
-      await this.o.api.applyMcsStatus({ kind: "ServiceImport", namespace, name, status: { clusters: merged.clusters.map((cluster) => ({ cluster })) } });
-      const exports = this.o.exchange.service(namespace, name)?.exports ?? [];
-      for (const e of exports) {
-        const ready = e.readyEndpoints.reduce((n, z) => n + z.ready, 0) > 0;
-        await this.o.api.apply({
-          apiVersion: "discovery.k8s.io/v1",
-          kind: "EndpointSlice",
-          metadata: {
-            name: boundedName(`${derivedName}-${e.cluster}`),
-            namespace,
-            labels: {
-              "kubernetes.io/service-name": derivedName,
-              [LABEL_SERVICE_NAME]: name,
-              [LABEL_SOURCE_CLUSTER]: e.cluster,
-              [LABEL_MANAGED_BY]: MANAGED_BY,
-            },
-            ownerReferences,
-          },
-          addressType: "IPv4",
-          endpoints: [{ addresses: [this.o.gatewayImportAddress], conditions: { ready } }],
-          ports: ports.filter((p) => e.ports.some((ep) => importPortName(ep) === importPortName(p))).map((p) => ({ name: importPortName(p), protocol: p.protocol, port: p.gatewayPort })),
-        });
-      }
-      const exporting = new Set(exports.map((e) => e.cluster));
-      for (const slice of this.derivedSlicesOf(namespace, name)) {
-        if (!exporting.has(slice.metadata?.labels?.[LABEL_SOURCE_CLUSTER] ?? "")) await this.deleteSlice(namespace, slice);
-      }
-      // The derived Service's ClusterIP is allocated by the apiserver; copy it into spec.ips once known.
-      return existingService?.spec?.clusterIP || merged.type === "Headless" ? undefined : { requeueAfterMs: 200 };
-    } catch (err) {
-      if (err instanceof KubeApiError && err.status === 404) return { requeueAfterMs: MISSING_NAMESPACE_RETRY_MS };
-      throw err;
     }
+    const exporting = new Set(exports.map((e) => e.cluster));
+    for (const slice of this.derivedSlicesOf(namespace, name)) {
+      if (!exporting.has(slice.metadata?.labels?.[LABEL_SOURCE_CLUSTER] ?? "")) await this.deleteSlice(namespace, slice);
+    }
+    // The derived Service's ClusterIP is allocated by the apiserver; copy it into spec.ips once known.
+    return existingService?.spec?.clusterIP || merged.type === "Headless" ? undefined : { requeueAfterMs: 200 };
   }
 
   /** The last exporter is gone: remove what fedgate created, and only that. */

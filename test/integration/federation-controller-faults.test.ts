@@ -61,7 +61,7 @@ faults("changes made while the controller's watch was cut and its apiserver rest
     viaProxy.loadFromString(direct.kubeConfig.exportConfig());
     viaProxy.clusters[0] = { ...(viaProxy.clusters[0] as k8s.Cluster), server: `https://127.0.0.1:${proxy.port}` };
     await t.stopController("cluster-b");
-    const b = await t.startController("cluster-b", viaProxy);
+    const b = await t.startController("cluster-b", { kubeConfig: viaProxy });
     await b.idle();
     const listsBefore = totalLists(b);
 

@@ -8,7 +8,8 @@ const controller = suite<{ t: ControllerHarness }>("federation controller on thr
 
 controller.before(async (ctx) => {
   ctx.t = await ControllerHarness.start({ clusters: 3, leaseTtlMs: 5_000 });
-  for (const name of ctx.t.kube.keys()) await ctx.t.startController(name);
+  // C may create namespaces for its imports; A and B keep the default (imports only where the namespace exists).
+  for (const name of ctx.t.kube.keys()) await ctx.t.startController(name, { createNamespaces: name === "cluster-c" });
 });
 controller.after(async (ctx) => {
   await ctx.t?.stop();
@@ -140,6 +141,35 @@ controller("a Service fedgate does not own is never modified; the import waits u
   await importIn(t, "cluster-c", "squat", (o) => Boolean(o.spec?.ips?.length));
 });
 
+controller("namespace sameness: an import waits for its namespace, unless the controller may create it", async ({ t }) => {
+  await t.core("cluster-a").createNamespace({ body: { metadata: { name: "billing" } } });
+  await t.core("cluster-a").createNamespacedService({ namespace: "billing", body: { metadata: { name: "ledger" }, spec: { ports: [{ name: "http", port: 80 }] } } });
+  await t.custom("cluster-a").createNamespacedCustomObject({
+    group: MCS_GROUP,
+    version: MCS_VERSION,
+    namespace: "billing",
+    plural: "serviceexports",
+    body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: "ServiceExport", metadata: { name: "ledger" } },
+  });
+  const readImport = (cluster: string) =>
+    t.custom(cluster).getNamespacedCustomObject({ group: MCS_GROUP, version: MCS_VERSION, namespace: "billing", plural: "serviceimports", name: "ledger" }).then(
+      () => true,
+      () => undefined,
+    );
+  await eventually("C to create the namespace and import", () => readImport("cluster-c"));
+  const created = await t.core("cluster-c").readNamespace({ name: "billing" });
+  assert.is(created.metadata?.labels?.["app.kubernetes.io/managed-by"], "fedgate");
+  await (t.controllers.get("cluster-b") as FederationController).idle();
+  const missing = await t.core("cluster-b").readNamespace({ name: "billing" }).then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  assert.ok(missing instanceof k8s.ApiException && missing.code === 404, "B does not create namespaces");
+  assert.is(await readImport("cluster-b"), undefined);
+  await t.core("cluster-b").createNamespace({ body: { metadata: { name: "billing" } } });
+  await eventually("B to import once the namespace exists", () => readImport("cluster-b"));
+});
+
 controller("a controller restart deletes, recreates or rewrites nothing", async ({ t }) => {
   const c = t.controllers.get("cluster-c") as FederationController;
   await c.idle();
@@ -172,7 +202,7 @@ controller("a controller restart deletes, recreates or rewrites nothing", async 
   ]);
   try {
     await t.stopController("cluster-c");
-    const restarted = await t.startController("cluster-c");
+    const restarted = await t.startController("cluster-c", { createNamespaces: true });
     await sleep(500);
     await restarted.idle();
     await sleep(1_000);

@@ -41,11 +41,12 @@ export class ControllerHarness {
   }
 
   /** Starts `name`'s controller (and its exchange, unless running); `kubeConfig` overrides how it reaches its apiserver. */
-  async startController(name: string, kubeConfig?: k8s.KubeConfig): Promise<FederationController> {
+  async startController(name: string, options: { kubeConfig?: k8s.KubeConfig; createNamespaces?: boolean } = {}): Promise<FederationController> {
     const exchange = this.h.exchanges.get(name) ?? (await this.h.startExchange(name));
     const c = new FederationController({
       cluster: name,
-      kubeConfig: kubeConfig ?? this.cluster(name).kubeConfig,
+      kubeConfig: options.kubeConfig ?? this.cluster(name).kubeConfig,
+      createNamespaces: options.createNamespaces ?? false,
       exchange,
       gateway: { host: `gw.${name}.example`, port: 15443 },
       gatewayImportAddress: GATEWAY_IMPORT_ADDRESS,
