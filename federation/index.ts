@@ -22,6 +22,7 @@ export { clusterPolicy, adminPolicy, assertClusterName, BusClusterNameError, Bus
 export { RECORD_VERSION, type ClusterRegistration, type ServiceExportRecord, type ServicePort, type EndpointAddress } from "./exchange/records.ts";
 export type { ClusterView, MergedService, ClusterExport } from "./exchange/clusterset-view.ts";
 export { FederationController, type FederationControllerOptions } from "./kube/controller.ts";
+export { DataplaneFeed, type DataplaneFeedOptions, type XdsSink } from "./kube/dataplane-feed.ts";
 export { EXPORT_FINALIZER } from "./kube/export-reconciler.ts";
 export { derivedServiceName } from "./kube/import-reconciler.ts";
 export { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY, MCS_GROUP, MCS_VERSION } from "./kube/mcs.ts";

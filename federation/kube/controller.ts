@@ -2,9 +2,11 @@ import * as k8s from "@kubernetes/client-node";
 import { WorkQueue, silentLogger, type Logger } from "../../common/index.ts";
 import type { Exchange } from "../exchange/exchange.ts";
 import type { EndpointAddress } from "../exchange/records.ts";
+import type { LocalEndpoint } from "../../gateway/index.ts";
 import { ExportReconciler, type ServiceExportObject } from "./export-reconciler.ts";
 import { ImportPortAllocator } from "./import-ports.ts";
 import { DERIVED_PREFIX, ImportReconciler } from "./import-reconciler.ts";
+import { localEndpointsOf } from "./local-endpoints.ts";
 import { KubeApi } from "./kube-api.ts";
 import { LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION } from "./mcs.ts";
 import { ResilientInformer } from "./resilient-informer.ts";
@@ -47,6 +49,7 @@ export class FederationController {
   private readonly importQueue: WorkQueue;
   private readonly ports: ImportPortAllocator;
   private readonly stopWatching = new AbortController();
+  private readonly dataplaneListeners = new Set<() => void>();
   private watching: Promise<void> | undefined;
 
   constructor(options: FederationControllerOptions) {
@@ -59,7 +62,11 @@ export class FederationController {
     const api = new KubeApi(kc);
     this.ports = new ImportPortAllocator(options.importPorts ?? { first: 20_000, last: 29_999 });
 
-    const exportKey = (o: k8s.KubernetesObject) => this.exportQueue.add(keyOf(o));
+    const exportKey = (o: k8s.KubernetesObject) => {
+      this.exportQueue.add(keyOf(o));
+      // Exports, their Services and their slices are what this cluster's data plane serves locally.
+      this.notifyDataplane();
+    };
     this.serviceExports = new ResilientInformer<ServiceExportObject>({
       kubeConfig: kc,
       path: `/apis/${MCS_GROUP}/${MCS_VERSION}/serviceexports`,
@@ -105,7 +112,10 @@ export class FederationController {
       list: () => discovery.listEndpointSliceForAllNamespaces(),
       onEvent: (slice) => {
         const service = slice.metadata?.labels?.["kubernetes.io/service-name"];
-        if (service && slice.metadata?.labels?.[LABEL_MANAGED_BY] !== MANAGED_BY) this.exportQueue.add(`${slice.metadata?.namespace}/${service}`);
+        if (service && slice.metadata?.labels?.[LABEL_MANAGED_BY] !== MANAGED_BY) {
+          this.exportQueue.add(`${slice.metadata?.namespace}/${service}`);
+          this.notifyDataplane();
+        }
       },
       logger: this.log,
     });
@@ -167,11 +177,35 @@ export class FederationController {
     this.watching = (async () => {
       for await (const change of changes) {
         this.importQueue.add(change.key);
+        this.notifyDataplane();
         // Conflicts are judged across the ClusterSet: a peer's change can flip our export's condition.
         const [namespace, name] = change.key.split("/") as [string, string];
         if (this.serviceExports.get(name, namespace)) this.exportQueue.add(change.key);
       }
     })();
+  }
+
+  /** This cluster's backends of every service it exports (validly), keyed `<namespace>/<name>`, for its gateway. */
+  localEndpoints(): Map<string, LocalEndpoint[]> {
+    const result = new Map<string, LocalEndpoint[]>();
+    for (const se of this.serviceExports.list()) {
+      const { namespace = "", name = "" } = se.metadata ?? {};
+      const service = this.services.get(name, namespace);
+      if (!service || service.spec?.type === "ExternalName" || se.metadata?.deletionTimestamp) continue;
+      const slices = this.endpointSlices.list(namespace).filter((s) => s.metadata?.labels?.["kubernetes.io/service-name"] === name && s.metadata.labels[LABEL_MANAGED_BY] !== MANAGED_BY);
+      result.set(`${namespace}/${name}`, localEndpointsOf(service, slices));
+    }
+    return result;
+  }
+
+  /** Calls `listener` (synchronously; it should only schedule work) whenever the data plane's inputs may have changed. */
+  onDataplaneChange(listener: () => void): () => void {
+    this.dataplaneListeners.add(listener);
+    return () => this.dataplaneListeners.delete(listener);
+  }
+
+  private notifyDataplane(): void {
+    for (const listener of this.dataplaneListeners) listener();
   }
 
   /** Resolves when both queues have drained (for tests and orderly shutdown). */

@@ -1,0 +1,93 @@
+import { asError, silentLogger, type Logger } from "../../common/index.ts";
+import type { FederationSnapshotInput, ServicePolicyInput } from "../../gateway/index.ts";
+import type { Exchange } from "../exchange/exchange.ts";
+import type { FederationController } from "./controller.ts";
+
+/** Where snapshots go: the xDS server (`XdsServer.setSnapshot`), which validates and debounces them. */
+export interface XdsSink {
+  setSnapshot(snapshot: FederationSnapshotInput): void;
+}
+
+export interface DataplaneFeedOptions {
+  controller: FederationController;
+  exchange: Exchange;
+  sink: XdsSink;
+  self: FederationSnapshotInput["self"];
+  /** The gateway's current certificate, key and trust bundle; read on every snapshot, so rotation is a `refresh()`. */
+  tls: () => FederationSnapshotInput["tls"];
+  /** Per-service policy keyed `<namespace>/<name>`; absent means defaults. */
+  policies?: () => ReadonlyMap<string, ServicePolicyInput>;
+  proxyless?: FederationSnapshotInput["proxyless"];
+  logger?: Logger;
+}
+
+/**
+ * Keeps this cluster's xDS server fed: the exchange's merged view, the
+ * controller's local backends, policies and TLS, as one snapshot rebuilt
+ * whenever any of them may have changed. Bursts of changes within one tick
+ * become one snapshot; the server's debounce handles the rest.
+ */
+export class DataplaneFeed {
+  private readonly o: DataplaneFeedOptions;
+  private readonly log: Logger;
+  private readonly stopped = new AbortController();
+  private unsubscribe: (() => void) | undefined;
+  private watching: Promise<void> | undefined;
+  private scheduled = false;
+  private snapshots = 0;
+  private rejections = 0;
+
+  constructor(options: DataplaneFeedOptions) {
+    this.o = options;
+    this.log = (options.logger ?? silentLogger).child({ component: "dataplane-feed" });
+  }
+
+  start(): void {
+    this.unsubscribe = this.o.controller.onDataplaneChange(() => this.refresh());
+    const clusters = this.o.exchange.watchClusters({ signal: this.stopped.signal });
+    this.watching = (async () => {
+      // A cluster's registration (its gateway addresses) or liveness changed.
+      for (let next = await clusters.next(); !next.done; next = await clusters.next()) this.refresh();
+    })();
+    this.push();
+  }
+
+  /** Schedules a rebuild (coalesced within the current tick). */
+  refresh(): void {
+    if (this.scheduled || this.stopped.signal.aborted) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      if (!this.stopped.signal.aborted) this.push();
+    });
+  }
+
+  stats(): { snapshots: number; rejections: number } {
+    return { snapshots: this.snapshots, rejections: this.rejections };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped.abort();
+    this.unsubscribe?.();
+    await this.watching;
+  }
+
+  private push(): void {
+    try {
+      this.o.sink.setSnapshot({
+        self: this.o.self,
+        services: this.o.exchange.services(),
+        clusters: this.o.exchange.clusters(),
+        localEndpoints: this.o.controller.localEndpoints(),
+        policies: new Map(this.o.policies?.() ?? []),
+        tls: this.o.tls(),
+        ...(this.o.proxyless ? { proxyless: this.o.proxyless } : {}),
+      });
+      this.snapshots++;
+    } catch (err) {
+      // The server keeps serving its last good snapshot; the next change tries again.
+      this.rejections++;
+      this.log.warn("snapshot rejected; the data plane keeps its last good config", { err: asError(err) });
+    }
+  }
+}
