@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { parseServicePolicy, PolicyValidationError, servicePolicySpec, type ParsedServicePolicy, type ServicePolicySpec } from "../../federation/internal.ts";
@@ -95,5 +96,90 @@ invalid("the error names the object", () => {
   assert.throws(() => parseServicePolicy(object({ timeoutMs: -1 })), (err: Error) => err.message.startsWith("invalid ServiceFederationPolicy shop/checkout: spec.timeoutMs:"));
 });
 
+/** The CRD's spec schema: the parser must agree with it on every bound, or the two have drifted. */
+interface JsonSchema {
+  type?: string;
+  minimum?: number;
+  maximum?: number;
+  maxItems?: number;
+  enum?: string[];
+  pattern?: string;
+  properties?: Record<string, JsonSchema>;
+  items?: JsonSchema;
+}
+const crdText = readFileSync(new URL("../../manifests/crds/multicluster.fedgate.io_servicefederationpolicies.yaml", import.meta.url), "utf8");
+const crd = JSON.parse(crdText.slice(crdText.indexOf("\n"))) as { spec: { versions: { schema: { openAPIV3Schema: JsonSchema } }[] } };
+const specSchema = crd.spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!;
+
+/** A value at the schema's lower or upper bound; arrays hold distinct items. */
+function atBound(schema: JsonSchema, bound: "min" | "max"): unknown {
+  switch (schema.type) {
+    case "integer":
+      return bound === "min" ? schema.minimum : schema.maximum;
+    case "boolean":
+      return bound === "max";
+    case "object":
+      return Object.fromEntries(Object.entries(schema.properties ?? {}).map(([k, v]) => [k, atBound(v, bound)]));
+    case "array": {
+      const n = bound === "min" ? 0 : (schema.maxItems ?? 1);
+      const items = schema.items!;
+      return Array.from({ length: n }, (_, i) => (items.enum ? items.enum[i] : `item-${i}`));
+    }
+    default:
+      throw new Error(`no sample for ${JSON.stringify(schema)}`);
+  }
+}
+
+function leaves(schema: JsonSchema, path: string[] = []): { path: string[]; schema: JsonSchema }[] {
+  if (schema.type === "object") return Object.entries(schema.properties ?? {}).flatMap(([k, v]) => leaves(v, [...path, k]));
+  return [{ path, schema }];
+}
+
+function withValue(spec: unknown, path: string[], value: unknown): unknown {
+  const copy = structuredClone(spec) as Record<string, unknown>;
+  let at = copy;
+  for (const key of path.slice(0, -1)) at = at[key] as Record<string, unknown>;
+  at[path.at(-1)!] = value;
+  return copy;
+}
+
+const drift = suite("ServiceFederationPolicy parser agrees with the CRD schema");
+
+for (const bound of ["min", "max"] as const) {
+  drift(`a spec with every field at the CRD's ${bound}imum is accepted and round-trips`, () => {
+    const spec = atBound(specSchema, bound);
+    const parsed = parseServicePolicy(object(spec));
+    assert.equal(servicePolicySpec(parsed), spec);
+  });
+}
+
+drift("one past each integer bound of the CRD is refused at that field", () => {
+  const base = atBound(specSchema, "max");
+  const integers = leaves(specSchema).filter((l) => l.schema.type === "integer");
+  assert.is(integers.length, 12, "every integer field of the CRD is visited");
+  for (const { path, schema } of integers) {
+    for (const value of [schema.minimum! - 1, schema.maximum! + 1]) {
+      try {
+        parseServicePolicy(object(withValue(base, path, value)));
+        assert.unreachable(`${path.join(".")}=${value} accepted`);
+      } catch (err) {
+        assert.instance(err, PolicyValidationError);
+        assert.ok((err as PolicyValidationError).problems.some((p) => p.path === `spec.${path.join(".")}`), `${path.join(".")}=${value}: ${(err as Error).message}`);
+      }
+    }
+  }
+});
+
+drift("one past each list's maxItems is refused at that field", () => {
+  const base = atBound(specSchema, "max");
+  const lists = leaves(specSchema).filter((l) => l.schema.type === "array");
+  assert.is(lists.length, 4);
+  for (const { path, schema } of lists) {
+    const tooMany = Array.from({ length: schema.maxItems! + 1 }, (_, i) => `item-${i}`);
+    assert.throws(() => parseServicePolicy(object(withValue(base, path, tooMany))), (err: Error) => err instanceof PolicyValidationError && err.problems.some((p) => p.path === `spec.${path.join(".")}`), path.join("."));
+  }
+});
+
 valid.run();
 invalid.run();
+drift.run();
