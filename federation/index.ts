@@ -27,6 +27,7 @@ export { derivedServiceName } from "./kube/import-reconciler.ts";
 export { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY, MCS_GROUP, MCS_VERSION } from "./kube/mcs.ts";
 export {
   parseServicePolicy,
+  servicePolicySpec,
   PolicyValidationError,
   POLICY_GROUP,
   POLICY_VERSION,
@@ -43,5 +44,6 @@ export {
   POLICY_EVENT_INVALID,
   type PolicyWatcherOptions,
   type PolicyObject,
+  type PolicyStatus,
 } from "./kube/policy-watcher.ts";
 export { EventRecorder, DEFAULT_REPORTING_CONTROLLER, DEFAULT_MAX_TRACKED_EVENTS, type EventRecorderOptions, type EventSpec } from "./kube/event-recorder.ts";

@@ -10,5 +10,4 @@ export { clusterInboxPrefix, clusterPolicy, adminPolicy, assertClusterName, BusC
 export { bucketStreamConfigs, bucketSettingsProblems } from "./exchange/bus-buckets.ts";
 export { mergeExports, exportedShape, conflictsWith, type MergedImport, type ConflictReason } from "./kube/mcs.ts";
 export { ImportPortAllocator, importPortKey } from "./kube/import-ports.ts";
-export { servicePolicySpec } from "./kube/service-policy.ts";
 export { KubeApi, FIELD_MANAGER } from "./kube/kube-api.ts";

@@ -5,7 +5,7 @@ import type { EventRecorder } from "./event-recorder.ts";
 import type { Condition } from "./export-reconciler.ts";
 import { KubeApi } from "./kube-api.ts";
 import { ResilientInformer } from "./resilient-informer.ts";
-import { PolicyValidationError, POLICY_GROUP, POLICY_KIND, POLICY_PLURAL, POLICY_VERSION, parseServicePolicy, type ParsedServicePolicy } from "./service-policy.ts";
+import { PolicyValidationError, POLICY_GROUP, POLICY_KIND, POLICY_PLURAL, POLICY_VERSION, parseServicePolicy, servicePolicySpec, type ParsedServicePolicy } from "./service-policy.ts";
 
 export const POLICY_CONDITION_ACCEPTED = "Accepted";
 export const POLICY_REASON_ACCEPTED = "Accepted";
@@ -15,9 +15,17 @@ export const POLICY_EVENT_INVALID = "InvalidPolicy";
 /** metav1.Condition caps messages at 32 KiB. */
 const MAX_CONDITION_MESSAGE = 32_768;
 
+export interface PolicyStatus {
+  observedGeneration?: number;
+  /** The generation in force, and its spec: what survives a restart while a newer generation is refused. */
+  acceptedGeneration?: number;
+  acceptedSpec?: unknown;
+  conditions?: Condition[];
+}
+
 export interface PolicyObject extends k8s.KubernetesObject {
   spec?: unknown;
-  status?: { observedGeneration?: number; conditions?: Condition[] };
+  status?: PolicyStatus;
 }
 
 export interface PolicyWatcherOptions {
@@ -38,6 +46,13 @@ interface InForce {
   parsed: ParsedServicePolicy;
   /** Canonical form, to tell a real change from a re-read. */
   json: string;
+}
+
+interface Verdict {
+  /** The policy in force after this judgement: this generation's, or the last accepted one's. */
+  inForce?: InForce | undefined;
+  /** Why this generation was refused; undefined when it was accepted. */
+  refusal?: string;
 }
 
 const keyOf = (o: k8s.KubernetesObject) => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
@@ -111,46 +126,70 @@ export class PolicyWatcher {
     const verdict = this.evaluate(key, object);
     if (!object || !verdict) return;
     const generation = object.metadata?.generation ?? 0;
-    const desired = verdict.ok
-      ? { status: "True" as const, reason: POLICY_REASON_ACCEPTED, message: "The policy is in force." }
-      : { status: "False" as const, reason: POLICY_REASON_INVALID, message: verdict.message };
+    const accepted = verdict.inForce;
+    const desired =
+      verdict.refusal === undefined
+        ? { status: "True" as const, reason: POLICY_REASON_ACCEPTED, message: "The policy is in force." }
+        : { status: "False" as const, reason: POLICY_REASON_INVALID, message: verdict.refusal };
     const current = object.status?.conditions?.find((c) => c.type === POLICY_CONDITION_ACCEPTED);
-    const unchanged = current?.status === desired.status && current.reason === desired.reason && current.message === desired.message;
-    if (unchanged && current?.observedGeneration === generation && object.status?.observedGeneration === generation) return;
+    const sameCondition = current?.status === desired.status && current.reason === desired.reason && current.message === desired.message;
+    const sameStatus = current?.observedGeneration === generation && object.status?.observedGeneration === generation && object.status.acceptedGeneration === accepted?.generation;
+    if (sameCondition && sameStatus) return;
     const condition: Condition = {
       type: POLICY_CONDITION_ACCEPTED,
       ...desired,
       observedGeneration: generation,
       lastTransitionTime: current?.status === desired.status ? current.lastTransitionTime : new Date().toISOString(),
     };
-    await this.api.applyStatus({ group: POLICY_GROUP, version: POLICY_VERSION, plural: POLICY_PLURAL, kind: POLICY_KIND, namespace, name, status: { observedGeneration: generation, conditions: [condition] } });
-    // The status write is the memory of what was reported: a resync or a restart finds it current and stays quiet.
-    if (!verdict.ok && !unchanged) await this.o.events.record({ regarding: object, type: "Warning", reason: POLICY_EVENT_INVALID, action: "Validate", note: verdict.message });
+    const status: PolicyStatus = {
+      observedGeneration: generation,
+      ...(accepted ? { acceptedGeneration: accepted.generation, acceptedSpec: servicePolicySpec(accepted.parsed) } : {}),
+      conditions: [condition],
+    };
+    await this.api.applyStatus({ group: POLICY_GROUP, version: POLICY_VERSION, plural: POLICY_PLURAL, kind: POLICY_KIND, namespace, name, status });
+    // The status is the memory of what was reported: a relist or a restart finds it current and stays quiet.
+    if (verdict.refusal !== undefined && !sameCondition) {
+      await this.o.events.record({ regarding: object, type: "Warning", reason: POLICY_EVENT_INVALID, action: "Validate", note: verdict.refusal });
+    }
   }
 
-  /** Parses `object` and updates the policy in force; undefined when the object is gone. */
-  private evaluate(key: string, object: PolicyObject | undefined): { ok: true } | { ok: false; message: string } | undefined {
-    const previous = this.inForce.get(key);
-    const uid = object?.metadata?.uid ?? "";
-    if (!object || (previous && previous.uid !== uid)) {
-      // Deleted, or deleted and recreated: the old object's policy no longer applies.
-      this.inForce.delete(key);
-      if (previous && !object) this.o.onChange?.(key, undefined);
-      if (!object) return undefined;
-    }
-    const kept = this.inForce.get(key);
-    let parsed: ParsedServicePolicy;
+  /** Judges `object`, updates the policy in force and reports a change; undefined when the object is gone. */
+  private evaluate(key: string, object: PolicyObject | undefined): Verdict | undefined {
+    const before = this.inForce.get(key);
+    const verdict = object ? this.judge(object, before) : undefined;
+    const after = verdict?.inForce;
+    if (after) this.inForce.set(key, after);
+    else this.inForce.delete(key);
+    if (before?.json !== after?.json) this.o.onChange?.(key, after?.parsed);
+    return verdict;
+  }
+
+  private judge(object: PolicyObject, before: InForce | undefined): Verdict {
+    const uid = object.metadata?.uid ?? "";
     try {
-      parsed = parseServicePolicy(object);
+      return { inForce: inForce(uid, object.metadata?.generation ?? 0, parseServicePolicy(object)) };
     } catch (err) {
       if (!(err instanceof PolicyValidationError)) throw err;
-      if (previous && !kept) this.o.onChange?.(key, undefined);
+      // A recreated object starts afresh; after a restart, the status remembers what was accepted.
+      const kept = before?.uid === uid ? before : this.acceptedInStatus(object, uid);
       const fallback = kept ? `generation ${kept.generation} stays in force` : "no policy is in force (gateway defaults apply)";
-      return { ok: false, message: `${err.message}; ${fallback}`.slice(0, MAX_CONDITION_MESSAGE) };
+      return { inForce: kept, refusal: `${err.message}; ${fallback}`.slice(0, MAX_CONDITION_MESSAGE) };
     }
-    const json = canonicalJson(parsed);
-    this.inForce.set(key, { uid, generation: object.metadata?.generation ?? 0, parsed, json });
-    if (kept?.json !== json) this.o.onChange?.(key, parsed);
-    return { ok: true };
   }
+
+  private acceptedInStatus(object: PolicyObject, uid: string): InForce | undefined {
+    const { acceptedGeneration, acceptedSpec } = object.status ?? {};
+    if (acceptedGeneration === undefined || acceptedSpec === undefined) return undefined;
+    try {
+      return inForce(uid, acceptedGeneration, parseServicePolicy({ metadata: object.metadata, spec: acceptedSpec }));
+    } catch (err) {
+      if (!(err instanceof PolicyValidationError)) throw err;
+      this.log.warn("the accepted spec in status no longer parses", { key: keyOf(object), err });
+      return undefined;
+    }
+  }
+}
+
+function inForce(uid: string, generation: number, parsed: ParsedServicePolicy): InForce {
+  return { uid, generation, parsed, json: canonicalJson(parsed) };
 }

@@ -117,6 +117,8 @@ policy("a valid policy is in force and becomes Accepted=True with observedGenera
     consumers: ["cluster-b"],
   });
   assert.equal(ctx.changes.filter(([k]) => k === `${NS}/checkout`).length, 1, "one change, not one per status write");
+  assert.is(o.status?.acceptedGeneration, 1);
+  assert.equal(o.status?.acceptedSpec, { failover: { clusterOrder: ["cluster-b", "cluster-c"] }, consumers: ["cluster-b"], timeoutMs: 3_000, retries: { attempts: 1, perTryTimeoutMs: 1_000 } });
   assert.equal([...watcher.policies().keys()], [`${NS}/checkout`]);
   // The status is written with the controller's field manager, on the status subresource only.
   const managers = (o.metadata?.managedFields ?? []).filter((f) => f.subresource === "status").map((f) => f.manager);
@@ -150,8 +152,8 @@ policy("an object the schema admits but the parser refuses: Accepted=False/Inval
   await stopWatcher(ctx, again);
 });
 
-policy("a malformed update keeps the last good policy in force", async (ctx) => {
-  const watcher = await startWatcher(ctx);
+policy("a malformed update keeps the last good policy in force, across a restart too", async (ctx) => {
+  let watcher = await startWatcher(ctx);
   await create(ctx, "cart", { timeoutMs: 3_000, failover: { clusterOrder: ["cluster-c"] } });
   await waitAccepted(ctx, "cart", "True");
   const good = { policy: { timeoutMs: 3_000, failover: { clusterOrder: ["cluster-c"] } } };
@@ -165,7 +167,18 @@ policy("a malformed update keeps the last good policy in force", async (ctx) => 
   assert.ok(bad.status?.conditions?.[0]?.message.includes("generation 1 stays in force"), bad.status?.conditions?.[0]?.message);
   assert.equal(watcher.policyFor(NS, "cart"), good, "the last good policy stays");
   assert.is(ctx.changes.length, changesBefore, "no change reported for a refused update");
+  assert.is(bad.status?.acceptedGeneration, 1, "the status remembers the generation in force");
   await waitFor("one Event for generation 2", async () => ((await eventsFor(ctx, "cart")).length === 1 ? true : undefined), { timeoutMs: WAIT_MS });
+
+  // A controller restart must not change what is in force: the new watcher finds generation 1 in the status.
+  await stopWatcher(ctx, watcher);
+  const restarted = await startWatcher(ctx);
+  assert.equal(restarted.policyFor(NS, "cart"), good, "the last good policy survives a restart");
+  await restarted.idle();
+  const after = await read(ctx, "cart");
+  assert.is(after.metadata?.resourceVersion, bad.metadata?.resourceVersion, "no status rewrite after the restart");
+  assert.is((await eventsFor(ctx, "cart")).length, 1, "no second Event after the restart");
+  watcher = restarted;
 
   await replaceSpec(ctx, "cart", { timeoutMs: 1_000 });
   const fixed = await waitAccepted(ctx, "cart", "True");
