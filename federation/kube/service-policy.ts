@@ -87,7 +87,9 @@ const objectSchema = z.looseObject({
 /** Just enough to name the object in an error, whatever else is wrong with it. */
 const objectId = z.object({ metadata: z.object({ namespace: z.string().optional(), name: z.string().optional() }) });
 
-const zodProblems = (error: z.ZodError): Problem[] => error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }));
+/** Paths as the apiserver writes them (`spec.consumers[0]`), so the condition and `kubectl` agree. */
+const zodProblems = (error: z.ZodError): Problem[] =>
+  error.issues.map((i) => ({ path: i.path.map((s, n) => (typeof s === "number" ? `[${s}]` : `${n ? "." : ""}${String(s)}`)).join(""), message: i.message }));
 
 function duplicates(path: string, values: readonly string[] | undefined): Problem[] {
   const seen = new Set<string>();
@@ -98,6 +100,9 @@ function duplicates(path: string, values: readonly string[] | undefined): Proble
   });
   return problems;
 }
+
+/** The gateway's defaults for a health check that sets only some fields. */
+const HEALTH_CHECK_DEFAULTS = servicePolicySchema.shape.healthCheck.unwrap().parse({});
 
 /** Checks that need the gateway's defaults for fields the object leaves out. */
 function crossFieldProblems(spec: ServicePolicySpec): Problem[] {
@@ -114,9 +119,8 @@ function crossFieldProblems(spec: ServicePolicySpec): Problem[] {
     problems.push({ path: "spec.retries.perTryTimeoutMs", message: `${perTry} exceeds ${source}` });
   }
   if (spec.healthCheck) {
-    // The gateway's health check defaults (input.ts): interval 5 s, timeout 1 s.
-    const intervalMs = spec.healthCheck.intervalMs ?? 5_000;
-    const hcTimeoutMs = spec.healthCheck.timeoutMs ?? 1_000;
+    const intervalMs = spec.healthCheck.intervalMs ?? HEALTH_CHECK_DEFAULTS.intervalMs;
+    const hcTimeoutMs = spec.healthCheck.timeoutMs ?? HEALTH_CHECK_DEFAULTS.timeoutMs;
     if (hcTimeoutMs > intervalMs) problems.push({ path: "spec.healthCheck.timeoutMs", message: `${hcTimeoutMs} exceeds intervalMs ${intervalMs}${spec.healthCheck.intervalMs === undefined ? " (the default)" : ""}` });
   }
   return problems;

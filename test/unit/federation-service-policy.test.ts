@@ -69,11 +69,11 @@ const refused: { name: string; input: unknown; problems: string[] }[] = [
   {
     name: "several field problems at once",
     input: object({ retries: { attempts: 11 }, outlierDetection: { maxEjectionPercent: 101, consecutive5xx: 0 }, connectTimeoutMs: 0, failover: { labels: ["rack"] }, consumers: ["Not_A_Label"] }),
-    problems: ["spec.failover.labels.0", "spec.consumers.0", "spec.outlierDetection.consecutive5xx", "spec.outlierDetection.maxEjectionPercent", "spec.retries.attempts", "spec.connectTimeoutMs"],
+    problems: ["spec.failover.labels[0]", "spec.consumers[0]", "spec.outlierDetection.consecutive5xx", "spec.outlierDetection.maxEjectionPercent", "spec.retries.attempts", "spec.connectTimeoutMs"],
   },
   { name: "an unknown field (a typo) is refused, not ignored", input: object({ timeout: 5 }), problems: ["spec"] },
   { name: "a fractional number of milliseconds", input: object({ timeoutMs: 1.5 }), problems: ["spec.timeoutMs"] },
-  { name: "a bad alias", input: object({ aliases: ["has space"] }), problems: ["spec.aliases.0"] },
+  { name: "a bad alias", input: object({ aliases: ["has space"] }), problems: ["spec.aliases[0]"] },
 ];
 
 for (const c of refused) {
