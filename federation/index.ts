@@ -26,3 +26,25 @@ export { DataplaneFeed, type DataplaneFeedOptions, type XdsSink } from "./kube/d
 export { EXPORT_FINALIZER } from "./kube/export-reconciler.ts";
 export { derivedServiceName } from "./kube/import-reconciler.ts";
 export { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY, MCS_GROUP, MCS_VERSION } from "./kube/mcs.ts";
+export {
+  parseServicePolicy,
+  servicePolicySpec,
+  PolicyValidationError,
+  POLICY_GROUP,
+  POLICY_VERSION,
+  POLICY_KIND,
+  POLICY_PLURAL,
+  type ParsedServicePolicy,
+  type ServicePolicySpec,
+} from "./kube/service-policy.ts";
+export {
+  PolicyWatcher,
+  POLICY_CONDITION_ACCEPTED,
+  POLICY_REASON_ACCEPTED,
+  POLICY_REASON_INVALID,
+  POLICY_EVENT_INVALID,
+  type PolicyWatcherOptions,
+  type PolicyObject,
+  type PolicyStatus,
+} from "./kube/policy-watcher.ts";
+export { EventRecorder, DEFAULT_REPORTING_CONTROLLER, DEFAULT_MAX_TRACKED_EVENTS, type EventRecorderOptions, type EventSpec } from "./kube/event-recorder.ts";

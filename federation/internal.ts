@@ -11,3 +11,4 @@ export { bucketStreamConfigs, bucketSettingsProblems } from "./exchange/bus-buck
 export { mergeExports, exportedShape, conflictsWith, type MergedImport, type ConflictReason } from "./kube/mcs.ts";
 export { ImportPortAllocator, importPortKey } from "./kube/import-ports.ts";
 export { localEndpointsOf } from "./kube/local-endpoints.ts";
+export { KubeApi, FIELD_MANAGER } from "./kube/kube-api.ts";

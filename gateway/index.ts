@@ -19,6 +19,7 @@ export {
   parseFederationSnapshot,
   DEFAULT_SERVICE_POLICY,
   LOCALITY_LABELS,
+  servicePolicySchema,
   type FederationSnapshot,
   type FederationSnapshotInput,
   type ServicePolicy,

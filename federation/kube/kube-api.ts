@@ -41,22 +41,28 @@ export class KubeApi {
   /** Applies `status` to an MCS object's status subresource. */
   async applyMcsStatus(options: { kind: "ServiceExport" | "ServiceImport"; namespace: string; name: string; status: object }): Promise<void> {
     const plural = options.kind === "ServiceExport" ? "serviceexports" : "serviceimports";
+    await this.applyStatus({ group: MCS_GROUP, version: MCS_VERSION, plural, ...options });
+  }
+
+  /** Applies `status` to a namespaced custom resource's status subresource, with this manager. */
+  async applyStatus(options: { group: string; version: string; plural: string; kind: string; namespace: string; name: string; status: object }): Promise<void> {
+    const { group, version, plural, kind, namespace, name, status } = options;
     try {
       await this.custom.patchNamespacedCustomObjectStatus(
         {
-          group: MCS_GROUP,
-          version: MCS_VERSION,
-          namespace: options.namespace,
+          group,
+          version,
+          namespace,
           plural,
-          name: options.name,
-          body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: options.kind, metadata: { name: options.name, namespace: options.namespace }, status: options.status },
+          name,
+          body: { apiVersion: `${group}/${version}`, kind, metadata: { name, namespace }, status },
           fieldManager: FIELD_MANAGER,
           force: true,
         },
         ssa,
       );
     } catch (err) {
-      throw new KubeApiError(`apply status of ${options.kind} ${options.namespace}/${options.name}`, err);
+      throw new KubeApiError(`apply status of ${kind} ${namespace}/${name}`, err);
     }
   }
 
