@@ -2,11 +2,13 @@ import * as k8s from "@kubernetes/client-node";
 import { WorkQueue, silentLogger, type Logger } from "../../common/index.ts";
 import type { Exchange } from "../exchange/exchange.ts";
 import type { EndpointAddress } from "../exchange/records.ts";
-import type { LocalEndpoint } from "../../gateway/index.ts";
+import type { LocalEndpoint, ServicePolicyInput } from "../../gateway/index.ts";
 import { ExportReconciler, type ServiceExportObject } from "./export-reconciler.ts";
 import { ImportPortAllocator } from "./import-ports.ts";
 import { DERIVED_PREFIX, ImportReconciler } from "./import-reconciler.ts";
 import { localEndpointsOf } from "./local-endpoints.ts";
+import { EventRecorder } from "./event-recorder.ts";
+import { PolicyWatcher } from "./policy-watcher.ts";
 import { KubeApi } from "./kube-api.ts";
 import { LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION } from "./mcs.ts";
 import { ResilientInformer } from "./resilient-informer.ts";
@@ -48,6 +50,7 @@ export class FederationController {
   private readonly exportQueue: WorkQueue;
   private readonly importQueue: WorkQueue;
   private readonly ports: ImportPortAllocator;
+  private readonly policyWatcher: PolicyWatcher;
   private readonly stopWatching = new AbortController();
   private readonly dataplaneListeners = new Set<() => void>();
   private watching: Promise<void> | undefined;
@@ -61,6 +64,19 @@ export class FederationController {
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
     const api = new KubeApi(kc);
     this.ports = new ImportPortAllocator(options.importPorts ?? { first: 20_000, last: 29_999 });
+    const events = new EventRecorder({ kubeConfig: kc, instance: `fedgate-${options.cluster}`, logger: this.log });
+    this.policyWatcher = new PolicyWatcher({
+      kubeConfig: kc,
+      events,
+      api,
+      logger: this.log,
+      // Consumers travel in the export record; the rest shapes this cluster's data plane.
+      onChange: (key) => {
+        const [namespace, name] = key.split("/") as [string, string];
+        if (this.serviceExports.get(name, namespace)) this.exportQueue.add(key);
+        this.notifyDataplane();
+      },
+    });
 
     const exportKey = (o: k8s.KubernetesObject) => {
       this.exportQueue.add(keyOf(o));
@@ -137,6 +153,8 @@ export class FederationController {
       exchange: options.exchange,
       api,
       gateway: options.gateway,
+      events,
+      policyFor: (namespace, name) => this.policyWatcher.policyFor(namespace, name),
       serviceExports: this.serviceExports,
       services: this.services,
       endpointSlices: this.endpointSlices,
@@ -146,6 +164,7 @@ export class FederationController {
       api,
       gatewayImportAddress: options.gatewayImportAddress,
       ports: this.ports,
+      events,
       serviceImports: this.serviceImports,
       namespaces: this.namespaces,
       createNamespaces: options.createNamespaces ?? false,
@@ -158,7 +177,7 @@ export class FederationController {
   }
 
   async start(): Promise<void> {
-    await Promise.all(this.informers().map((i) => i.start()));
+    await Promise.all([...this.informers().map((i) => i.start()), this.policyWatcher.start()]);
     for (const slice of this.derivedSlices.list()) {
       const name = slice.metadata?.labels?.[LABEL_SERVICE_NAME];
       for (const p of slice.ports ?? []) if (name && p.name && p.port) this.ports.seed(`${slice.metadata?.namespace}/${name}/${p.name}`, p.port);
@@ -198,6 +217,11 @@ export class FederationController {
     return result;
   }
 
+  /** The ServiceFederationPolicy in force per Service, keyed `<namespace>/<name>`. */
+  policies(): Map<string, ServicePolicyInput> {
+    return new Map([...this.policyWatcher.policies()].map(([key, parsed]) => [key, parsed.policy]));
+  }
+
   /** Calls `listener` (synchronously; it should only schedule work) whenever the data plane's inputs may have changed. */
   onDataplaneChange(listener: () => void): () => void {
     this.dataplaneListeners.add(listener);
@@ -217,7 +241,7 @@ export class FederationController {
     this.stopWatching.abort();
     await this.watching;
     await Promise.all([this.exportQueue.shutDown(), this.importQueue.shutDown()]);
-    await Promise.all(this.informers().map((i) => i.stop()));
+    await Promise.all([...this.informers().map((i) => i.stop()), this.policyWatcher.close()]);
   }
 
   /** Per informer: lists (a relist means a 410 or a first start) and restarts after failed watches. */

@@ -1,5 +1,5 @@
 import { asError, silentLogger, type Logger } from "../../common/index.ts";
-import type { FederationSnapshotInput, ServicePolicyInput } from "../../gateway/index.ts";
+import type { FederationSnapshotInput } from "../../gateway/index.ts";
 import type { Exchange } from "../exchange/exchange.ts";
 import type { FederationController } from "./controller.ts";
 
@@ -15,8 +15,6 @@ export interface DataplaneFeedOptions {
   self: FederationSnapshotInput["self"];
   /** The gateway's current certificate, key and trust bundle; read on every snapshot, so rotation is a `refresh()`. */
   tls: () => FederationSnapshotInput["tls"];
-  /** Per-service policy keyed `<namespace>/<name>`; absent means defaults. */
-  policies?: () => ReadonlyMap<string, ServicePolicyInput>;
   proxyless?: FederationSnapshotInput["proxyless"];
   logger?: Logger;
 }
@@ -79,7 +77,7 @@ export class DataplaneFeed {
         services: this.o.exchange.services(),
         clusters: this.o.exchange.clusters(),
         localEndpoints: this.o.controller.localEndpoints(),
-        policies: new Map(this.o.policies?.() ?? []),
+        policies: this.o.controller.policies(),
         tls: this.o.tls(),
         ...(this.o.proxyless ? { proxyless: this.o.proxyless } : {}),
       });

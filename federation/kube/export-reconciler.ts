@@ -2,8 +2,10 @@ import type * as k8s from "@kubernetes/client-node";
 import type { ReconcileResult } from "../../common/index.ts";
 import type { Exchange } from "../exchange/exchange.ts";
 import type { EndpointAddress } from "../exchange/records.ts";
+import type { EventRecorder } from "./event-recorder.ts";
 import type { KubeApi } from "./kube-api.ts";
-import { exportedShape, mergeExports, type ConflictReason } from "./mcs.ts";
+import type { ParsedServicePolicy } from "./service-policy.ts";
+import { MCS_GROUP, MCS_VERSION, exportedShape, mergeExports, type ConflictReason } from "./mcs.ts";
 import type { ResilientInformer } from "./resilient-informer.ts";
 
 export const EXPORT_FINALIZER = "multicluster.fedgate.io/withdraw-export";
@@ -27,6 +29,9 @@ export interface ExportReconcilerOptions {
   api: KubeApi;
   /** This cluster's gateway address that serves its exports to peers. */
   gateway: EndpointAddress;
+  events: EventRecorder;
+  /** The ServiceFederationPolicy in force for a Service; its `consumers` limit who may import it. */
+  policyFor: (namespace: string, name: string) => ParsedServicePolicy | undefined;
   serviceExports: ResilientInformer<ServiceExportObject>;
   services: ResilientInformer<k8s.V1Service>;
   endpointSlices: ResilientInformer<k8s.V1EndpointSlice>;
@@ -64,10 +69,12 @@ export class ExportReconciler {
       await this.o.exchange.withdrawExport(namespace, name);
       const reason = service ? "InvalidServiceType" : "NoService";
       const message = service ? "ExternalName services cannot be exported" : `Service ${namespace}/${name} not found`;
-      await this.writeConditions(se, [
+      const changed = await this.writeConditions(se, [
         condition("Valid", "False", reason, message, generation),
         condition("Ready", "False", "Pending", "the export is not valid", generation),
       ]);
+      // Once per change of verdict, not per resync: the condition says it in the meantime.
+      if (changed) await this.o.events.record({ regarding: { ...se, apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: "ServiceExport" }, type: "Warning", reason, action: "Export", note: message });
       return;
     }
 
@@ -82,10 +89,12 @@ export class ExportReconciler {
       },
       endpoints,
     );
+    const consumers = this.o.policyFor(namespace, name)?.consumers;
     await this.o.exchange.publishExport({
       namespace,
       name,
       ...shape,
+      ...(consumers ? { consumers } : {}),
       exportCreatedAt: new Date(se.metadata?.creationTimestamp ?? Date.now()).toISOString(),
       gateway: this.o.gateway,
     });
@@ -101,16 +110,17 @@ export class ExportReconciler {
     ]);
   }
 
-  /** Applies the conditions unless they already say the same; keeps lastTransitionTime when the status did not flip. */
-  private async writeConditions(se: ServiceExportObject, wanted: Condition[]): Promise<void> {
+  /** Applies the conditions unless they already say the same (then returns false); keeps lastTransitionTime when the status did not flip. */
+  private async writeConditions(se: ServiceExportObject, wanted: Condition[]): Promise<boolean> {
     const current = se.status?.conditions ?? [];
     const merged = wanted.map((w) => {
       const existing = current.find((c) => c.type === w.type);
       return existing && existing.status === w.status ? { ...w, lastTransitionTime: existing.lastTransitionTime } : w;
     });
     const same = merged.length === current.length && merged.every((m) => current.some((c) => c.type === m.type && c.status === m.status && c.reason === m.reason && c.message === m.message && c.observedGeneration === m.observedGeneration));
-    if (same) return;
+    if (same) return false;
     await this.o.api.applyMcsStatus({ kind: "ServiceExport", namespace: se.metadata?.namespace ?? "", name: se.metadata?.name ?? "", status: { conditions: merged } });
+    return true;
   }
 }
 

@@ -3,6 +3,7 @@ import type * as k8s from "@kubernetes/client-node";
 import { FedgateError, type ReconcileResult } from "../../common/index.ts";
 import type { Exchange } from "../exchange/exchange.ts";
 import { importPortKey, importPortName, type ImportPortAllocator } from "./import-ports.ts";
+import type { EventRecorder } from "./event-recorder.ts";
 import type { KubeApi } from "./kube-api.ts";
 import { APP_MANAGED_BY, LABEL_APP_MANAGED_BY, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, MANAGED_BY, MCS_GROUP, MCS_VERSION, mergeExports } from "./mcs.ts";
 import type { ResilientInformer } from "./resilient-informer.ts";
@@ -22,6 +23,7 @@ export interface ImportReconcilerOptions {
   /** The address of this cluster's gateway, where derived EndpointSlices point. */
   gatewayImportAddress: string;
   ports: ImportPortAllocator;
+  events: EventRecorder;
   serviceImports: ResilientInformer<k8s.KubernetesObject>;
   namespaces: ResilientInformer<k8s.V1Namespace>;
   /** Create a missing namespace for an import; otherwise the import waits until the namespace exists. */
@@ -57,8 +59,16 @@ export class ImportReconciler {
       await this.removeImport(namespace, name, { serviceImport: existingImport, service: existingService });
       return;
     }
-    if (existingImport && !ownedByFedgate(existingImport)) throw new ForeignObjectError("ServiceImport", namespace, name);
-    if (existingService && !ownedByFedgate(existingService)) throw new ForeignObjectError("Service", namespace, derivedName);
+    const mine = [
+      { apiVersion: SERVICE_IMPORT_API_VERSION, kind: "ServiceImport", existing: existingImport },
+      { apiVersion: "v1", kind: "Service", existing: existingService },
+    ];
+    for (const { apiVersion, kind, existing } of mine) {
+      if (!existing || ownedByFedgate(existing)) continue;
+      const error = new ForeignObjectError(kind, namespace, existing.metadata?.name ?? "");
+      await this.o.events.record({ regarding: { ...existing, apiVersion, kind }, type: "Warning", reason: "ForeignObject", action: "Import", note: error.message });
+      throw error;
+    }
 
     const namespaceObject = this.o.namespaces.get(namespace);
     if (!namespaceObject || namespaceObject.metadata?.deletionTimestamp) {

@@ -15,6 +15,11 @@ controller.after(async (ctx) => {
   await ctx.t?.stop();
 });
 
+async function warningsAbout(t: ControllerHarness, cluster: string, kind: string, name: string): Promise<k8s.EventsV1Event[]> {
+  const list = await t.cluster(cluster).kubeConfig.makeApiClient(k8s.EventsV1Api).listNamespacedEvent({ namespace: NAMESPACE });
+  return list.items.filter((e) => e.type === "Warning" && e.regarding?.kind === kind && e.regarding.name === name);
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** ServiceExport creation timestamps have one-second resolution; the oldest export must be unambiguous. */
 const nextSecond = () => sleep(1_100);
@@ -60,6 +65,13 @@ controller("a ServiceExport without a Service is Valid=False/NoService and publi
   const se = await exportCondition(t, "cluster-a", "ghost", "Valid", "False");
   assert.is(condition(se, "Valid")?.reason, "NoService");
   assert.is(t.h.exchanges.get("cluster-b")?.service(NAMESPACE, "ghost"), undefined);
+  const events = await eventually("a Warning Event on the export", async () => {
+    const found = await warningsAbout(t, "cluster-a", "ServiceExport", "ghost");
+    return found.length ? found : undefined;
+  });
+  assert.equal(events.map((e) => e.reason), ["NoService"]);
+  await (t.controllers.get("cluster-a") as FederationController).idle();
+  assert.is((await warningsAbout(t, "cluster-a", "ServiceExport", "ghost")).length, 1, "resyncs do not repeat the Event");
 });
 
 controller("exporting an ExternalName Service is Valid=False/InvalidServiceType and publishes nothing", async ({ t }) => {
@@ -137,6 +149,7 @@ controller("a Service fedgate does not own is never modified; the import waits u
   const after = await t.core("cluster-c").readNamespacedService({ namespace: NAMESPACE, name: derivedServiceName("squat") });
   assert.is(after.metadata?.resourceVersion, squatter.metadata?.resourceVersion, "the foreign Service was not touched");
   assert.is(await t.read("cluster-c", "serviceimports", "squat"), undefined, "no half-made import next to it");
+  assert.equal((await warningsAbout(t, "cluster-c", "Service", derivedServiceName("squat"))).map((e) => e.reason), ["ForeignObject"]);
   await t.core("cluster-c").deleteNamespacedService({ namespace: NAMESPACE, name: derivedServiceName("squat") });
   await importIn(t, "cluster-c", "squat", (o) => Boolean(o.spec?.ips?.length));
 });
@@ -168,6 +181,21 @@ controller("namespace sameness: an import waits for its namespace, unless the co
   assert.is(await readImport("cluster-b"), undefined);
   await t.core("cluster-b").createNamespace({ body: { metadata: { name: "billing" } } });
   await eventually("B to import once the namespace exists", () => readImport("cluster-b"));
+});
+
+controller("an export limited to consumer clusters by its ServiceFederationPolicy is imported only there", async ({ t }) => {
+  await t.custom("cluster-a").createNamespacedCustomObject({
+    group: "multicluster.fedgate.io",
+    version: "v1alpha1",
+    namespace: NAMESPACE,
+    plural: "servicefederationpolicies",
+    body: { apiVersion: "multicluster.fedgate.io/v1alpha1", kind: "ServiceFederationPolicy", metadata: { name: "private" }, spec: { consumers: ["cluster-b"] } },
+  });
+  await t.exportService("cluster-a", "private");
+  await importIn(t, "cluster-b", "private", (o) => Boolean(o.spec?.ips?.length));
+  await (t.controllers.get("cluster-c") as FederationController).idle();
+  assert.is(await t.read("cluster-c", "serviceimports", "private"), undefined, "C is not a consumer");
+  assert.is(t.h.exchanges.get("cluster-c")?.service(NAMESPACE, "private"), undefined);
 });
 
 controller("a controller restart deletes, recreates or rewrites nothing", async ({ t }) => {
