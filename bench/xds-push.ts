@@ -1,20 +1,29 @@
 /**
  * xDS push latency: time from a change in the merged view (a cluster's local
  * endpoints withdrawn or restored) to the new ClusterLoadAssignment ACKed by
- * every concerned node, with N = 1, 10, 100 raw ADS clients in this process.
- * Half the nodes watch the changed service and half another one: the second
- * half must receive no push at all. Default debounce (10 ms quiet) included.
- * Run: node --import tsx bench/xds-push.ts
+ * every concerned node, with N raw ADS clients (default 1, 10, 100). Half the
+ * nodes watch the changed service and half another one: the second half must
+ * receive no push at all. Default debounce (10 ms quiet) included.
+ *
+ * The nodes run in a child process (bench/xds-push-clients.ts), each on its
+ * own connection, so this process is the server alone: its heap and RSS
+ * growth per connected node, and its CPU per change, are the server's. The
+ * child's CPU per change is what the simulated nodes cost (both share the
+ * machine's cores).
+ * Run: node --expose-gc --import tsx bench/xds-push.ts   (XDS_BENCH_N=100,1000 XDS_BENCH_ROUNDS=50)
  */
+import { fork, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { XdsServer, type FederationSnapshotInput } from "../gateway/index.ts";
-import { AdsTestClient } from "../test/support/xds-ads-client.ts";
 import { echoSnapshot } from "../test/support/xds-harness.ts";
 
-const ROUNDS = 30;
+const ROUNDS = Number(process.env.XDS_BENCH_ROUNDS ?? 50);
 const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 const TLS = { trustDomain: "fedgate.test", gatewayCertChainPem: PEM, gatewayKeyPem: "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n", trustBundlePems: [PEM] };
 const ECHO = "outbound|50051||echo.demo.svc.clusterset.local";
 const OTHER = "outbound|50051||other.demo.svc.clusterset.local";
+const CLIENTS = path.join(path.dirname(fileURLToPath(import.meta.url)), "xds-push-clients.ts");
 
 function snapshot(localUp: boolean): FederationSnapshotInput {
   const base = echoSnapshot({ localPort: localUp ? 9000 : undefined, remotePort: 7001, tls: TLS });
@@ -27,34 +36,79 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
 
+/** The child process holding the simulated nodes. */
+class Nodes {
+  private readonly child: ChildProcess;
+  private readonly replies: { type: string; [k: string]: unknown }[] = [];
+  private readonly waiters = new Set<() => void>();
+
+  constructor() {
+    this.child = fork(CLIENTS, [], { execArgv: ["--import", "tsx"], stdio: "inherit" });
+    this.child.on("message", (m: { type: string }) => {
+      this.replies.push(m);
+      for (const w of [...this.waiters]) w();
+    });
+  }
+
+  private next(type: string): Promise<{ [k: string]: unknown }> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const i = this.replies.findIndex((r) => r.type === type || r.type === "failed");
+        if (i < 0) return;
+        const [r] = this.replies.splice(i, 1);
+        this.waiters.delete(check);
+        if (r?.type === "failed") reject(new Error(String(r.error)));
+        else resolve(r ?? {});
+      };
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  async started(): Promise<void> {
+    await this.next("started");
+  }
+
+  async connect(address: string, nodes: { id: string; watch: string }[]): Promise<void> {
+    this.child.send({ cmd: "connect", address, nodes });
+    await this.next("connected");
+  }
+
+  async cpuMs(): Promise<number> {
+    this.child.send({ cmd: "cpu" });
+    const { usage } = (await this.next("cpu")) as { usage: NodeJS.CpuUsage };
+    return (usage.user + usage.system) / 1000;
+  }
+
+  async close(): Promise<void> {
+    const exited = new Promise((r) => this.child.once("exit", r));
+    this.child.send({ cmd: "close" });
+    await exited;
+  }
+}
+
+async function settle(): Promise<{ heap: number; rss: number }> {
+  await new Promise((r) => setTimeout(r, 300));
+  global.gc?.();
+  global.gc?.();
+  const m = process.memoryUsage();
+  return { heap: m.heapUsed, rss: m.rss };
+}
+
 async function run(n: number) {
   const server = await XdsServer.start({});
   server.setSnapshot(snapshot(true));
   server.flush();
-  // Warm up one connection so lazily built gRPC state is not charged to the nodes.
-  const warm = new AdsTestClient({ address: server.address, registry: server.core.registry, nodeId: "warm-up", dataplane: "proxyless", decodeResources: false });
-  warm.subscribe("endpoint", [ECHO]);
-  await warm.waitFor(() => warm.received.has("endpoint"));
-  await new Promise((r) => setTimeout(r, 100));
-  global.gc?.();
-  global.gc?.();
-  const heapBefore = process.memoryUsage().heapUsed;
-  const clients: AdsTestClient[] = [warm];
-  const concerned = new Set<string>();
-  for (let i = 0; i < n; i++) {
-    if (i === 0) concerned.add("warm-up");
-    const nodeId = `node-${i}`;
-    const watchesEcho = i % 2 === 0;
-    if (watchesEcho) concerned.add(nodeId);
-    const c = new AdsTestClient({ address: server.address, registry: server.core.registry, nodeId, dataplane: "proxyless", decodeResources: false });
-    c.subscribe("endpoint", [watchesEcho ? ECHO : OTHER]);
-    clients.push(c);
-  }
-  await Promise.all(clients.map((c) => c.waitFor(() => c.received.has("endpoint"), 30_000)));
-  await new Promise((r) => setTimeout(r, 200));
-  global.gc?.();
-  global.gc?.();
-  const heapPerNode = (process.memoryUsage().heapUsed - heapBefore) / n;
+  const nodes = new Nodes();
+  await nodes.started();
+  // A first node warms the lazily built gRPC and codec state, so it is not charged to the N.
+  await nodes.connect(server.address, [{ id: "warm-up", watch: ECHO }]);
+  const concerned = new Set(["warm-up"]);
+  const before = await settle();
+  const batch = Array.from({ length: n }, (_, i) => ({ id: `node-${i}`, watch: i % 2 === 0 ? ECHO : OTHER }));
+  for (const b of batch) if (b.watch === ECHO) concerned.add(b.id);
+  await nodes.connect(server.address, batch);
+  const after = await settle();
 
   const perNode: number[] = [];
   const allAcked: number[] = [];
@@ -62,6 +116,8 @@ async function run(n: number) {
   const off = server.onEvent((e) => {
     if (e.type === "push" && !concerned.has(e.nodeId)) unconcernedPushes += 1;
   });
+  const serverCpu0 = process.cpuUsage();
+  const clientCpu0 = await nodes.cpuMs();
   for (let round = 0; round < ROUNDS; round++) {
     const acked = new Map<string, number>();
     const pushed = new Map<string, string>();
@@ -83,20 +139,33 @@ async function run(n: number) {
     perNode.push(...acked.values());
     allAcked.push(Math.max(...acked.values()));
   }
+  const serverCpu = process.cpuUsage(serverCpu0);
+  const clientCpuMs = (await nodes.cpuMs()) - clientCpu0;
   off();
-  for (const c of clients) c.close();
+  await nodes.close();
   await server.close();
-  return { n, concerned: concerned.size, perNode, allAcked, unconcernedPushes, heapPerNode };
+  return {
+    n,
+    concerned: concerned.size,
+    perNode,
+    allAcked,
+    unconcernedPushes,
+    heapPerNode: (after.heap - before.heap) / n,
+    rssPerNode: (after.rss - before.rss) / n,
+    serverCpuPerChange: (serverCpu.user + serverCpu.system) / 1000 / ROUNDS,
+    clientCpuPerChange: clientCpuMs / ROUNDS,
+  };
 }
 
 const rows: string[] = [];
 for (const n of (process.env.XDS_BENCH_N ?? "1,10,100").split(",").map(Number)) {
   const r = await run(n);
+  const f = (v: number) => v.toFixed(1);
   rows.push(
-    `| ${r.n} | ${r.concerned} | ${percentile(r.perNode, 50).toFixed(1)} | ${percentile(r.perNode, 99).toFixed(1)} | ${percentile(r.allAcked, 50).toFixed(1)} | ${percentile(r.allAcked, 99).toFixed(1)} | ${r.unconcernedPushes} | ${(r.heapPerNode / 1024).toFixed(1)} |`,
+    `| ${r.n} | ${r.concerned} | ${f(percentile(r.perNode, 50))} | ${f(percentile(r.perNode, 99))} | ${f(percentile(r.allAcked, 50))} | ${f(percentile(r.allAcked, 99))} | ${r.unconcernedPushes} | ${f(r.serverCpuPerChange)} | ${f(r.clientCpuPerChange)} | ${f(r.heapPerNode / 1024)} | ${f(r.rssPerNode / 1024)} |`,
   );
 }
-console.log(`xDS push → ACK, ${ROUNDS} changes per row, debounce 10 ms included (node ${process.version}, ${process.platform})\n`);
-console.log("| nodes | concerned | per-node p50 ms | per-node p99 ms | all-ACKed p50 ms | all-ACKed p99 ms | pushes to unconcerned nodes | heap per node KiB (client+server) |");
-console.log("|---|---|---|---|---|---|---|---|");
+console.log(`xDS push → ACK, ${ROUNDS} changes per row, debounce 10 ms included (node ${process.version}, ${process.platform}${global.gc ? "" : ", no --expose-gc: memory figures are rough"})\n`);
+console.log("| nodes | concerned | per-node p50 ms | per-node p99 ms | all-ACKed p50 ms | all-ACKed p99 ms | pushes to unconcerned nodes | server CPU ms/change | node-process CPU ms/change | server heap KiB/node | server RSS KiB/node |");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|");
 for (const row of rows) console.log(row);
