@@ -9,7 +9,11 @@ import { ProtoRegistry } from "../gateway/index.ts";
 import { AdsTestClient } from "../test/support/xds-ads-client.ts";
 
 const command = z.discriminatedUnion("cmd", [
-  z.object({ cmd: z.literal("connect"), address: z.string(), nodes: z.array(z.object({ id: z.string(), watch: z.string() })) }),
+  z.object({
+    cmd: z.literal("connect"),
+    address: z.string(),
+    nodes: z.array(z.object({ id: z.string(), dataplane: z.enum(["gateway", "proxyless"]), kind: z.enum(["cluster", "endpoint"]), names: z.array(z.string()) })),
+  }),
   z.object({ cmd: z.literal("cpu") }),
   z.object({ cmd: z.literal("close") }),
 ]);
@@ -25,12 +29,12 @@ process.on("message", (raw: unknown) => {
   const m = command.parse(raw);
   if (m.cmd === "connect") {
     const fresh = m.nodes.map((n) => {
-      const c = new AdsTestClient({ address: m.address, registry, nodeId: n.id, dataplane: "proxyless", decodeResources: false, ownConnection: true });
-      c.subscribe("endpoint", [n.watch]);
-      return c;
+      const c = new AdsTestClient({ address: m.address, registry, nodeId: n.id, dataplane: n.dataplane, decodeResources: false, ownConnection: true });
+      c.subscribe(n.kind, n.names);
+      return { c, kind: n.kind };
     });
-    clients.push(...fresh);
-    void Promise.all(fresh.map((c) => c.waitFor(() => c.received.has("endpoint"), 60_000))).then(
+    clients.push(...fresh.map((f) => f.c));
+    void Promise.all(fresh.map(({ c, kind }) => c.waitFor(() => c.received.has(kind), 60_000))).then(
       () => reply({ type: "connected", count: clients.length }),
       (error: unknown) => reply({ type: "failed", error: String(error) }),
     );

@@ -1,16 +1,19 @@
 /**
- * xDS push latency: time from a change in the merged view (a cluster's local
- * endpoints withdrawn or restored) to the new ClusterLoadAssignment ACKed by
- * every concerned node, with N raw ADS clients (default 1, 10, 100). Half the
- * nodes watch the changed service and half another one: the second half must
- * receive no push at all. Default debounce (10 ms quiet) included.
+ * xDS push latency: time from a change in the merged view to the new config
+ * ACKed by every concerned node, with N raw ADS clients (default 1, 10, 100).
+ * Default debounce (10 ms quiet) included. Two scenarios:
+ * - `endpoints`: a cluster's local endpoints withdrawn or restored; proxyless
+ *   nodes, half watching the changed service's ClusterLoadAssignment and half
+ *   another one's: the second half must receive no push at all.
+ * - `export`: an export added or removed among 200; gateway nodes with
+ *   wildcard CDS, so every node is sent all ~200 clusters each time.
  *
  * The nodes run in a child process (bench/xds-push-clients.ts), each on its
  * own connection, so this process is the server alone: its heap and RSS
  * growth per connected node, and its CPU per change, are the server's. The
  * child's CPU per change is what the simulated nodes cost (both share the
  * machine's cores).
- * Run: node --expose-gc --import tsx bench/xds-push.ts   (XDS_BENCH_N=100,1000 XDS_BENCH_ROUNDS=50)
+ * Run: node --expose-gc --import tsx bench/xds-push.ts   (XDS_BENCH_N=100,1000 XDS_BENCH_ROUNDS=100)
  */
 import { fork, type ChildProcess } from "node:child_process";
 import path from "node:path";
@@ -18,18 +21,59 @@ import { fileURLToPath } from "node:url";
 import { XdsServer, type FederationSnapshotInput } from "../gateway/index.ts";
 import { echoSnapshot } from "../test/support/xds-harness.ts";
 
-const ROUNDS = Number(process.env.XDS_BENCH_ROUNDS ?? 50);
+const ROUNDS = Number(process.env.XDS_BENCH_ROUNDS ?? 100);
 const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 const TLS = { trustDomain: "fedgate.test", gatewayCertChainPem: PEM, gatewayKeyPem: "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n", trustBundlePems: [PEM] };
 const ECHO = "outbound|50051||echo.demo.svc.clusterset.local";
 const OTHER = "outbound|50051||other.demo.svc.clusterset.local";
+const SERVICES_IN_EXPORT_SCENARIO = 200;
 const CLIENTS = path.join(path.dirname(fileURLToPath(import.meta.url)), "xds-push-clients.ts");
 
-function snapshot(localUp: boolean): FederationSnapshotInput {
-  const base = echoSnapshot({ localPort: localUp ? 9000 : undefined, remotePort: 7001, tls: TLS });
-  const echo = base.services[0]!;
-  return { ...base, services: [echo, { ...echo, key: "demo/other", name: "other", exports: echo.exports.map((e) => ({ ...e, name: "other" })) }] };
+type Service = FederationSnapshotInput["services"][number];
+
+function renamed(service: Service, name: string): Service {
+  return { ...service, key: `demo/${name}`, name, exports: service.exports.map((e) => ({ ...e, name })) };
 }
+
+interface NodeSpec {
+  id: string;
+  dataplane: "gateway" | "proxyless";
+  kind: "cluster" | "endpoint";
+  names: string[];
+}
+
+interface Scenario {
+  name: string;
+  /** The snapshot of round `round` (-1: the initial one); consecutive rounds differ. */
+  snapshot(round: number): FederationSnapshotInput;
+  node(id: string, i: number): NodeSpec;
+  /** Whether node `i` (-1: the warm-up node) must be pushed each change. */
+  concerned(i: number): boolean;
+}
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: "endpoints",
+    snapshot(round) {
+      const base = echoSnapshot({ localPort: round % 2 === 0 ? undefined : 9000, remotePort: 7001, tls: TLS });
+      const echo = base.services[0]!;
+      return { ...base, services: [echo, renamed(echo, "other")] };
+    },
+    node: (id, i) => ({ id, dataplane: "proxyless", kind: "endpoint", names: [i % 2 === 0 ? ECHO : OTHER] }),
+    concerned: (i) => i % 2 === 0,
+  },
+  {
+    name: "export",
+    snapshot(round) {
+      const base = echoSnapshot({ localPort: 9000, remotePort: 7001, tls: TLS });
+      const echo = base.services[0]!;
+      const count = SERVICES_IN_EXPORT_SCENARIO + (round % 2 === 0 ? 1 : 0);
+      return { ...base, services: [echo, ...Array.from({ length: count - 1 }, (_, i) => renamed(echo, `svc-${i}`))] };
+    },
+    node: (id) => ({ id, dataplane: "gateway", kind: "cluster", names: [] }),
+    concerned: () => true,
+  },
+];
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -69,7 +113,7 @@ class Nodes {
     await this.next("started");
   }
 
-  async connect(address: string, nodes: { id: string; watch: string }[]): Promise<void> {
+  async connect(address: string, nodes: NodeSpec[]): Promise<void> {
     this.child.send({ cmd: "connect", address, nodes });
     await this.next("connected");
   }
@@ -88,25 +132,32 @@ class Nodes {
 }
 
 async function settle(): Promise<{ heap: number; rss: number }> {
-  await new Promise((r) => setTimeout(r, 300));
-  global.gc?.();
-  global.gc?.();
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    global.gc?.();
+  }
   const m = process.memoryUsage();
   return { heap: m.heapUsed, rss: m.rss };
 }
 
-async function run(n: number) {
+/** Below this many nodes the growth is lost in GC and allocator noise. */
+const MIN_NODES_FOR_MEMORY = 100;
+
+async function run(scenario: Scenario, n: number) {
   const server = await XdsServer.start({});
-  server.setSnapshot(snapshot(true));
+  server.setSnapshot(scenario.snapshot(-1));
   server.flush();
   const nodes = new Nodes();
   await nodes.started();
   // A first node warms the lazily built gRPC and codec state, so it is not charged to the N.
-  await nodes.connect(server.address, [{ id: "warm-up", watch: ECHO }]);
+  await nodes.connect(server.address, [scenario.node("warm-up", 0)]);
   const concerned = new Set(["warm-up"]);
+  const kind = scenario.node("warm-up", 0).kind;
   const before = await settle();
-  const batch = Array.from({ length: n }, (_, i) => ({ id: `node-${i}`, watch: i % 2 === 0 ? ECHO : OTHER }));
-  for (const b of batch) if (b.watch === ECHO) concerned.add(b.id);
+  const batch = Array.from({ length: n }, (_, i) => scenario.node(`node-${i}`, i));
+  batch.forEach((b, i) => {
+    if (scenario.concerned(i)) concerned.add(b.id);
+  });
   await nodes.connect(server.address, batch);
   const after = await settle();
 
@@ -124,8 +175,8 @@ async function run(n: number) {
     const t0 = performance.now();
     const done = new Promise<void>((resolve) => {
       const stop = server.onEvent((e) => {
-        if (e.type === "push" && e.kind === "endpoint") pushed.set(e.nodeId, e.version);
-        if (e.type === "ack" && e.kind === "endpoint" && concerned.has(e.nodeId) && pushed.get(e.nodeId) === e.version) {
+        if (e.type === "push" && e.kind === kind) pushed.set(e.nodeId, e.version);
+        if (e.type === "ack" && e.kind === kind && concerned.has(e.nodeId) && pushed.get(e.nodeId) === e.version) {
           acked.set(e.nodeId, performance.now() - t0);
           if (acked.size === concerned.size) {
             stop();
@@ -134,7 +185,7 @@ async function run(n: number) {
         }
       });
     });
-    server.setSnapshot(snapshot(round % 2 === 1));
+    server.setSnapshot(scenario.snapshot(round));
     await done;
     perNode.push(...acked.values());
     allAcked.push(Math.max(...acked.values()));
@@ -145,6 +196,7 @@ async function run(n: number) {
   await nodes.close();
   await server.close();
   return {
+    scenario: scenario.name,
     n,
     concerned: concerned.size,
     perNode,
@@ -158,14 +210,18 @@ async function run(n: number) {
 }
 
 const rows: string[] = [];
-for (const n of (process.env.XDS_BENCH_N ?? "1,10,100").split(",").map(Number)) {
-  const r = await run(n);
-  const f = (v: number) => v.toFixed(1);
-  rows.push(
-    `| ${r.n} | ${r.concerned} | ${f(percentile(r.perNode, 50))} | ${f(percentile(r.perNode, 99))} | ${f(percentile(r.allAcked, 50))} | ${f(percentile(r.allAcked, 99))} | ${r.unconcernedPushes} | ${f(r.serverCpuPerChange)} | ${f(r.clientCpuPerChange)} | ${f(r.heapPerNode / 1024)} | ${f(r.rssPerNode / 1024)} |`,
-  );
+const wanted = (process.env.XDS_BENCH_SCENARIOS ?? "endpoints,export").split(",");
+for (const scenario of SCENARIOS.filter((s) => wanted.includes(s.name))) {
+  for (const n of (process.env.XDS_BENCH_N ?? "1,10,100").split(",").map(Number)) {
+    const r = await run(scenario, n);
+    const f = (v: number) => v.toFixed(1);
+    const memory = (bytes: number) => (r.n >= MIN_NODES_FOR_MEMORY ? f(bytes / 1024) : "—");
+    rows.push(
+      `| ${r.scenario} | ${r.n} | ${r.concerned} | ${f(percentile(r.perNode, 50))} | ${f(percentile(r.perNode, 99))} | ${f(percentile(r.allAcked, 50))} | ${f(percentile(r.allAcked, 99))} | ${r.unconcernedPushes} | ${f(r.serverCpuPerChange)} | ${f(r.clientCpuPerChange)} | ${memory(r.heapPerNode)} | ${memory(r.rssPerNode)} |`,
+    );
+  }
 }
 console.log(`xDS push → ACK, ${ROUNDS} changes per row, debounce 10 ms included (node ${process.version}, ${process.platform}${global.gc ? "" : ", no --expose-gc: memory figures are rough"})\n`);
-console.log("| nodes | concerned | per-node p50 ms | per-node p99 ms | all-ACKed p50 ms | all-ACKed p99 ms | pushes to unconcerned nodes | server CPU ms/change | node-process CPU ms/change | server heap KiB/node | server RSS KiB/node |");
-console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+console.log("| change | nodes | concerned | per-node p50 ms | per-node p99 ms | all-ACKed p50 ms | all-ACKed p99 ms | pushes to unconcerned nodes | server CPU ms/change | node-process CPU ms/change | server heap KiB/node | server RSS KiB/node |");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
 for (const row of rows) console.log(row);
