@@ -16,9 +16,10 @@ export interface XdsTimers {
 
 /**
  * Debounce, tuned for a change to reach 100 nodes in well under 100 ms p99
- * (bench/xds-push.ts): a push waits for 10 ms of quiet, so a burst from the
- * exchange (one export touching CDS+EDS for several services, a cluster going
- * stale and withdrawing dozens of exports) becomes one push, but never more
+ * on a quiet machine (bench/xds-push.ts, BENCHMARKS.md): a push waits for
+ * 10 ms of quiet, so a burst from the exchange (one export touching CDS+EDS
+ * for several services, a cluster going stale and withdrawing dozens of
+ * exports) becomes one push, but never more
  * than 100 ms in total, so a steady trickle cannot starve the data planes.
  * Istio's defaults (100 ms quiet, 10 s max) suit a kube-apiserver's event
  * storms; the exchange already coalesces by key, so shorter suits it.
