@@ -1,7 +1,7 @@
 /** For tests: gateway/ internals beyond the public face. */
 export * from "./index.ts";
 export { translate, emptyResourceSet, type ResourceSet, type TranslatedResource, type Translation } from "./xds/translate.ts";
-export { validateAndEncode, type EncodedSet, type EncodedResource } from "./xds/resource-validation.ts";
+export { validateAndEncode, EncodedResourceCache, type EncodedSet, type EncodedResource } from "./xds/resource-validation.ts";
 export { failoverTier, localityPriorities, type LocalityPlace } from "./xds/locality-priority.ts";
 export { AdsSession, flavourOf, type DiscoveryRequest, type DiscoveryResponse } from "./xds/ads-session.ts";
 export { createAdsCodec, ADS_METHOD_PATH, type AdsCodec, type DecodedDiscoveryResponse } from "./xds/ads-codec.ts";

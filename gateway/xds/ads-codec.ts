@@ -1,5 +1,7 @@
 import type { DiscoveryRequest, DiscoveryResponse, XdsNode } from "./ads-session.ts";
 import type { ProtoRegistry } from "./proto-registry.ts";
+import type { EncodedResource } from "./resource-validation.ts";
+import { TYPE_URL } from "./type-urls.ts";
 
 /**
  * DiscoveryRequest/DiscoveryResponse codecs on the loaded protos. No gRPC
@@ -39,6 +41,17 @@ export interface DecodedDiscoveryResponse {
 export function createAdsCodec(registry: ProtoRegistry): AdsCodec {
   const requestType = registry.type(REQUEST);
   const responseType = registry.type(RESPONSE);
+  // A resource's `resources` entry (its Any), encoded once however many
+  // nodes are sent it; keyed by the shared EncodedResource, so it goes with it.
+  const anyEntries = new WeakMap<EncodedResource, Uint8Array>();
+  const anyEntry = (resource: EncodedResource): Uint8Array => {
+    let entry = anyEntries.get(resource);
+    if (!entry) {
+      entry = responseType.encode(responseType.fromObject({ resources: [{ type_url: TYPE_URL[resource.kind], value: resource.bytes }] })).finish();
+      anyEntries.set(resource, entry);
+    }
+    return entry;
+  };
   return {
     decodeRequest(bytes) {
       const raw = requestType.toObject(requestType.decode(bytes), { longs: String, enums: String, defaults: true });
@@ -57,14 +70,11 @@ export function createAdsCodec(registry: ProtoRegistry): AdsCodec {
       };
     },
     encodeResponse(response, controlPlaneId) {
-      const message = responseType.fromObject({
-        version_info: response.versionInfo,
-        type_url: response.typeUrl,
-        nonce: response.nonce,
-        resources: response.resources.map((r) => ({ type_url: response.typeUrl, value: r.bytes })),
-        control_plane: { identifier: controlPlaneId },
-      });
-      return Buffer.from(responseType.encode(message).finish());
+      // Protobuf fields concatenate: version_info (1), the cached resources (2), then
+      // type_url, nonce, control_plane (3, 5, 6), the bytes a one-piece encoding gives.
+      const head = responseType.encode(responseType.fromObject({ version_info: response.versionInfo })).finish();
+      const tail = responseType.encode(responseType.fromObject({ type_url: response.typeUrl, nonce: response.nonce, control_plane: { identifier: controlPlaneId } })).finish();
+      return Buffer.concat([head, ...response.resources.map(anyEntry), tail]);
     },
     encodeRequest(request) {
       const node = request.node

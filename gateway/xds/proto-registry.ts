@@ -74,6 +74,9 @@ export interface EncodeResult {
 
 export class ProtoRegistry {
   readonly root: protobuf.Root;
+  // protobufjs recomputes fullName and walks the namespace on every lookup: memoised for the encoder's hot path.
+  private readonly types = new Map<string, protobuf.Type>();
+  private readonly fullNames = new WeakMap<protobuf.ReflectionObject, string>();
 
   private constructor(root: protobuf.Root) {
     this.root = root;
@@ -104,7 +107,22 @@ export class ProtoRegistry {
   }
 
   type(fullName: string): protobuf.Type {
-    return this.root.lookupType(fullName.startsWith(".") ? fullName.slice(1) : fullName);
+    const name = fullName.startsWith(".") ? fullName.slice(1) : fullName;
+    let type = this.types.get(name);
+    if (!type) {
+      type = this.root.lookupType(name);
+      this.types.set(name, type);
+    }
+    return type;
+  }
+
+  private fullNameOf(object: protobuf.ReflectionObject): string {
+    let name = this.fullNames.get(object);
+    if (name === undefined) {
+      name = object.fullName;
+      this.fullNames.set(object, name);
+    }
+    return name;
   }
 
   /** Validates `message` as `typeName` (every problem, with paths) and encodes it when clean. */
@@ -137,7 +155,7 @@ export class ProtoRegistry {
       problems.push({ path: at, message: `expected a ${type.name} message, got ${describe(value)}` });
       return undefined;
     }
-    if (type.fullName === ".google.protobuf.Any") return this.prepareAny(value, at, problems);
+    if (this.fullNameOf(type) === ".google.protobuf.Any") return this.prepareAny(value, at, problems);
     const out: Record<string, unknown> = {};
     for (const key of Object.keys(value)) {
       if (!type.fields[key]) problems.push({ path: join(at, key), message: `unknown field of ${type.name}` });
@@ -199,9 +217,10 @@ export class ProtoRegistry {
   private prepareValue(field: protobuf.Field, v: unknown, rules: Rules | undefined, path: string, problems: Problem[]): unknown {
     const resolved = field.resolvedType;
     if (resolved instanceof protobuf.Type) {
-      const wrapped = WRAPPER_SCALAR[resolved.fullName];
+      const fullName = this.fullNameOf(resolved);
+      const wrapped = WRAPPER_SCALAR[fullName];
       if (wrapped && isPlainObject(v) && rules?.[wrapped]) checkScalar(wrapped, v.value, rules[wrapped], join(path, "value"), problems);
-      if (resolved.fullName === ".google.protobuf.Duration" && rules?.duration) checkDuration(v, rules.duration, path, problems);
+      if (fullName === ".google.protobuf.Duration" && rules?.duration) checkDuration(v, rules.duration, path, problems);
       if (rules?.message?.skip === true) return v;
       return this.prepareMessage(resolved, v, path, problems);
     }

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Problem } from "../../common/index.ts";
-import type { ProtoRegistry } from "./proto-registry.ts";
+import type { ProtoMessage, ProtoRegistry } from "./proto-registry.ts";
 import type { ResourceSet } from "./translate.ts";
 import { messageNameOf, RESOURCE_KINDS, TYPE_URL, type ResourceKind } from "./type-urls.ts";
 
@@ -13,6 +13,53 @@ export interface EncodedResource {
 }
 
 export type EncodedSet = Record<ResourceKind, Map<string, EncodedResource>>;
+
+/**
+ * Validated, encoded resources by content. Translation is deterministic, so
+ * a resource a snapshot did not change (most of them) is validated and
+ * encoded once, not again for every snapshot and flavour: bench/xds-push.ts
+ * showed that re-validation was most of a push's server work. Entries live
+ * for one generation after their last use (`endGeneration`).
+ */
+export class EncodedResourceCache {
+  private readonly registry: ProtoRegistry;
+  private previous = new Map<string, EncodedResource>();
+  private current = new Map<string, EncodedResource>();
+
+  constructor(options: { registry: ProtoRegistry }) {
+    this.registry = options.registry;
+  }
+
+  /** The encoded resource, or the problems that keep it from being sent (never cached). */
+  encode(kind: ResourceKind, name: string, message: ProtoMessage, at: string): { resource: EncodedResource | undefined; problems: Problem[] } {
+    const key = `${kind}\0${name}\0${JSON.stringify(message, exactNumbers)}`;
+    const known = this.current.get(key) ?? this.previous.get(key);
+    if (known) {
+      this.current.set(key, known);
+      return { resource: known, problems: [] };
+    }
+    const result = this.registry.encode(messageNameOf(TYPE_URL[kind]), message, at);
+    if (!result.bytes) return { resource: undefined, problems: result.problems };
+    const resource: EncodedResource = { kind, name, bytes: result.bytes, hash: createHash("sha256").update(result.bytes).digest("base64url") };
+    this.current.set(key, resource);
+    return { resource, problems: [] };
+  }
+
+  /** Drops what was not used since the previous call; call once per applied snapshot. */
+  endGeneration(): void {
+    this.previous = this.current;
+    this.current = new Map();
+  }
+
+  get size(): number {
+    return new Set([...this.previous.keys(), ...this.current.keys()]).size;
+  }
+}
+
+/** JSON turns NaN and ±Infinity into null, which the encoder reads as unset: keep them apart in cache keys. */
+function exactNumbers(_key: string, value: unknown): unknown {
+  return typeof value === "number" && !Number.isFinite(value) ? `\0${String(value)}` : value;
+}
 
 export interface ValidationOutcome {
   /** Present only when every resource passed. */
@@ -28,14 +75,14 @@ export interface ValidationOutcome {
  * no address twice in a ClusterLoadAssignment, one listener per address).
  * All problems are collected; nothing is encoded unless there are none.
  */
-export function validateAndEncode(registry: ProtoRegistry, set: ResourceSet): ValidationOutcome {
+export function validateAndEncode(cache: EncodedResourceCache, set: ResourceSet): ValidationOutcome {
   const problems: Problem[] = [];
   const encoded = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map<string, EncodedResource>()])) as EncodedSet;
   const listenerAddresses = new Map<string, string>();
   for (const kind of RESOURCE_KINDS) {
     for (const [name, resource] of set[kind]) {
       const at = `${kind}[${name}]`;
-      const result = registry.encode(messageNameOf(TYPE_URL[kind]), resource.message, at);
+      const result = cache.encode(kind, name, resource.message, at);
       problems.push(...result.problems);
       const declared = kind === "endpoint" ? resource.message.cluster_name : resource.message.name;
       if (declared !== name) problems.push({ path: at, message: `resource is keyed ${name} but names itself ${String(declared)}` });
@@ -51,7 +98,7 @@ export function validateAndEncode(registry: ProtoRegistry, set: ResourceSet): Va
           listenerAddresses.set(address, name);
         }
       }
-      if (result.bytes) encoded[kind].set(name, { kind, name, bytes: result.bytes, hash: createHash("sha256").update(result.bytes).digest("base64url") });
+      if (result.resource) encoded[kind].set(name, result.resource);
     }
   }
   return { encoded: problems.length ? undefined : encoded, problems };

@@ -4,7 +4,7 @@ import { AdsSession, type DiscoveryResponse, type NodeStatus, type SessionEvent 
 import { XdsOptionsError, XdsResourceValidationError } from "./errors.ts";
 import { parseFederationSnapshot, type FederationSnapshot, type FederationSnapshotInput } from "./input.ts";
 import { ProtoRegistry } from "./proto-registry.ts";
-import { validateAndEncode, type EncodedSet } from "./resource-validation.ts";
+import { EncodedResourceCache, validateAndEncode, type EncodedSet } from "./resource-validation.ts";
 import { translate, type Flavour, type Translation } from "./translate.ts";
 import { RESOURCE_KINDS, TYPE_URL, type ResourceKind } from "./type-urls.ts";
 
@@ -16,9 +16,10 @@ export interface XdsTimers {
 
 /**
  * Debounce, tuned for a change to reach 100 nodes in well under 100 ms p99
- * (bench/xds-push.ts): a push waits for 10 ms of quiet, so a burst from the
- * exchange (one export touching CDS+EDS for several services, a cluster going
- * stale and withdrawing dozens of exports) becomes one push, but never more
+ * on a quiet machine (bench/xds-push.ts, BENCHMARKS.md): a push waits for
+ * 10 ms of quiet, so a burst from the exchange (one export touching CDS+EDS
+ * for several services, a cluster going stale and withdrawing dozens of
+ * exports) becomes one push, but never more
  * than 100 ms in total, so a steady trickle cannot starve the data planes.
  * Istio's defaults (100 ms quiet, 10 s max) suit a kube-apiserver's event
  * storms; the exchange already coalesces by key, so shorter suits it.
@@ -95,6 +96,7 @@ export class XdsCore {
   private readonly sessions = new Set<AdsSession>();
   private readonly listeners = new Set<(event: SessionEvent) => void>();
   private readonly current = new Map<Flavour, EncodedSet>();
+  private readonly encodedCache: EncodedResourceCache;
   private pending: FederationSnapshot | undefined;
   private pendingSince: number | undefined;
   private timer: unknown;
@@ -114,6 +116,7 @@ export class XdsCore {
     if (!Number.isInteger(maxDebounceMs) || maxDebounceMs < debounceMs) problems.push({ path: "maxDebounceMs", message: "must be an integer >= debounceMs" });
     if (problems.length) throw new XdsOptionsError("XdsCore options", problems);
     this.registry = options.registry ?? ProtoRegistry.load();
+    this.encodedCache = new EncodedResourceCache({ registry: this.registry });
     this.logger = (options.logger ?? silentLogger).child({ component: "xds" });
     this.tracer = options.tracer ?? trace.getTracer("fedgate.gateway.xds");
     this.now = options.now ?? (() => performance.now());
@@ -159,7 +162,7 @@ export class XdsCore {
         for (const flavour of FLAVOURS) {
           const translation = this.translate(snapshot, flavour);
           if (flavour === "gateway") warnings.push(...translation.warnings);
-          const outcome = validateAndEncode(this.registry, translation.resources);
+          const outcome = validateAndEncode(this.encodedCache, translation.resources);
           if (!outcome.encoded) {
             this.lastRejection = { at: this.now(), flavour, problems: outcome.problems };
             this.counters.rejections.add(1, { flavour });
@@ -180,6 +183,7 @@ export class XdsCore {
         for (const session of this.sessions) session.refresh();
         return true;
       } finally {
+        this.encodedCache.endGeneration();
         span.end();
       }
     });

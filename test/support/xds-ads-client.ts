@@ -25,12 +25,13 @@ export class AdsTestClient {
   private readonly decodeResources: boolean;
   nack: ((response: DecodedDiscoveryResponse) => string | undefined) | undefined;
 
-  constructor(options: { address: string; registry: ProtoRegistry; nodeId: string; dataplane?: "gateway" | "proxyless"; decodeResources?: boolean }) {
+  /** `ownConnection`: a TCP connection of its own, like a real node, instead of grpc-js's shared subchannel. */
+  constructor(options: { address: string; registry: ProtoRegistry; nodeId: string; dataplane?: "gateway" | "proxyless"; decodeResources?: boolean; ownConnection?: boolean }) {
     const codec = createAdsCodec(options.registry);
     this.registry = options.registry;
     this.nodeId = options.nodeId;
     this.decodeResources = options.decodeResources ?? true;
-    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure());
+    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), options.ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {});
     this.call = this.client.makeBidiStreamRequest(ADS_METHOD_PATH, (r: DiscoveryRequest) => codec.encodeRequest(r), (b: Buffer) => codec.decodeResponse(b));
     this.call.on("data", (response: DecodedDiscoveryResponse) => this.onResponse(response));
     this.call.on("error", () => undefined);

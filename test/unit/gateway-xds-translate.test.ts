@@ -1,6 +1,6 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { failoverTier, localityPriorities, parseFederationSnapshot, ProtoRegistry, translate, validateAndEncode, type FederationSnapshotInput, type LocalityPlace } from "../../gateway/internal.ts";
+import { EncodedResourceCache, failoverTier, localityPriorities, parseFederationSnapshot, ProtoRegistry, translate, validateAndEncode, type FederationSnapshotInput, type LocalityPlace } from "../../gateway/internal.ts";
 import { echoSnapshot } from "../support/xds-harness.ts";
 
 const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
@@ -118,15 +118,15 @@ shapes("routes carry retries on the next priority and timeouts", () => {
 shapes("every resource of both flavours passes proto and protoc-gen-validate validation", () => {
   for (const flavour of ["gateway", "proxyless"] as const) {
     for (const input of [threePeers(), echoSnapshot({ localPort: 9000, remotePort: 7001, tls: TLS, proxylessMtls: true })]) {
-      const outcome = validateAndEncode(registry, translate(parseFederationSnapshot(input), flavour).resources);
+      const outcome = validateAndEncode(new EncodedResourceCache({ registry }), translate(parseFederationSnapshot(input), flavour).resources);
       assert.equal(outcome.problems, [], flavour);
     }
   }
 });
 
 shapes("translation is deterministic, so unchanged resources are never re-pushed", () => {
-  const a = validateAndEncode(registry, translate(parseFederationSnapshot(threePeers()), "gateway").resources).encoded;
-  const b = validateAndEncode(registry, translate(parseFederationSnapshot(threePeers()), "gateway").resources).encoded;
+  const a = validateAndEncode(new EncodedResourceCache({ registry }), translate(parseFederationSnapshot(threePeers()), "gateway").resources).encoded;
+  const b = validateAndEncode(new EncodedResourceCache({ registry }), translate(parseFederationSnapshot(threePeers()), "gateway").resources).encoded;
   assert.equal([...(a?.endpoint.values() ?? [])].map((r) => r.hash), [...(b?.endpoint.values() ?? [])].map((r) => r.hash));
 });
 

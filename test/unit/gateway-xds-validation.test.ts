@@ -1,6 +1,6 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { emptyResourceSet, ProtoRegistry, validateAndEncode, type ProtoMessage, type ResourceKind } from "../../gateway/internal.ts";
+import { EncodedResourceCache, emptyResourceSet, ProtoRegistry, validateAndEncode, type ProtoMessage, type ResourceKind } from "../../gateway/internal.ts";
 
 const registry = ProtoRegistry.load();
 const ADS = { ads: {}, resource_api_version: "V3" };
@@ -38,7 +38,7 @@ const validation = suite("resource validation before anything is sent");
 
 for (const c of cases) {
   validation(c.name, () => {
-    const outcome = validateAndEncode(registry, c.input);
+    const outcome = validateAndEncode(new EncodedResourceCache({ registry }), c.input);
     const messages = outcome.problems.map((p) => `${p.path}: ${p.message}`);
     if (c.expect.length === 0) {
       assert.equal(messages, []);
@@ -60,3 +60,49 @@ validation("round-trips: encode then decode gives back the message", () => {
 });
 
 validation.run();
+
+const cache = suite("encoded resource cache");
+
+cache("an unchanged resource is encoded once and shared; a changed one is encoded again", () => {
+  const c = new EncodedResourceCache({ registry });
+  const first = validateAndEncode(c, set([cla([group(0, "10.0.0.1")])])).encoded?.endpoint.get("c");
+  const again = validateAndEncode(c, set([cla([group(0, "10.0.0.1")])])).encoded?.endpoint.get("c");
+  const changed = validateAndEncode(c, set([cla([group(0, "10.0.0.2")])])).encoded?.endpoint.get("c");
+  assert.ok(first);
+  assert.is(again, first, "same content: the same encoded object");
+  assert.ok(changed && changed !== first);
+  assert.is.not(changed.hash, first.hash);
+  assert.equal(registry.decode("envoy.config.endpoint.v3.ClusterLoadAssignment", changed.bytes), { cluster_name: "c", endpoints: [group(0, "10.0.0.2")] });
+});
+
+cache("an invalid resource is never cached: every snapshot reports it again", () => {
+  const c = new EncodedResourceCache({ registry });
+  for (let i = 0; i < 2; i++) {
+    const outcome = validateAndEncode(c, set([cla([group(0, "10.0.0.1", 0)])]));
+    assert.is(outcome.encoded, undefined);
+    assert.ok(outcome.problems.some((p) => p.message.includes("0 must be at least 1")), JSON.stringify(outcome.problems));
+  }
+  assert.is(c.size, 0);
+});
+
+cache("NaN is not mistaken for an unset field", () => {
+  const c = new EncodedResourceCache({ registry });
+  const unset = { kind: "endpoint" as const, name: "c", message: { cluster_name: "c", endpoints: [{ ...group(0, "10.0.0.1"), priority: null }] } };
+  const nan = { ...unset, message: { cluster_name: "c", endpoints: [{ ...group(0, "10.0.0.1"), priority: Number.NaN }] } };
+  assert.ok(validateAndEncode(c, set([unset])).encoded);
+  assert.is(validateAndEncode(c, set([nan])).encoded, undefined);
+});
+
+cache("entries unused for a whole generation are dropped", () => {
+  const c = new EncodedResourceCache({ registry });
+  validateAndEncode(c, set([cla([group(0, "10.0.0.1")])]));
+  c.endGeneration();
+  validateAndEncode(c, set([cla([group(0, "10.0.0.2")])]));
+  assert.is(c.size, 2, "the previous generation is still at hand");
+  c.endGeneration();
+  validateAndEncode(c, set([cla([group(0, "10.0.0.2")])]));
+  c.endGeneration();
+  assert.is(c.size, 1);
+});
+
+cache.run();
