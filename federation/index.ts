@@ -22,6 +22,20 @@ export { clusterPolicy, adminPolicy, assertClusterName, BusClusterNameError, Bus
 export { RECORD_VERSION, type ClusterRegistration, type ServiceExportRecord, type ServicePort, type EndpointAddress } from "./exchange/records.ts";
 export type { ClusterView, MergedService, ClusterExport } from "./exchange/clusterset-view.ts";
 export { FederationController, type FederationControllerOptions } from "./kube/controller.ts";
+export {
+  LeaderElector,
+  LeaderElectionOptionsError,
+  LeadershipLostError,
+  NotLeaderError,
+  LeaseTimeoutError,
+  DEFAULT_LEASE_DURATION_MS,
+  DEFAULT_RENEW_DEADLINE_MS,
+  DEFAULT_RETRY_PERIOD_MS,
+  type LeaderElectorOptions,
+  type TermEndReason,
+  type Clock,
+} from "./kube/leader-election.ts";
+export { LeaseConflictError, LeaseApiError, LeaseInvalidError } from "./kube/lease-lock.ts";
 export { EXPORT_FINALIZER } from "./kube/export-reconciler.ts";
 export { derivedServiceName } from "./kube/import-reconciler.ts";
 export { LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY, MCS_GROUP, MCS_VERSION } from "./kube/mcs.ts";

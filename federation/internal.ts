@@ -10,3 +10,5 @@ export { clusterInboxPrefix, clusterPolicy, adminPolicy, assertClusterName, BusC
 export { bucketStreamConfigs, bucketSettingsProblems } from "./exchange/bus-buckets.ts";
 export { mergeExports, exportedShape, conflictsWith, type MergedImport, type ConflictReason } from "./kube/mcs.ts";
 export { ImportPortAllocator, importPortKey } from "./kube/import-ports.ts";
+export { KubeLeaseLock, type LeaseLock, type LeaseRecord, type ObservedLease } from "./kube/lease-lock.ts";
+export { systemClock } from "./kube/leader-election.ts";
