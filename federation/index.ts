@@ -21,7 +21,7 @@ export { ensureBuckets, BusBucketsError, type BucketSettings } from "./exchange/
 export { clusterPolicy, adminPolicy, assertClusterName, BusClusterNameError, BusOptionsError, type BusUserPolicy } from "./exchange/bus-permissions.ts";
 export { RECORD_VERSION, type ClusterRegistration, type ServiceExportRecord, type ServicePort, type EndpointAddress } from "./exchange/records.ts";
 export type { ClusterView, MergedService, ClusterExport } from "./exchange/clusterset-view.ts";
-export { FederationController, type FederationControllerOptions } from "./kube/controller.ts";
+export { FederationController, type FederationControllerOptions, type ControllerLeaderElection } from "./kube/controller.ts";
 export {
   LeaderElector,
   LeaderElectionOptionsError,

@@ -12,3 +12,4 @@ export { mergeExports, exportedShape, conflictsWith, type MergedImport, type Con
 export { ImportPortAllocator, importPortKey } from "./kube/import-ports.ts";
 export { KubeLeaseLock, type LeaseLock, type LeaseRecord, type ObservedLease } from "./kube/lease-lock.ts";
 export { systemClock } from "./kube/leader-election.ts";
+export { KubeApi, KubeApiError, FIELD_MANAGER, type KubeApiOptions } from "./kube/kube-api.ts";

@@ -16,6 +16,12 @@ export class KubeApiError extends FedgateError {
 
 const ssa = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.ServerSideApply);
 
+export interface KubeApiOptions {
+  kubeConfig: k8s.KubeConfig;
+  /** Runs right before every write and throws to refuse it: leader election's fence, so a replica whose term ended writes nothing. */
+  beforeWrite?: () => void;
+}
+
 /**
  * The few writes the controller makes, all server-side apply with one field
  * manager, so re-applying an unchanged object is a no-op on the server and
@@ -24,13 +30,22 @@ const ssa = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.ServerSideApp
 export class KubeApi {
   private readonly objects: k8s.KubernetesObjectApi;
   private readonly custom: k8s.CustomObjectsApi;
+  private readonly beforeWrite: () => void;
+  private sent = 0;
 
-  constructor(kubeConfig: k8s.KubeConfig) {
-    this.objects = k8s.KubernetesObjectApi.makeApiClient(kubeConfig);
-    this.custom = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+  constructor(options: KubeApiOptions) {
+    this.objects = k8s.KubernetesObjectApi.makeApiClient(options.kubeConfig);
+    this.custom = options.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+    this.beforeWrite = options.beforeWrite ?? (() => undefined);
+  }
+
+  /** Writes sent to the apiserver so far (refused ones not counted). */
+  get writes(): number {
+    return this.sent;
   }
 
   async apply<T extends k8s.KubernetesObject>(object: T): Promise<T> {
+    this.fence();
     try {
       return await this.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
     } catch (err) {
@@ -41,6 +56,7 @@ export class KubeApi {
   /** Applies `status` to an MCS object's status subresource. */
   async applyMcsStatus(options: { kind: "ServiceExport" | "ServiceImport"; namespace: string; name: string; status: object }): Promise<void> {
     const plural = options.kind === "ServiceExport" ? "serviceexports" : "serviceimports";
+    this.fence();
     try {
       await this.custom.patchNamespacedCustomObjectStatus(
         {
@@ -62,6 +78,7 @@ export class KubeApi {
 
   /** Deletes an object; already gone is success. */
   async delete(object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }): Promise<void> {
+    this.fence();
     try {
       await this.objects.delete(object);
     } catch (err) {
@@ -77,5 +94,10 @@ export class KubeApi {
       kind: options.kind,
       metadata: { name: options.name, namespace: options.namespace, finalizers: options.present ? [options.finalizer] : [] },
     });
+  }
+
+  private fence(): void {
+    this.beforeWrite();
+    this.sent++;
   }
 }
