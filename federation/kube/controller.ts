@@ -200,8 +200,8 @@ export class FederationController {
     return this.elector?.isLeader() ?? true;
   }
 
-  /** Kubernetes writes this replica has sent (refused ones not counted). */
-  get kubeWrites(): number {
+  /** Kubernetes writes this replica has sent, and those refused because its term had ended. */
+  get kubeWrites(): { sent: number; refused: number } {
     return this.api.writes;
   }
 

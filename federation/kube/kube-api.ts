@@ -32,6 +32,7 @@ export class KubeApi {
   private readonly custom: k8s.CustomObjectsApi;
   private readonly beforeWrite: () => void;
   private sent = 0;
+  private refused = 0;
 
   constructor(options: KubeApiOptions) {
     this.objects = k8s.KubernetesObjectApi.makeApiClient(options.kubeConfig);
@@ -39,9 +40,9 @@ export class KubeApi {
     this.beforeWrite = options.beforeWrite ?? (() => undefined);
   }
 
-  /** Writes sent to the apiserver so far (refused ones not counted). */
-  get writes(): number {
-    return this.sent;
+  /** Writes sent to the apiserver so far, and writes `beforeWrite` refused. */
+  get writes(): { sent: number; refused: number } {
+    return { sent: this.sent, refused: this.refused };
   }
 
   async apply<T extends k8s.KubernetesObject>(object: T): Promise<T> {
@@ -97,7 +98,12 @@ export class KubeApi {
   }
 
   private fence(): void {
-    this.beforeWrite();
+    try {
+      this.beforeWrite();
+    } catch (err) {
+      this.refused++;
+      throw err;
+    }
     this.sent++;
   }
 }
