@@ -205,7 +205,7 @@ export class FederationController {
     return this.api.writes;
   }
 
-  /** Resolves when both queues have drained (for tests and orderly shutdown). */
+  /** Resolves when both queues have drained (for tests and orderly shutdown); a follower's paused queues only drain once it leads. */
   async idle(): Promise<void> {
     await Promise.all([this.exportQueue.idle(), this.importQueue.idle()]);
   }
