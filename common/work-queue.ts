@@ -45,6 +45,11 @@ export class WorkQueue {
     this.paused = options.paused ?? false;
   }
 
+  /** Stops starting keys (those running finish); keys added meanwhile wait for `resume()`. */
+  pause(): void {
+    this.paused = true;
+  }
+
   resume(): void {
     this.paused = false;
     this.pump();

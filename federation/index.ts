@@ -21,7 +21,21 @@ export { ensureBuckets, BusBucketsError, type BucketSettings } from "./exchange/
 export { clusterPolicy, adminPolicy, assertClusterName, BusClusterNameError, BusOptionsError, type BusUserPolicy } from "./exchange/bus-permissions.ts";
 export { RECORD_VERSION, type ClusterRegistration, type ServiceExportRecord, type ServicePort, type EndpointAddress } from "./exchange/records.ts";
 export type { ClusterView, MergedService, ClusterExport } from "./exchange/clusterset-view.ts";
-export { FederationController, type FederationControllerOptions } from "./kube/controller.ts";
+export { FederationController, type FederationControllerOptions, type ControllerLeaderElection } from "./kube/controller.ts";
+export {
+  LeaderElector,
+  LeaderElectionOptionsError,
+  LeadershipLostError,
+  NotLeaderError,
+  LeaseTimeoutError,
+  DEFAULT_LEASE_DURATION_MS,
+  DEFAULT_RENEW_DEADLINE_MS,
+  DEFAULT_RETRY_PERIOD_MS,
+  type LeaderElectorOptions,
+  type TermEndReason,
+  type Clock,
+} from "./kube/leader-election.ts";
+export { LeaseConflictError, LeaseApiError, LeaseInvalidError } from "./kube/lease-lock.ts";
 export { DataplaneFeed, type DataplaneFeedOptions, type XdsSink } from "./kube/dataplane-feed.ts";
 export { EXPORT_FINALIZER } from "./kube/export-reconciler.ts";
 export { derivedServiceName } from "./kube/import-reconciler.ts";

@@ -11,4 +11,6 @@ export { bucketStreamConfigs, bucketSettingsProblems } from "./exchange/bus-buck
 export { mergeExports, exportedShape, conflictsWith, type MergedImport, type ConflictReason } from "./kube/mcs.ts";
 export { ImportPortAllocator, importPortKey } from "./kube/import-ports.ts";
 export { localEndpointsOf } from "./kube/local-endpoints.ts";
-export { KubeApi, FIELD_MANAGER } from "./kube/kube-api.ts";
+export { KubeLeaseLock, type LeaseLock, type LeaseRecord, type ObservedLease } from "./kube/lease-lock.ts";
+export { systemClock } from "./kube/leader-election.ts";
+export { KubeApi, KubeApiError, FIELD_MANAGER, type KubeApiOptions } from "./kube/kube-api.ts";

@@ -10,6 +10,7 @@ import { localEndpointsOf } from "./local-endpoints.ts";
 import { EventRecorder } from "./event-recorder.ts";
 import { PolicyWatcher } from "./policy-watcher.ts";
 import { KubeApi } from "./kube-api.ts";
+import { LeaderElector } from "./leader-election.ts";
 import { LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION } from "./mcs.ts";
 import { ResilientInformer } from "./resilient-informer.ts";
 
@@ -28,7 +29,20 @@ export interface FederationControllerOptions {
    * exists here (default), or, when true, fedgate creates the namespace.
    */
   createNamespaces?: boolean;
+  /** Run as one of several replicas: only the holder of this Lease writes; the others keep their caches warm. */
+  leaderElection?: ControllerLeaderElection;
   logger?: Logger;
+}
+
+export interface ControllerLeaderElection {
+  /** Where the Lease lives; the namespace must exist. */
+  namespace: string;
+  leaseName: string;
+  /** Unique per replica, e.g. the pod name. */
+  identity: string;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
 }
 
 const keyOf = (o: k8s.KubernetesObject) => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
@@ -36,7 +50,7 @@ const keyOf = (o: k8s.KubernetesObject) => `${o.metadata?.namespace ?? ""}/${o.m
 /**
  * One cluster's federation controller: ServiceExports out to the bus, merged
  * exports in as ServiceImports, derived Services and EndpointSlices. Acts only
- * after its caches have synced.
+ * after its caches have synced and, with leader election, only while it leads.
  */
 export class FederationController {
   private readonly o: FederationControllerOptions;
@@ -51,6 +65,8 @@ export class FederationController {
   private readonly importQueue: WorkQueue;
   private readonly ports: ImportPortAllocator;
   private readonly policyWatcher: PolicyWatcher;
+  private readonly api: KubeApi;
+  private readonly elector: LeaderElector | undefined;
   private readonly stopWatching = new AbortController();
   private readonly dataplaneListeners = new Set<() => void>();
   private watching: Promise<void> | undefined;
@@ -62,7 +78,25 @@ export class FederationController {
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    const api = new KubeApi(kc);
+    const election = options.leaderElection;
+    this.elector = election
+      ? new LeaderElector({
+          kubeConfig: kc,
+          namespace: election.namespace,
+          name: election.leaseName,
+          identity: election.identity,
+          ...(election.leaseDurationMs !== undefined ? { leaseDurationMs: election.leaseDurationMs } : {}),
+          ...(election.renewDeadlineMs !== undefined ? { renewDeadlineMs: election.renewDeadlineMs } : {}),
+          ...(election.retryPeriodMs !== undefined ? { retryPeriodMs: election.retryPeriodMs } : {}),
+          logger: this.log,
+          onStartedLeading: () => this.lead(),
+          onStoppedLeading: () => this.follow(),
+        })
+      : undefined;
+    const elector = this.elector;
+    // The fence: a reconcile still in flight when the term ends fails its next write instead of making it.
+    const api = new KubeApi({ kubeConfig: kc, ...(elector ? { beforeWrite: () => elector.assertLeader() } : {}) });
+    this.api = api;
     this.ports = new ImportPortAllocator(options.importPorts ?? { first: 20_000, last: 29_999 });
     const events = new EventRecorder({ kubeConfig: kc, instance: `fedgate-${options.cluster}`, logger: this.log });
     this.policyWatcher = new PolicyWatcher({
@@ -177,21 +211,9 @@ export class FederationController {
   }
 
   async start(): Promise<void> {
-    await Promise.all([...this.informers().map((i) => i.start()), this.policyWatcher.start()]);
-    for (const slice of this.derivedSlices.list()) {
-      const name = slice.metadata?.labels?.[LABEL_SERVICE_NAME];
-      for (const p of slice.ports ?? []) if (name && p.name && p.port) this.ports.seed(`${slice.metadata?.namespace}/${name}/${p.name}`, p.port);
-    }
-    for (const se of this.serviceExports.list()) this.exportQueue.add(keyOf(se));
-    // Orphan sweep: imports whose service is no longer exported anywhere are cleaned up on the first pass.
-    for (const si of this.serviceImports.list()) this.importQueue.add(keyOf(si));
-    for (const slice of this.derivedSlices.list()) {
-      const name = slice.metadata?.labels?.[LABEL_SERVICE_NAME];
-      if (name) this.importQueue.add(`${slice.metadata?.namespace}/${name}`);
-    }
-    // Informer events queued keys while the caches filled; only now, with every cache synced, do they run.
-    this.exportQueue.resume();
-    this.importQueue.resume();
+    await Promise.all([...this.informers().map((i) => i.start()), this.policyWatcher.start({ report: !this.elector })]);
+    if (this.elector) this.elector.start();
+    else this.lead();
     const changes = this.o.exchange.watchServices({ signal: this.stopWatching.signal });
     this.watching = (async () => {
       for await (const change of changes) {
@@ -232,7 +254,50 @@ export class FederationController {
     for (const listener of this.dataplaneListeners) listener();
   }
 
-  /** Resolves when both queues have drained (for tests and orderly shutdown). */
+  /**
+   * Starts writing, with every cache synced: at start, or when this replica
+   * becomes leader. Level-triggered: every key is reconciled again, since the
+   * previous leader may have left anything half done.
+   */
+  private lead(): void {
+    // Port assignments are whatever the derived slices say now; the previous leader may have made new ones.
+    this.ports.release("");
+    for (const slice of this.derivedSlices.list()) {
+      const name = slice.metadata?.labels?.[LABEL_SERVICE_NAME];
+      for (const p of slice.ports ?? []) if (name && p.name && p.port) this.ports.seed(`${slice.metadata?.namespace}/${name}/${p.name}`, p.port);
+    }
+    for (const se of this.serviceExports.list()) this.exportQueue.add(keyOf(se));
+    // Orphan sweep: imports whose service is no longer exported anywhere are cleaned up on the first pass.
+    for (const si of this.serviceImports.list()) this.importQueue.add(keyOf(si));
+    for (const slice of this.derivedSlices.list()) {
+      const name = slice.metadata?.labels?.[LABEL_SERVICE_NAME];
+      if (name) this.importQueue.add(`${slice.metadata?.namespace}/${name}`);
+    }
+    for (const service of this.o.exchange.services()) this.importQueue.add(service.key);
+    // Informer events queued keys while the caches filled (or while following); only now do they run.
+    this.exportQueue.resume();
+    this.importQueue.resume();
+    this.policyWatcher.setReporting(true);
+  }
+
+  /** Stops starting reconciles at once; those in flight are refused by the KubeApi fence. */
+  private follow(): void {
+    this.exportQueue.pause();
+    this.importQueue.pause();
+    this.policyWatcher.setReporting(false);
+  }
+
+  /** Whether this replica writes now: always without leader election, else while its term lasts. */
+  isLeader(): boolean {
+    return this.elector?.isLeader() ?? true;
+  }
+
+  /** Kubernetes writes this replica has sent, and those refused because its term had ended. */
+  get kubeWrites(): { sent: number; refused: number } {
+    return this.api.writes;
+  }
+
+  /** Resolves when both queues have drained (for tests and orderly shutdown); a follower's paused queues only drain once it leads. */
   async idle(): Promise<void> {
     await Promise.all([this.exportQueue.idle(), this.importQueue.idle()]);
   }
@@ -241,6 +306,8 @@ export class FederationController {
     this.stopWatching.abort();
     await this.watching;
     await Promise.all([this.exportQueue.shutDown(), this.importQueue.shutDown()]);
+    // Only now, with no reconcile in flight, is the lease handed over.
+    await this.elector?.stop();
     await Promise.all([...this.informers().map((i) => i.stop()), this.policyWatcher.close()]);
   }
 

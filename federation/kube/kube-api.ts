@@ -16,6 +16,12 @@ export class KubeApiError extends FedgateError {
 
 const ssa = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.ServerSideApply);
 
+export interface KubeApiOptions {
+  kubeConfig: k8s.KubeConfig;
+  /** Runs right before every write and throws to refuse it: leader election's fence, so a replica whose term ended writes nothing. */
+  beforeWrite?: () => void;
+}
+
 /**
  * The few writes the controller makes, all server-side apply with one field
  * manager, so re-applying an unchanged object is a no-op on the server and
@@ -24,13 +30,23 @@ const ssa = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.ServerSideApp
 export class KubeApi {
   private readonly objects: k8s.KubernetesObjectApi;
   private readonly custom: k8s.CustomObjectsApi;
+  private readonly beforeWrite: () => void;
+  private sent = 0;
+  private refused = 0;
 
-  constructor(kubeConfig: k8s.KubeConfig) {
-    this.objects = k8s.KubernetesObjectApi.makeApiClient(kubeConfig);
-    this.custom = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+  constructor(options: KubeApiOptions) {
+    this.objects = k8s.KubernetesObjectApi.makeApiClient(options.kubeConfig);
+    this.custom = options.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+    this.beforeWrite = options.beforeWrite ?? (() => undefined);
+  }
+
+  /** Writes sent to the apiserver so far, and writes `beforeWrite` refused. */
+  get writes(): { sent: number; refused: number } {
+    return { sent: this.sent, refused: this.refused };
   }
 
   async apply<T extends k8s.KubernetesObject>(object: T): Promise<T> {
+    this.fence();
     try {
       return await this.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
     } catch (err) {
@@ -47,6 +63,7 @@ export class KubeApi {
   /** Applies `status` to a namespaced custom resource's status subresource, with this manager. */
   async applyStatus(options: { group: string; version: string; plural: string; kind: string; namespace: string; name: string; status: object }): Promise<void> {
     const { group, version, plural, kind, namespace, name, status } = options;
+    this.fence();
     try {
       await this.custom.patchNamespacedCustomObjectStatus(
         {
@@ -68,6 +85,7 @@ export class KubeApi {
 
   /** Deletes an object; already gone is success. */
   async delete(object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }): Promise<void> {
+    this.fence();
     try {
       await this.objects.delete(object);
     } catch (err) {
@@ -86,6 +104,7 @@ export class KubeApi {
     const { metadata = {} } = options.object;
     const current = metadata.finalizers ?? [];
     const finalizers = options.present ? [...new Set([...current, options.finalizer])] : current.filter((f) => f !== options.finalizer);
+    this.fence();
     try {
       await this.custom.patchNamespacedCustomObject(
         {
@@ -103,5 +122,15 @@ export class KubeApi {
       if (err instanceof k8s.ApiException && err.code === 404) return;
       throw new KubeApiError(`set finalizer on ServiceExport ${metadata.namespace}/${metadata.name}`, err);
     }
+  }
+
+  private fence(): void {
+    try {
+      this.beforeWrite();
+    } catch (err) {
+      this.refused++;
+      throw err;
+    }
+    this.sent++;
   }
 }

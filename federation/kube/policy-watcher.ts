@@ -74,26 +74,37 @@ export class PolicyWatcher {
 
   constructor(options: PolicyWatcherOptions) {
     this.o = options;
-    this.api = options.api ?? new KubeApi(options.kubeConfig);
+    this.api = options.api ?? new KubeApi({ kubeConfig: options.kubeConfig });
     this.log = (options.logger ?? silentLogger).child({ component: "policy-watcher" });
     const custom = options.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
     this.informer = new ResilientInformer<PolicyObject>({
       kubeConfig: options.kubeConfig,
       path: `/apis/${POLICY_GROUP}/${POLICY_VERSION}/${POLICY_PLURAL}`,
       list: async () => (await custom.listClusterCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, plural: POLICY_PLURAL })) as k8s.KubernetesListObject<PolicyObject>,
-      onEvent: (o) => this.queue.add(keyOf(o)),
+      // Judged at once, so the policy in force is current even while reporting is paused (a follower replica).
+      onEvent: (o) => {
+        const key = keyOf(o);
+        this.evaluate(key, this.informer.get(o.metadata?.name ?? "", o.metadata?.namespace));
+        this.queue.add(key);
+      },
       logger: this.log,
     });
     this.queue = new WorkQueue({ reconcile: (k) => this.reconcile(k), workers: options.workers ?? 4, logger: this.log, paused: true });
   }
 
-  /** Lists, applies every listed policy, then reports status in the background. */
-  async start(): Promise<void> {
+  /** Lists, applies every listed policy, then reports status in the background unless `report` is false. */
+  async start(options: { report?: boolean } = {}): Promise<void> {
     await this.informer.start();
     // Policies are known as soon as the cache is: status writes and Events follow through the queue.
     for (const o of this.informer.list()) this.evaluate(keyOf(o), o);
     this.synced = this.informer.hasSynced();
-    this.queue.resume();
+    if (options.report ?? true) this.queue.resume();
+  }
+
+  /** Starts or stops writing status and Events (only a leader reports); policies stay judged either way. */
+  setReporting(report: boolean): void {
+    if (report) this.queue.resume();
+    else this.queue.pause();
   }
 
   hasSynced(): boolean {

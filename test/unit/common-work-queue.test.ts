@@ -125,4 +125,27 @@ queue("a paused queue collects keys and runs them only after resume", async () =
   assert.equal(runs, ["a", "b"]);
 });
 
+queue("pause lets running keys finish but starts no new ones until resume", async () => {
+  const runs: string[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const q = new WorkQueue({
+    workers: 1,
+    reconcile: async (k) => {
+      runs.push(k);
+      if (k === "running") await gate;
+    },
+  });
+  q.add("running");
+  q.pause();
+  q.add("waiting");
+  release();
+  await tick();
+  assert.equal(runs, ["running"]);
+  assert.is(q.length, 1);
+  q.resume();
+  await q.idle();
+  assert.equal(runs, ["running", "waiting"]);
+});
+
 queue.run();
