@@ -50,14 +50,25 @@ export class EchoBackend {
   }
 }
 
-/** Connects, reads the backend id, checks one echo round trip, closes. Resolves with the id or rejects. */
+/** An exchange that failed; `established` says whether a backend had already answered (an in-flight, not a new-connection, failure). */
+export class ExchangeError extends Error {
+  constructor(
+    message: string,
+    readonly established: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** Connects, reads the backend id, checks one echo round trip, closes. Resolves with the id or rejects with ExchangeError. */
 export function exchange(port: number, payload = "ping", timeoutMs = 10_000): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: "127.0.0.1", port });
     let data = "";
+    const fail = (why: string) => reject(new ExchangeError(`exchange on ${port}: ${why}; got ${JSON.stringify(data)}`, data.includes("\n")));
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`exchange on ${port} timed out; got ${JSON.stringify(data)}`));
+      fail("timed out");
     }, timeoutMs);
     socket.on("connect", () => socket.write(payload));
     socket.on("data", (chunk) => {
@@ -71,13 +82,40 @@ export function exchange(port: number, payload = "ping", timeoutMs = 10_000): Pr
     });
     socket.on("error", (err) => {
       clearTimeout(timer);
-      reject(err);
+      fail(err.message);
     });
     socket.on("close", () => {
       clearTimeout(timer);
-      reject(new Error(`connection closed early; got ${JSON.stringify(data)}`));
+      fail("closed early");
     });
   });
+}
+
+/** Steady connection load: `workers` loops of `exchange` until stopped. */
+export class ConnectionLoad {
+  readonly served: string[] = [];
+  readonly newConnectionFailures: string[] = [];
+  readonly inFlightFailures: string[] = [];
+  private running = true;
+  private readonly loops: Promise<void>[];
+
+  constructor(port: () => number, workers = 4) {
+    this.loops = Array.from({ length: workers }, async () => {
+      while (this.running) {
+        try {
+          this.served.push(await exchange(port()));
+        } catch (err) {
+          if (!(err instanceof ExchangeError)) throw err;
+          (err.established ? this.inFlightFailures : this.newConnectionFailures).push(err.message);
+        }
+      }
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+  }
 }
 
 export interface SimCluster {
@@ -165,6 +203,7 @@ export class Topology {
   private readonly options: TopologyOptions;
   policy: ServicePolicyInput | undefined;
   consumers: readonly string[] | undefined;
+  extraServices: FederationSnapshotInput["services"] = [];
 
   private constructor(options: TopologyOptions) {
     this.options = options;
@@ -206,6 +245,7 @@ export class Topology {
         leaf: sim.leafPem,
         policy: this.policy,
         consumers: this.consumers,
+        extraServices: this.extraServices,
       }),
     );
     sim.xds.flush();
