@@ -54,7 +54,11 @@ export class ExportListener {
     holder.listener = listener;
     server.on("connection", (raw: Socket) => listener.onRaw(raw));
     server.on("secureConnection", (socket: TLSSocket) => listener.onSecure(socket));
-    server.on("tlsClientError", (err: Error) => listener.onClientError(err));
+    server.on("tlsClientError", (err: Error, socket: TLSSocket) => {
+      // Node leaves the socket open after a handshake timeout; cut every failed handshake here.
+      socket.destroy();
+      listener.onClientError(err);
+    });
     await listen(server, options.host, options.port, options.spec.name);
     return listener;
   }
