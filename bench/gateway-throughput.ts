@@ -13,7 +13,8 @@
  * `apt-get update && apt-get install -y haproxy wrk`; otherwise it exits with
  * that instruction.
  *
- * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32]
+ * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--profile <dir>]
+ * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -33,6 +34,7 @@ const ROUNDS = flag("rounds", 2);
 const CONNECTIONS = flag("connections", 32);
 const BIG_CONNECTIONS = 4;
 const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
+const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
 
 function ensureTools(): void {
   const missing = ["wrk", "haproxy"].filter((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status !== 0);
@@ -97,7 +99,8 @@ async function startGateway(dir: string, name: string, xds: XdsServer): Promise<
       fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(SERVICE_PORT)]: 0 } },
     }),
   );
-  const { out } = await start(process.execPath, [BIN, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'));
+  const profile = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  const { out } = await start(process.execPath, [...profile, BIN, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'));
   const admin = (JSON.parse(out().split("\n").find((l) => l.includes('"gateway started"')) ?? "{}") as { admin: string }).admin;
   for (;;) {
     const ready = await fetch(`http://${admin}/ready`).then((r) => r.status === 200, () => false);
@@ -249,5 +252,7 @@ backend local
 try {
   await main();
 } finally {
+  const exits = children.filter((c) => c.exitCode === null).map((c) => new Promise((resolve) => c.once("exit", resolve)));
   for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+  await Promise.all(exits);
 }

@@ -43,6 +43,7 @@ export class ExportListener {
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: "TLSv1.2",
+      noDelay: true,
       handshakeTimeout: options.ctx.handshakeTimeoutMs,
       SNICallback: (servername, cb) => {
         const result = holder.listener?.contextFor(servername) ?? new GatewayError("FEDGATE_GATEWAY_STARTING", "listener starting");
