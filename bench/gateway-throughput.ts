@@ -114,7 +114,8 @@ interface WrkResult {
   p50: number;
   p99: number;
   mbps: number;
-  errors: number;
+  /** wrk's socket errors (connect, read, write, timeout: a request over 2 s) plus non-2xx responses. */
+  errors: number[];
 }
 
 function unitMs(v: string): number {
@@ -135,7 +136,7 @@ function wrk(port: number, pathName: string, connections: number): WrkResult {
     p50: unitMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? ""),
     p99: unitMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? ""),
     mbps: transfer ? Number(transfer[1]) * scale[transfer[2] as keyof typeof scale] : NaN,
-    errors: (errors ? errors.slice(1).reduce((s, x) => s + Number(x), 0) : 0) + Number(non2xx?.[1] ?? 0),
+    errors: [...(errors ? errors.slice(1).map(Number) : [0, 0, 0, 0]), Number(non2xx?.[1] ?? 0)],
   };
 }
 
@@ -233,12 +234,12 @@ backend local
       p50: mean(r.small.map((x) => x.p50)),
       p99: mean(r.small.map((x) => x.p99)),
       mbps: mean(r.big.map((x) => x.mbps)),
-      errors: [...r.small, ...r.big].reduce((s, x) => s + x.errors, 0),
+      errors: [0, 1, 2, 3, 4].map((i) => [...r.small, ...r.big].reduce((sum, x) => sum + (x.errors[i] ?? 0), 0)).join("/"),
     };
   });
   const ref = summary.find((s) => s.name.startsWith("(d)"))!;
   console.log(`\nwrk -t1, ${CONNECTIONS} connections on "/" (2-byte body), ${BIG_CONNECTIONS} on "/big" (1 MiB), ${SECONDS} s each, mean of ${ROUNDS} rounds\n`);
-  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | errors |");
+  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | errors c/r/w/t/non-2xx |");
   console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const s of summary) {
     console.log(
