@@ -1,4 +1,4 @@
-import { connect as netConnect } from "node:net";
+import { connect as netConnect, createServer } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -142,6 +142,64 @@ sec("SDS rotation: new connections get the new certificate, open connections car
   open.write("after");
   await waitFor("the connection opened before the rotation still echoes", () => received === "b-1\nbeforeafter");
   open.destroy();
+});
+
+/** Captures the ClientHello a real TLS client sends for `servername`. */
+async function captureClientHello(servername: string): Promise<Buffer> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  const hello = new Promise<Buffer>((resolve) => server.once("connection", (s) => s.once("data", (d: Buffer) => (resolve(d), s.destroy()))));
+  const client = tlsConnect({ host: "127.0.0.1", port, servername });
+  client.on("error", () => client.destroy());
+  const bytes = await hello;
+  server.close();
+  return bytes;
+}
+
+/** mulberry32: a seeded generator, so a failing mutation can be replayed. */
+function seeded(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+sec("fuzz: mutated ClientHellos are all refused and counted, and the gateway keeps serving", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS }));
+  const hello = await captureClientHello(EXPORT_SNI);
+  const random = seeded(7);
+  const MUTATIONS = 60;
+  const attempts: Promise<string>[] = [];
+  for (let i = 0; i < MUTATIONS; i++) {
+    const mutated = Buffer.from(hello);
+    const mode = i % 3;
+    if (mode === 0) for (let k = 0; k < 1 + Math.floor(random() * 8); k++) mutated[Math.floor(random() * mutated.length)] = Math.floor(random() * 256);
+    const bytes = mode === 1 ? mutated.subarray(0, Math.floor(random() * mutated.length)) : mode === 2 ? Buffer.concat([mutated.subarray(0, 5), Buffer.alloc(64, Math.floor(random() * 256))]) : mutated;
+    attempts.push(
+      new Promise((resolve) => {
+        let received = "";
+        const s = netConnect({ host: "127.0.0.1", port: exportPort(t) }, () => s.write(bytes));
+        s.on("data", (d: Buffer) => (received += d.toString("latin1")));
+        s.on("error", () => s.destroy());
+        s.on("close", () => resolve(received));
+      }),
+    );
+  }
+  assert.is(await exchange(t.importPort("a")), "b-1", "served while the fuzzing runs");
+  const answers = await Promise.all(attempts);
+  assert.ok(answers.every((a) => !a.includes("b-1")), "no mutated hello reached a backend");
+  const text = t.get("b").gateway.metrics.registry.render();
+  const refused = text
+    .split("\n")
+    .filter((l) => l.startsWith("fedgate_gateway_tls_handshake_failures_total{") && l.includes('side="downstream"'))
+    .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+  assert.ok(refused >= MUTATIONS, `every mutated hello counted (${refused})`);
+  assert.is(t.metric("b", "fedgate_gateway_upstream_connections_total", { cluster: "inbound|9000||echo.demo.svc.cluster.local" }), 1, "only the real client reached a backend");
+  assert.is(await exchange(t.importPort("a")), "b-1", "still serving afterwards");
 });
 
 sec.run();
