@@ -201,7 +201,12 @@ export class UpstreamCluster {
   private restartHealthChecks(): void {
     this.close();
     const hc = this.spec.healthCheck;
-    if (!hc || this.hosts.size === 0) return;
+    if (!hc) {
+      // Without active checks, no host stays out on an old verdict.
+      for (const host of this.hosts.values()) host.hcFailing = false;
+      return;
+    }
+    if (this.hosts.size === 0) return;
     const run = () => {
       for (const host of this.hosts.values()) if (host.spec.healthy) this.checkHost(host);
     };

@@ -1,7 +1,20 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { silentLogger } from "../../common/index.ts";
-import { gatewayMetrics, MetricsRegistry, parseCluster, parseListener, parseLoadAssignment, UpstreamCluster, type ClusterSpec, type EndpointSpec, type LoadAssignmentSpec } from "../../gateway/internal.ts";
+import {
+  gatewayMetrics,
+  MetricsRegistry,
+  parseCluster,
+  parseFederationSnapshot,
+  parseListener,
+  parseLoadAssignment,
+  ProtoRegistry,
+  translate,
+  TYPE_URL,
+  UpstreamCluster,
+  validateAndEncode, type ClusterSpec, type EndpointSpec, type LoadAssignmentSpec } from "../../gateway/internal.ts";
+import { createClusterSetPki } from "../support/clusterset-pki.ts";
+import { gatewayLeaf, topologySnapshot } from "../support/gateway-harness.ts";
 
 function cluster(outlier?: Partial<NonNullable<ClusterSpec["outlier"]>>): { c: UpstreamCluster; clock: { t: number } } {
   const clock = { t: 1_000_000 };
@@ -125,6 +138,25 @@ for (const c of cases) {
     }
   });
 }
+
+parse("round trip: the control plane's gateway resources (export consumers included) encode, decode and parse cleanly", async () => {
+  const pki = await createClusterSetPki(["a", "b"]);
+  const registry = ProtoRegistry.load();
+  const snapshot = parseFederationSnapshot(
+    topologySnapshot({ self: "b", pki, exporters: ["a", "b"], exportPorts: new Map([["a", 7001]]), backends: [], leaf: await gatewayLeaf(pki, "b"), consumers: ["a"], policy: { healthCheck: {} } }),
+  );
+  const outcome = validateAndEncode(registry, translate(snapshot, "gateway").resources);
+  const encoded = outcome.encoded;
+  assert.ok(encoded, JSON.stringify(outcome.problems));
+  const decode = (kind: "listener" | "cluster" | "endpoint") => [...encoded[kind].values()].map((r) => registry.decodeAny(TYPE_URL[kind], r.bytes));
+  const listeners = decode("listener").map((l) => parseListener(l, "l"));
+  const exportListener = listeners.find((l) => l.ok && l.value.kind === "sni-mtls");
+  assert.ok(exportListener?.ok && exportListener.value.kind === "sni-mtls");
+  assert.equal(exportListener.value.chains.map((c) => c.consumers), [["a"]]);
+  assert.ok(listeners.every((l) => l.ok));
+  assert.ok(decode("cluster").every((c) => parseCluster(c, "c").ok));
+  assert.ok(decode("endpoint").every((e) => parseLoadAssignment(e, "e").ok));
+});
 
 up.run();
 parse.run();
