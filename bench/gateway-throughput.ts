@@ -13,7 +13,7 @@
  * `apt-get update && apt-get install -y haproxy wrk`; otherwise it exits with
  * that instruction.
  *
- * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--profile <dir>]
+ * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--profile <dir>] [--node-flags="..."]
  * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -35,6 +35,8 @@ const CONNECTIONS = flag("connections", 32);
 const BIG_CONNECTIONS = 4;
 const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
 const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
+/** Extra V8/Node flags for the gateway processes, e.g. `--node-flags=--max-semi-space-size=32`. */
+const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? [];
 
 function ensureTools(): void {
   const missing = ["wrk", "haproxy"].filter((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status !== 0);
@@ -100,7 +102,7 @@ async function startGateway(dir: string, name: string, xds: XdsServer): Promise<
     }),
   );
   const profile = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const { out } = await start(process.execPath, [...profile, BIN, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'));
+  const { out } = await start(process.execPath, [...NODE_FLAGS, ...profile, BIN, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'));
   const admin = (JSON.parse(out().split("\n").find((l) => l.includes('"gateway started"')) ?? "{}") as { admin: string }).admin;
   for (;;) {
     const ready = await fetch(`http://${admin}/ready`).then((r) => r.status === 200, () => false);
