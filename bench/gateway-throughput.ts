@@ -154,13 +154,13 @@ async function main(): Promise<void> {
   const leafA = await gatewayLeaf(pki, "a");
   const leafB = await gatewayLeaf(pki, "b");
   const xdsOne = await XdsServer.start({});
-  xdsOne.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["a"], exportPorts: new Map(), backends: [backendRef as never], leaf: leafA }));
+  xdsOne.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["a"], exportPorts: new Map(), backends: [backendRef], leaf: leafA }));
   xdsOne.flush();
   const one = await startGateway(dir, "one", xdsOne);
 
   // (c) pair: B exports with the backend local; A imports with no local endpoints.
   const xdsB = await XdsServer.start({});
-  xdsB.setSnapshot(topologySnapshot({ self: "b", pki, exporters: ["b"], exportPorts: new Map(), backends: [backendRef as never], leaf: leafB }));
+  xdsB.setSnapshot(topologySnapshot({ self: "b", pki, exporters: ["b"], exportPorts: new Map(), backends: [backendRef], leaf: leafB }));
   xdsB.flush();
   const b = await startGateway(dir, "b", xdsB);
   const bExport = b["fedgate-export-15443"]!.port;

@@ -150,7 +150,7 @@ export function topologySnapshot(options: {
   pki: ClusterSetPki;
   exporters: readonly string[];
   exportPorts: ReadonlyMap<string, number>;
-  backends: readonly EchoBackend[];
+  backends: readonly { port: number }[];
   leaf: { chainPem: string; keyPem: string };
   policy?: ServicePolicyInput;
   consumers?: readonly string[];
