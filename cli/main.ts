@@ -3,10 +3,11 @@ import { readFileSync } from "node:fs";
 const USAGE = `fedgate: multi-cluster federation gateway for Kubernetes
 
 Usage:
+  fedgate gateway --bootstrap <file>   run the gateway data plane (xDS client; see gateway/README.md)
   fedgate version     print the version
   fedgate help        show this help
 
-The controller, gateway and join commands are not built yet; see the README.`;
+The controller and join commands are not built yet; see the README.`;
 
 /** Runs the CLI and returns the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -17,6 +18,16 @@ export async function main(argv: readonly string[]): Promise<number> {
       const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
       process.stdout.write(`fedgate ${pkg.version}\n`);
       return 0;
+    }
+    case "gateway": {
+      const flag = argv.indexOf("--bootstrap");
+      const file = flag >= 0 ? argv[flag + 1] : undefined;
+      if (!file) {
+        process.stderr.write(`fedgate gateway: --bootstrap <file> is required\n`);
+        return 2;
+      }
+      const { runGateway } = await import("../gateway/index.ts");
+      return runGateway({ bootstrapFile: file });
     }
     case undefined:
     case "help":

@@ -1,7 +1,9 @@
 /**
- * gateway/: the xDS control plane. So far: the ADS server that translates the
+ * gateway/: the xDS control plane (the ADS server that translates the
  * federation exchange's merged view into Envoy v3 resources for fedgate's
- * gateway, Envoy, and proxyless gRPC. Other modules import only from here.
+ * gateway, Envoy, and proxyless gRPC) and fedgate's gateway data plane (an xDS
+ * client running the import and mTLS export listeners). Other modules import
+ * only from here.
  */
 export { XdsServer, type XdsServerOptions } from "./xds/ads-server.ts";
 export {
@@ -32,3 +34,9 @@ export { ProtoRegistry } from "./xds/proto-registry.ts";
 export { TYPE_URL, type ResourceKind } from "./xds/type-urls.ts";
 export type { Flavour } from "./xds/translate.ts";
 export * as xdsNames from "./xds/naming.ts";
+
+// The data plane.
+export { Gateway, type GatewayOptions } from "./dataplane/gateway.ts";
+export { runGateway } from "./dataplane/run.ts";
+export { loadBootstrap, parseBootstrap, type Bootstrap, type BootstrapInput } from "./dataplane/bootstrap.ts";
+export { GatewayError, GatewayBootstrapError, NoHealthyUpstreamError, ListenFailedError } from "./dataplane/errors.ts";

@@ -7,3 +7,6 @@ export { AdsSession, flavourOf, type DiscoveryRequest, type DiscoveryResponse } 
 export { createAdsCodec, ADS_METHOD_PATH, type AdsCodec, type DecodedDiscoveryResponse } from "./xds/ads-codec.ts";
 export { redactSecrets } from "./xds/introspection-http.ts";
 export type { ProtoMessage } from "./xds/proto-registry.ts";
+export { UpstreamCluster, UpstreamHost } from "./dataplane/upstream-cluster.ts";
+export { MetricsRegistry, gatewayMetrics, type GatewayMetrics } from "./dataplane/metrics.ts";
+export { parseCluster, parseListener, parseLoadAssignment, parseSecret, type ClusterSpec, type EndpointSpec, type LoadAssignmentSpec, type ListenerSpec } from "./dataplane/resources.ts";

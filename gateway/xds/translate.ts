@@ -422,6 +422,8 @@ function addExportListener(snapshot: FederationSnapshot, add: Add): void {
       chains.push({
         name: sni,
         filter_chain_match: { server_names: [sni] },
+        // Who may call this export; absent: every cluster of the trust domain. The data plane enforces it.
+        ...(own.consumers ? { metadata: { filter_metadata: { fedgate: { fields: { consumers: { listValue: { values: own.consumers.map((c) => ({ stringValue: c })) } } } } } } } : {}),
         transport_socket: {
           name: "envoy.transport_sockets.tls",
           typed_config: {

@@ -1,0 +1,261 @@
+/**
+ * Gateway throughput, side by side in one run, with wrk (HTTP/1.1 keep-alive
+ * carried over the L4 path, as in REFERENCE §6):
+ *   (a) direct to the backend;
+ *   (b) one fedgate gateway hop (import listener -> local backend, plain);
+ *   (c) fedgate gateway pair with mTLS (A's import listener -> B's export listener -> backend);
+ *   (d) HAProxy pair with the same mTLS path (Debian haproxy, one thread each).
+ * Each gateway and HAProxy runs in its own process; the backend (Node http,
+ * "ok" or a 1 MiB body) too. Ratios are against (d).
+ *
+ * Needs `wrk` and `haproxy`: the bench checks for them and, when missing and
+ * running as root on Debian, installs them with
+ * `apt-get update && apt-get install -y haproxy wrk`; otherwise it exits with
+ * that instruction.
+ *
+ * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--profile <dir>] [--node-flags="..."]
+ * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { XdsServer } from "../gateway/index.ts";
+import { createClusterSetPki } from "../test/support/clusterset-pki.ts";
+import { EXPORT_SNI, gatewayLeaf, SERVICE_PORT, topologySnapshot } from "../test/support/gateway-harness.ts";
+
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const SECONDS = flag("seconds", 5);
+const ROUNDS = flag("rounds", 2);
+const CONNECTIONS = flag("connections", 32);
+const BIG_CONNECTIONS = 4;
+const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
+const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
+/** Extra V8/Node flags for the gateway processes, e.g. `--node-flags=--max-semi-space-size=32`. */
+const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? [];
+
+function ensureTools(): void {
+  const missing = ["wrk", "haproxy"].filter((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status !== 0);
+  if (!missing.length) return;
+  if (process.getuid?.() === 0 && spawnSync("sh", ["-c", "command -v apt-get"]).status === 0) {
+    console.error(`installing ${missing.join(", ")} with apt-get ...`);
+    execFileSync("sh", ["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk"], { stdio: "inherit" });
+    return;
+  }
+  console.error(`missing ${missing.join(", ")}: run \`apt-get update && apt-get install -y haproxy wrk\` first`);
+  process.exit(2);
+}
+
+const children: ChildProcess[] = [];
+
+/** Spawns a process and resolves with it once `ready(stdout+stderr)` holds. */
+function start(cmd: string, argv: string[], ready: (out: string) => boolean): Promise<{ child: ChildProcess; out: () => string }> {
+  const child = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  let out = "";
+  return new Promise((resolve, reject) => {
+    const check = (chunk: Buffer) => {
+      out += chunk.toString();
+      if (ready(out)) resolve({ child, out: () => out });
+    };
+    child.stdout?.on("data", check);
+    child.stderr?.on("data", check);
+    child.once("exit", (code) => reject(new Error(`${cmd} exited ${code}: ${out.slice(-2000)}`)));
+  });
+}
+
+const BACKEND = `
+const http = require("node:http");
+const big = Buffer.alloc(1 << 20, 120);
+const s = http.createServer((req, res) => {
+  if (req.url === "/big") { res.writeHead(200, { "content-length": big.length }); res.end(big); }
+  else { res.writeHead(200, { "content-length": 2 }); res.end("ok"); }
+});
+s.keepAliveTimeout = 60000;
+s.listen(0, "127.0.0.1", () => console.log("PORT " + s.address().port));
+`;
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startGateway(dir: string, name: string, xds: XdsServer): Promise<Record<string, { port: number }>> {
+  const file = path.join(dir, `${name}.json`);
+  await writeFile(
+    file,
+    JSON.stringify({
+      node: { id: `bench-${name}`, cluster: name },
+      xds_servers: [{ server_uri: xds.address }],
+      admin: { address: "127.0.0.1", port: 0 },
+      fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(SERVICE_PORT)]: 0 } },
+    }),
+  );
+  const profile = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  const { out } = await start(process.execPath, [...NODE_FLAGS, ...profile, BIN, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'));
+  const admin = (JSON.parse(out().split("\n").find((l) => l.includes('"gateway started"')) ?? "{}") as { admin: string }).admin;
+  for (;;) {
+    const ready = await fetch(`http://${admin}/ready`).then((r) => r.status === 200, () => false);
+    if (ready) return (await (await fetch(`http://${admin}/listeners`)).json()) as Record<string, { port: number }>;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+interface WrkResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  mbps: number;
+  /** wrk's socket errors (connect, read, write, timeout: a request over 2 s) plus non-2xx responses. */
+  errors: number[];
+}
+
+function unitMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v);
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === "us" ? n / 1000 : m[2] === "s" ? n * 1000 : n;
+}
+
+function wrk(port: number, pathName: string, connections: number): WrkResult {
+  const out = execFileSync("wrk", ["-t1", `-c${connections}`, `-d${SECONDS}s`, "--latency", `http://127.0.0.1:${port}${pathName}`], { encoding: "utf8" });
+  const transfer = /Transfer\/sec:\s+([\d.]+)(KB|MB|GB|B)/.exec(out);
+  const scale = { B: 1 / 1e6, KB: 1 / 1024, MB: 1, GB: 1024 } as const;
+  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
+    p50: unitMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? ""),
+    p99: unitMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? ""),
+    mbps: transfer ? Number(transfer[1]) * scale[transfer[2] as keyof typeof scale] : NaN,
+    errors: [...(errors ? errors.slice(1).map(Number) : [0, 0, 0, 0]), Number(non2xx?.[1] ?? 0)],
+  };
+}
+
+async function main(): Promise<void> {
+  ensureTools();
+  const dir = await mkdtemp(path.join(tmpdir(), "fedgate-bench-"));
+  const pki = await createClusterSetPki(["a", "b"]);
+  const backend = await start(process.execPath, ["-e", BACKEND], (o) => /PORT \d+/.test(o));
+  const backendPort = Number(/PORT (\d+)/.exec(backend.out())![1]);
+  const backendRef = { port: backendPort };
+
+  // (b) one hop: gateway "one" in cluster a, backend local.
+  const leafA = await gatewayLeaf(pki, "a");
+  const leafB = await gatewayLeaf(pki, "b");
+  const xdsOne = await XdsServer.start({});
+  xdsOne.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["a"], exportPorts: new Map(), backends: [backendRef], leaf: leafA }));
+  xdsOne.flush();
+  const one = await startGateway(dir, "one", xdsOne);
+
+  // (c) pair: B exports with the backend local; A imports with no local endpoints.
+  const xdsB = await XdsServer.start({});
+  xdsB.setSnapshot(topologySnapshot({ self: "b", pki, exporters: ["b"], exportPorts: new Map(), backends: [backendRef], leaf: leafB }));
+  xdsB.flush();
+  const b = await startGateway(dir, "b", xdsB);
+  const bExport = b["fedgate-export-15443"]!.port;
+  const xdsA = await XdsServer.start({});
+  xdsA.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", bExport]]), backends: [], leaf: leafA }));
+  xdsA.flush();
+  const a = await startGateway(dir, "a", xdsA);
+
+  // (d) HAProxy pair, same identities and SNI, TLS 1.3 both ways, client certificate verified.
+  const haA = await freePort();
+  const haB = await freePort();
+  await writeFile(path.join(dir, "a.pem"), leafA.chainPem + leafA.keyPem);
+  await writeFile(path.join(dir, "b.pem"), leafB.chainPem + leafB.keyPem);
+  await writeFile(path.join(dir, "ca.pem"), pki.bundle.caPems().join("\n"));
+  const haConfig = `global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend import
+  bind 127.0.0.1:${haA}
+  default_backend peer
+backend peer
+  server b 127.0.0.1:${haB} ssl crt ${dir}/a.pem ca-file ${dir}/ca.pem verify none sni str(${EXPORT_SNI})
+`;
+  const haConfigB = `global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend export
+  bind 127.0.0.1:${haB} ssl crt ${dir}/b.pem ca-file ${dir}/ca.pem verify required
+  default_backend local
+backend local
+  server echo 127.0.0.1:${backendPort}
+`;
+  await writeFile(path.join(dir, "ha-a.cfg"), haConfig);
+  await writeFile(path.join(dir, "ha-b.cfg"), haConfigB);
+  for (const cfg of ["ha-a.cfg", "ha-b.cfg"]) {
+    execFileSync("haproxy", ["-c", "-q", "-f", path.join(dir, cfg)]);
+    const child = spawn("haproxy", ["-db", "-f", path.join(dir, cfg)], { stdio: ["ignore", "ignore", "inherit"] });
+    children.push(child);
+  }
+  await new Promise((r) => setTimeout(r, 500));
+
+  const paths: { name: string; port: number }[] = [
+    { name: "(a) direct", port: backendPort },
+    { name: "(b) fedgate, one hop", port: one[`fedgate-import-${SERVICE_PORT}`]!.port },
+    { name: "(c) fedgate pair, mTLS", port: a[`fedgate-import-${SERVICE_PORT}`]!.port },
+    { name: "(d) HAProxy pair, mTLS", port: haA },
+  ];
+  // Warm-up (TLS sessions, JIT).
+  for (const p of paths) wrk(p.port, "/", 8);
+  const results = new Map<string, { small: WrkResult[]; big: WrkResult[] }>(paths.map((p) => [p.name, { small: [], big: [] }]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const p of paths) {
+      results.get(p.name)!.small.push(wrk(p.port, "/", CONNECTIONS));
+      results.get(p.name)!.big.push(wrk(p.port, "/big", BIG_CONNECTIONS));
+    }
+  }
+  const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+  const summary = paths.map((p) => {
+    const r = results.get(p.name)!;
+    return {
+      name: p.name,
+      rps: mean(r.small.map((x) => x.rps)),
+      p50: mean(r.small.map((x) => x.p50)),
+      p99: mean(r.small.map((x) => x.p99)),
+      mbps: mean(r.big.map((x) => x.mbps)),
+      errors: [0, 1, 2, 3, 4].map((i) => [...r.small, ...r.big].reduce((sum, x) => sum + (x.errors[i] ?? 0), 0)).join("/"),
+    };
+  });
+  const ref = summary.find((s) => s.name.startsWith("(d)"))!;
+  console.log(`\nwrk -t1, ${CONNECTIONS} connections on "/" (2-byte body), ${BIG_CONNECTIONS} on "/big" (1 MiB), ${SECONDS} s each, mean of ${ROUNDS} rounds\n`);
+  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | errors c/r/w/t/non-2xx |");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+  for (const s of summary) {
+    console.log(
+      `| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / ref.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / ref.p99).toFixed(2)} | ${s.mbps.toFixed(0)} | ${(s.mbps / ref.mbps).toFixed(2)} | ${s.errors} |`,
+    );
+  }
+  await Promise.all([xdsOne, xdsA, xdsB].map((x) => x.close()));
+  await rm(dir, { recursive: true, force: true });
+}
+
+try {
+  await main();
+} finally {
+  const exits = children.filter((c) => c.exitCode === null).map((c) => new Promise((resolve) => c.once("exit", resolve)));
+  for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+  await Promise.all(exits);
+}

@@ -1,0 +1,154 @@
+import type { Socket } from "node:net";
+import { createServer, type SecureContext, type Server, type TLSSocket } from "node:tls";
+import { asError } from "../../common/index.ts";
+import { admitTlsPeer } from "../../trust/index.ts";
+import { GatewayError } from "./errors.ts";
+import { listen } from "./import-listener.ts";
+import type { ListenerContext } from "./listener-context.ts";
+import type { ExportChainSpec, ExportListenerSpec } from "./resources.ts";
+import { relay } from "./relay.ts";
+import { connectUpstream, tlsReason } from "./upstream-connect.ts";
+
+/** The SNI named no exported service; refused during the handshake, before any certificate is sent. */
+class UnknownSniError extends GatewayError {
+  constructor(sni: string) {
+    super("FEDGATE_GATEWAY_UNKNOWN_SNI", `no export for SNI ${JSON.stringify(sni.slice(0, 255))}`);
+  }
+}
+
+/**
+ * The export listener (15443): mTLS terminated per SNI. Only SNIs of exported
+ * services get a certificate; the client's chain is verified by trust/
+ * (`admitTlsPeer`, against the current bundle) before a byte is read, then its
+ * cluster is checked against the export's consumers, then the connection is
+ * balanced over the export's local endpoints.
+ */
+export class ExportListener {
+  spec: ExportListenerSpec;
+  private chains = new Map<string, ExportChainSpec>();
+  private readonly server: Server;
+  private readonly ctx: ListenerContext;
+
+  private constructor(spec: ExportListenerSpec, server: Server, ctx: ListenerContext) {
+    this.spec = spec;
+    this.server = server;
+    this.ctx = ctx;
+    this.update(spec);
+  }
+
+  static async start(options: { spec: ExportListenerSpec; host: string; port: number; ctx: ListenerContext }): Promise<ExportListener> {
+    const holder: { listener?: ExportListener } = {};
+    const server = createServer({
+      // fedgate's verifier (trust/) decides, after the handshake, with typed reasons; OpenSSL only asks for the certificate.
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: "TLSv1.2",
+      noDelay: true,
+      handshakeTimeout: options.ctx.handshakeTimeoutMs,
+      SNICallback: (servername, cb) => {
+        const result = holder.listener?.contextFor(servername) ?? new GatewayError("FEDGATE_GATEWAY_STARTING", "listener starting");
+        if (result instanceof Error) cb(result, undefined);
+        else cb(null, result);
+      },
+    });
+    const listener = new ExportListener(options.spec, server, options.ctx);
+    holder.listener = listener;
+    server.on("connection", (raw: Socket) => listener.onRaw(raw));
+    server.on("secureConnection", (socket: TLSSocket) => listener.onSecure(socket));
+    server.on("tlsClientError", (err: Error, socket: TLSSocket) => {
+      // Node leaves the socket open after a handshake timeout; cut every failed handshake here.
+      socket.destroy();
+      listener.onClientError(err);
+    });
+    await listen(server, options.host, options.port, options.spec.name);
+    return listener;
+  }
+
+  get port(): number {
+    const address = this.server.address();
+    return typeof address === "object" && address ? address.port : 0;
+  }
+
+  update(spec: ExportListenerSpec): void {
+    this.spec = spec;
+    this.chains = new Map(spec.chains.map((c) => [c.sni, c]));
+  }
+
+  close(): void {
+    this.server.close();
+  }
+
+  private contextFor(servername: string): SecureContext | Error {
+    const chain = this.chains.get(servername);
+    if (!chain) {
+      this.refuse("unknown_sni", { sni: servername.slice(0, 255) });
+      return new UnknownSniError(servername);
+    }
+    const context = this.ctx.secrets.server(chain.tls);
+    if (!context) {
+      this.refuse("secrets_not_ready", { sni: servername });
+      return new GatewayError("FEDGATE_GATEWAY_SECRETS_NOT_READY", "SDS secrets have not arrived", { retryable: true });
+    }
+    return context;
+  }
+
+  private refuse(reason: string, fields: Record<string, unknown>): void {
+    this.ctx.metrics.tlsFailures.labels({ side: "downstream", reason }).add();
+    this.ctx.logger.warn("refused a TLS client", { listener: this.spec.name, reason, ...fields });
+  }
+
+  private onRaw(raw: Socket): void {
+    const name = this.spec.name;
+    this.ctx.connections.add(raw, { total: this.ctx.metrics.downstreamConnections.labels({ listener: name }), active: this.ctx.metrics.downstreamActive.labels({ listener: name }) });
+  }
+
+  private onClientError(err: Error): void {
+    // Refusals decided in SNICallback are already counted.
+    if (err instanceof GatewayError) return;
+    const code = (err as { code?: unknown }).code;
+    const reason = code === "ERR_TLS_HANDSHAKE_TIMEOUT" ? "handshake_timeout" : code === "ECONNRESET" ? "client_disconnected" : tlsReason(err);
+    this.refuse(reason, { err: asError(err) });
+  }
+
+  private onSecure(socket: TLSSocket): void {
+    socket.on("error", () => socket.destroy());
+    const servername = typeof socket.servername === "string" ? socket.servername : "";
+    const chain = this.chains.get(servername);
+    const bundle = chain && this.ctx.secrets.bundle(chain.tls.bundleSecret);
+    if (!chain || !bundle) {
+      socket.destroy();
+      this.refuse(chain ? "secrets_not_ready" : "unknown_sni", { sni: servername });
+      return;
+    }
+    const admitted = admitTlsPeer(socket, bundle);
+    if (!admitted.ok) {
+      this.refuse(tlsReason(admitted.error), { sni: servername, err: admitted.error });
+      return;
+    }
+    const caller = admitted.identity.cluster;
+    if (chain.consumers && !chain.consumers.includes(caller)) {
+      socket.destroy();
+      this.refuse("unauthorized_cluster", { sni: servername, caller });
+      return;
+    }
+    socket.pause();
+    const cluster = this.ctx.cluster(chain.cluster);
+    if (!cluster) {
+      this.ctx.metrics.downstreamRefused.labels({ listener: this.spec.name, reason: "unknown_cluster" }).add();
+      socket.destroy();
+      return;
+    }
+    connectUpstream({ cluster, secrets: this.ctx.secrets, onTlsFailure: (reason) => this.ctx.metrics.tlsFailures.labels({ side: "upstream", reason }).add() }).then(
+      (up) => {
+        if (socket.destroyed) return void up.socket.destroy();
+        relay(socket, up.socket, cluster);
+        socket.resume();
+      },
+      (err: unknown) => {
+        this.ctx.metrics.downstreamRefused.labels({ listener: this.spec.name, reason: "no_healthy_upstream" }).add();
+        this.ctx.logger.warn("no local endpoint accepted the connection", { listener: this.spec.name, sni: servername, err: asError(err) });
+        socket.destroy();
+      },
+    );
+  }
+}

@@ -1,0 +1,278 @@
+import type { Server } from "node:http";
+import { createLogger, type Logger, type Problem } from "../../common/index.ts";
+import { ProtoRegistry } from "../xds/proto-registry.ts";
+import type { ResourceKind } from "../xds/type-urls.ts";
+import { startAdmin } from "./admin-http.ts";
+import { AdsClient, type DecodedResource } from "./ads-client.ts";
+import type { Bootstrap } from "./bootstrap.ts";
+import { ConnectionSet } from "./connection-set.ts";
+import { ListenFailedError } from "./errors.ts";
+import { ExportListener } from "./export-listener.ts";
+import { ImportListener } from "./import-listener.ts";
+import type { ListenerContext } from "./listener-context.ts";
+import { gatewayMetrics, MetricsRegistry, type GatewayMetrics } from "./metrics.ts";
+import { parseCluster, parseListener, parseLoadAssignment, parseSecret, type ClusterSpec, type ListenerSpec, type LoadAssignmentSpec, type Parsed, type SecretSpec } from "./resources.ts";
+import { SecretStore } from "./secret-store.ts";
+import { UpstreamCluster } from "./upstream-cluster.ts";
+
+export interface GatewayOptions {
+  bootstrap: Bootstrap;
+  logger?: Logger;
+  /** Share one across gateways in a process (loading the protos takes ~150 ms). */
+  registry?: ProtoRegistry;
+}
+
+interface RunningListener {
+  spec: ListenerSpec;
+  bound: { host: string; port: number };
+  impl: ImportListener | ExportListener;
+}
+
+/**
+ * fedgate's gateway data plane: an xDS client of the control plane that runs
+ * the import listeners (L4, one per imported service port) and the mTLS
+ * export listener, with their upstream clusters, SDS secrets, an admin
+ * endpoint (readiness, Prometheus metrics) and graceful draining.
+ *
+ * Config changes apply to new connections; open connections keep the
+ * listener, cluster and TLS context they were made with until they end.
+ */
+export class Gateway {
+  readonly metrics: GatewayMetrics;
+  readonly adminPort: number;
+  private readonly bootstrap: Bootstrap;
+  private readonly logger: Logger;
+  private readonly secrets = new SecretStore();
+  private readonly connections = new ConnectionSet();
+  private readonly listeners = new Map<string, RunningListener>();
+  private readonly clusters = new Map<string, UpstreamCluster>();
+  private listenerSpecs = new Map<string, ListenerSpec>();
+  private clusterSpecs = new Map<string, ClusterSpec>();
+  private assignments = new Map<string, LoadAssignmentSpec>();
+  private secretSpecs = new Map<string, SecretSpec>();
+  private readonly received = new Set<ResourceKind>();
+  private readonly ads: AdsClient;
+  private readonly admin: Server;
+  private readonly ctx: ListenerContext;
+  private draining = false;
+
+  private constructor(init: { options: GatewayOptions; admin: { server: Server; port: number }; metrics: GatewayMetrics; registry: ProtoRegistry }) {
+    this.bootstrap = init.options.bootstrap;
+    this.logger = (init.options.logger ?? createLogger()).child({ component: "gateway", node: this.bootstrap.node.id });
+    this.metrics = init.metrics;
+    this.admin = init.admin.server;
+    this.adminPort = init.admin.port;
+    this.ctx = {
+      cluster: (name) => this.clusters.get(name),
+      secrets: this.secrets,
+      metrics: this.metrics,
+      logger: this.logger,
+      connections: this.connections,
+      handshakeTimeoutMs: this.bootstrap.fedgate.handshake_timeout_ms,
+    };
+    const node = this.bootstrap.node;
+    this.ads = new AdsClient({
+      address: this.bootstrap.xds_servers[0]!.server_uri,
+      registry: init.registry,
+      node: { id: node.id, cluster: node.cluster, userAgentName: "fedgate-gateway", dataplane: "gateway" },
+      logger: this.logger.child({ component: "ads-client" }),
+      reconnect: { initialMs: this.bootstrap.fedgate.reconnect_initial_ms, maxMs: this.bootstrap.fedgate.reconnect_max_ms },
+      onResponse: (kind, resources) => this.apply(kind, resources),
+      onResult: (kind, accepted) => this.metrics.xdsUpdates.labels({ type: kind, result: accepted ? "ack" : "nack" }).add(),
+      onStreamState: (up) => (this.metrics.xdsConnected.labels().value = up ? 1 : 0),
+    });
+  }
+
+  static async start(options: GatewayOptions): Promise<Gateway> {
+    const metrics = gatewayMetrics(new MetricsRegistry());
+    const registry = options.registry ?? ProtoRegistry.load();
+    const holder: { gateway?: Gateway } = {};
+    const admin = await startAdmin({
+      host: options.bootstrap.admin.address,
+      port: options.bootstrap.admin.port,
+      source: {
+        ready: () => holder.gateway?.ready() ?? false,
+        metricsText: () => metrics.registry.render(),
+        listenerAddresses: () => holder.gateway?.listenerAddresses() ?? {},
+        configSummary: () => holder.gateway?.configSummary() ?? {},
+      },
+    });
+    const gateway = new Gateway({ options, admin, metrics, registry });
+    holder.gateway = gateway;
+    gateway.ads.start();
+    return gateway;
+  }
+
+  /** Ready: config received, every cluster has endpoints, every secret arrived, every listener bound, not draining. */
+  ready(): boolean {
+    if (this.draining || !this.received.has("cluster") || !this.received.has("listener")) return false;
+    for (const c of this.clusters.values()) if (!c.hasAssignment) return false;
+    for (const name of this.referencedSecrets()) if (!this.secrets.has(name)) return false;
+    for (const name of this.listenerSpecs.keys()) if (!this.listeners.has(name)) return false;
+    return true;
+  }
+
+  /** Where each listener is bound (after port overrides). */
+  listenerAddresses(): Record<string, { host: string; port: number }> {
+    return Object.fromEntries([...this.listeners].map(([name, l]) => [name, l.bound]));
+  }
+
+  /** Stops accepting, waits for open connections (up to the bootstrap's drain timeout), then stops. Returns connections cut. */
+  async drain(): Promise<number> {
+    this.draining = true;
+    this.logger.info("draining", { open: this.connections.size });
+    for (const l of this.listeners.values()) l.impl.close();
+    this.ads.close();
+    const cut = await this.connections.drain(this.bootstrap.fedgate.drain_timeout_ms);
+    for (const c of this.clusters.values()) c.close();
+    return cut;
+  }
+
+  /** Closes everything at once (tests; SIGTERM uses `drain`). */
+  async close(): Promise<void> {
+    this.draining = true;
+    for (const l of this.listeners.values()) l.impl.close();
+    this.ads.close();
+    await this.connections.drain(0);
+    for (const c of this.clusters.values()) c.close();
+    this.admin.closeAllConnections();
+    await new Promise<void>((resolve) => this.admin.close(() => resolve()));
+  }
+
+  /** The parsed running config and per-endpoint state (no private keys); `GET /config` serves it. */
+  configSummary() {
+    return {
+      listeners: [...this.listenerSpecs.values()],
+      clusters: [...this.clusterSpecs.values()],
+      endpoints: [...this.assignments.values()],
+      secrets: [...this.secretSpecs.values()].map((s) => ({ name: s.name, kind: s.kind })),
+      hosts: Object.fromEntries(
+        [...this.clusters].map(([name, c]) => [name, c.allHosts().map((h) => ({ endpoint: h.key, priority: h.priority, healthy: h.spec.healthy, hcFailing: h.hcFailing, ejectedUntil: h.ejectedUntil }))]),
+      ),
+    };
+  }
+
+  private referencedSecrets(): Set<string> {
+    const names = new Set<string>();
+    for (const l of this.listenerSpecs.values()) if (l.kind === "sni-mtls") for (const c of l.chains) names.add(c.tls.certSecret).add(c.tls.bundleSecret);
+    for (const c of this.clusterSpecs.values()) for (const m of c.tlsMatches) names.add(m.tls.certSecret).add(m.tls.bundleSecret);
+    return names;
+  }
+
+  private async apply(kind: ResourceKind, resources: readonly DecodedResource[]): Promise<Problem[]> {
+    if (this.draining) return [];
+    switch (kind) {
+      case "listener": {
+        const parsed = parseAll(resources, parseListener);
+        if (parsed.problems.length) return parsed.problems;
+        const problems = await this.applyListeners(parsed.values);
+        if (problems.length) return problems;
+        break;
+      }
+      case "cluster": {
+        const parsed = parseAll(resources, parseCluster);
+        if (parsed.problems.length) return parsed.problems;
+        this.applyClusters(parsed.values);
+        break;
+      }
+      case "endpoint": {
+        const parsed = parseAll(resources, parseLoadAssignment);
+        if (parsed.problems.length) return parsed.problems;
+        this.assignments = parsed.values;
+        this.assignEndpoints();
+        break;
+      }
+      case "secret": {
+        const parsed = parseAll(resources, parseSecret);
+        if (parsed.problems.length) return parsed.problems;
+        const prepared = this.secrets.prepare([...parsed.values.values()]);
+        if (prepared.problems.length) return prepared.problems;
+        prepared.install();
+        this.secretSpecs = parsed.values;
+        this.logger.info("secrets installed", { names: [...parsed.values.keys()] });
+        break;
+      }
+      case "route":
+        if (resources.length) return [{ path: "", message: "RouteConfigurations (L7) are not supported yet" }];
+        break;
+    }
+    this.received.add(kind);
+    this.ads.subscribe("endpoint", [...this.clusterSpecs.values()].map((c) => c.edsName));
+    this.ads.subscribe("secret", [...this.referencedSecrets()]);
+    return [];
+  }
+
+  private applyClusters(specs: Map<string, ClusterSpec>): void {
+    for (const [name, c] of this.clusters) {
+      if (specs.has(name)) continue;
+      c.close();
+      this.clusters.delete(name);
+    }
+    for (const [name, spec] of specs) {
+      const existing = this.clusters.get(name);
+      if (existing) existing.updateSpec(spec);
+      else this.clusters.set(name, new UpstreamCluster({ spec, metrics: this.metrics, logger: this.logger }));
+    }
+    this.clusterSpecs = specs;
+    this.assignEndpoints();
+  }
+
+  private assignEndpoints(): void {
+    for (const c of this.clusters.values()) {
+      const cla = this.assignments.get(c.spec.edsName);
+      if (cla) c.setAssignment(cla);
+    }
+  }
+
+  private bindAddress(spec: ListenerSpec): { host: string; port: number } {
+    const override = this.bootstrap.fedgate.port_overrides[String(spec.address.port)];
+    return { host: this.bootstrap.fedgate.bind_address ?? spec.address.host, port: override ?? spec.address.port };
+  }
+
+  /** Opens, updates in place, or closes listeners; a listener that cannot bind makes the update a NACK. */
+  private async applyListeners(specs: Map<string, ListenerSpec>): Promise<Problem[]> {
+    const problems: Problem[] = [];
+    for (const [name, running] of this.listeners) {
+      const next = specs.get(name);
+      const want = next && this.bindAddress(next);
+      const sameSocket = next && next.kind === running.spec.kind && want?.host === running.bound.host && (want.port === 0 || want.port === running.bound.port);
+      if (next && sameSocket) {
+        // Same socket: swap the config under it; open connections are untouched.
+        running.spec = next;
+        if (running.impl instanceof ExportListener && next.kind === "sni-mtls") running.impl.update(next);
+        if (running.impl instanceof ImportListener && next.kind === "tcp") running.impl.spec = next;
+        continue;
+      }
+      running.impl.close();
+      this.listeners.delete(name);
+    }
+    for (const [name, spec] of specs) {
+      if (this.listeners.has(name)) continue;
+      const want = this.bindAddress(spec);
+      try {
+        const impl = spec.kind === "tcp" ? await ImportListener.start({ spec, ...want, ctx: this.ctx }) : await ExportListener.start({ spec, ...want, ctx: this.ctx });
+        this.listeners.set(name, { spec, bound: { host: want.host, port: impl.port }, impl });
+        this.logger.info("listener up", { listener: name, host: want.host, port: impl.port });
+      } catch (err) {
+        if (!(err instanceof ListenFailedError)) throw err;
+        problems.push({ path: `listener ${name}`, message: `${err.message}: ${String((err.cause as Error | undefined)?.message)}` });
+      }
+    }
+    this.listenerSpecs = specs;
+    return problems;
+  }
+}
+
+function parseAll<T extends { name: string }>(resources: readonly DecodedResource[], parse: (raw: unknown, at: string) => Parsed<T>): { values: Map<string, T>; problems: Problem[] } {
+  const values = new Map<string, T>();
+  const problems: Problem[] = [];
+  resources.forEach((r, i) => {
+    if (!r.ok) return void problems.push(r.problem);
+    const name = typeof r.value.name === "string" ? r.value.name : typeof r.value.cluster_name === "string" ? r.value.cluster_name : `resources[${i}]`;
+    const parsed = parse(r.value, name);
+    if (!parsed.ok) return void problems.push(...parsed.problems);
+    if (values.has(parsed.value.name)) problems.push({ path: name, message: "listed twice" });
+    values.set(parsed.value.name, parsed.value);
+  });
+  return { values, problems };
+}

@@ -1,0 +1,93 @@
+/**
+ * A small Prometheus text-format registry: counters and gauges with labels.
+ * Hot paths hold a pre-resolved series (`series(labels)`) so counting is one
+ * addition, with no label formatting per byte or connection.
+ */
+
+type Labels = Readonly<Record<string, string>>;
+
+export class MetricSeries {
+  value = 0;
+  add(n = 1): void {
+    this.value += n;
+  }
+}
+
+class Family {
+  readonly series = new Map<string, MetricSeries>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: "counter" | "gauge",
+  ) {}
+
+  labels(labels: Labels = {}): MetricSeries {
+    const key = Object.entries(labels)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+      .join(",");
+    let s = this.series.get(key);
+    if (!s) this.series.set(key, (s = new MetricSeries()));
+    return s;
+  }
+
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`];
+    for (const [key, s] of this.series) lines.push(`${this.name}${key ? `{${key}}` : ""} ${s.value}`);
+    return lines.join("\n");
+  }
+}
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+export class MetricsRegistry {
+  private readonly families = new Map<string, Family>();
+
+  counter(name: string, help: string): Family {
+    return this.family(name, help, "counter");
+  }
+
+  gauge(name: string, help: string): Family {
+    return this.family(name, help, "gauge");
+  }
+
+  /** The value of one series, for tests and the admin endpoint; 0 when never touched. */
+  value(name: string, labels: Labels = {}): number {
+    return this.families.get(name)?.labels(labels).value ?? 0;
+  }
+
+  render(): string {
+    return [...this.families.values()].map((f) => f.render()).join("\n") + "\n";
+  }
+
+  private family(name: string, help: string, type: "counter" | "gauge"): Family {
+    let f = this.families.get(name);
+    if (!f) this.families.set(name, (f = new Family(name, help, type)));
+    return f;
+  }
+}
+
+/** Every metric the gateway exports, by role. */
+export function gatewayMetrics(registry: MetricsRegistry) {
+  return {
+    registry,
+    downstreamConnections: registry.counter("fedgate_gateway_downstream_connections_total", "Connections accepted, by listener."),
+    downstreamActive: registry.gauge("fedgate_gateway_downstream_active_connections", "Open downstream connections, by listener."),
+    downstreamRefused: registry.counter("fedgate_gateway_downstream_refused_total", "Downstream connections refused after acceptance, by listener and reason."),
+    upstreamConnections: registry.counter("fedgate_gateway_upstream_connections_total", "Upstream connections established, by cluster."),
+    upstreamActive: registry.gauge("fedgate_gateway_upstream_active_connections", "Open upstream connections, by cluster."),
+    upstreamConnectFailures: registry.counter("fedgate_gateway_upstream_connect_failures_total", "Failed upstream connection attempts, by cluster."),
+    noHealthyUpstream: registry.counter("fedgate_gateway_upstream_no_healthy_total", "Downstream connections closed because no endpoint accepted, by cluster."),
+    bytes: registry.counter("fedgate_gateway_bytes_total", "Bytes proxied, by cluster and direction (upstream: client to server)."),
+    failovers: registry.counter("fedgate_gateway_failovers_total", "Connections served by another endpoint after a connect failure, by cluster."),
+    ejections: registry.counter("fedgate_gateway_outlier_ejections_total", "Endpoints ejected by outlier detection, by cluster."),
+    healthTransitions: registry.counter("fedgate_gateway_health_check_transitions_total", "Active health check state changes, by cluster and new state."),
+    tlsFailures: registry.counter("fedgate_gateway_tls_handshake_failures_total", "TLS handshakes refused or failed, by side (downstream/upstream) and reason."),
+    xdsUpdates: registry.counter("fedgate_gateway_xds_updates_total", "xDS responses handled, by type and result (ack/nack)."),
+    xdsConnected: registry.gauge("fedgate_gateway_xds_connected", "1 while the ADS stream is up."),
+  };
+}
+
+export type GatewayMetrics = ReturnType<typeof gatewayMetrics>;

@@ -1,0 +1,109 @@
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import { asError } from "../../common/index.ts";
+import { GatewayError, NoHealthyUpstreamError } from "./errors.ts";
+import type { SecretStore } from "./secret-store.ts";
+import type { UpstreamCluster, UpstreamHost } from "./upstream-cluster.ts";
+
+export interface Upstream {
+  readonly socket: Socket;
+  readonly host: UpstreamHost;
+  readonly attempts: number;
+}
+
+/** A failed TLS origination, with the reason the metrics carry. */
+class UpstreamTlsError extends GatewayError {
+  constructor(
+    readonly reason: string,
+    options: { cause?: unknown },
+  ) {
+    super("FEDGATE_GATEWAY_UPSTREAM_TLS", `TLS to the upstream failed: ${reason}`, { ...options, retryable: true });
+  }
+}
+
+/**
+ * Connects one downstream connection to its cluster: tries the endpoints in
+ * `cluster.candidates()` order, and on a connect (or TLS) failure moves on to
+ * the next endpoint or priority before giving up, so a dead endpoint costs the
+ * client a little latency, not a failed connection. No downstream byte has
+ * been forwarded before a connection succeeds, so retrying is always safe.
+ */
+export async function connectUpstream(options: { cluster: UpstreamCluster; secrets: SecretStore; onTlsFailure: (reason: string) => void }): Promise<Upstream> {
+  const { cluster } = options;
+  let attempts = 0;
+  let lastError: unknown;
+  for (const host of cluster.candidates()) {
+    attempts += 1;
+    try {
+      const socket = await dial(cluster, host, options.secrets);
+      cluster.reportSuccess(host);
+      if (attempts > 1) cluster.series.failovers.add();
+      return { socket, host, attempts };
+    } catch (err) {
+      lastError = err;
+      if (err instanceof UpstreamTlsError) options.onTlsFailure(err.reason);
+      cluster.reportFailure(host);
+    }
+  }
+  cluster.series.noHealthy.add();
+  throw new NoHealthyUpstreamError(cluster.spec.name, attempts, { cause: lastError });
+}
+
+function dial(cluster: UpstreamCluster, host: UpstreamHost, secrets: SecretStore): Promise<Socket> {
+  const { host: address, port } = host.spec.address;
+  const tls = cluster.tlsFor(host);
+  return new Promise<Socket>((resolve, reject) => {
+    let socket: Socket;
+    let event: "connect" | "secureConnect" = "connect";
+    if (tls) {
+      const ctx = secrets.client(tls.tls);
+      if (!ctx) return reject(new UpstreamTlsError("secrets_not_ready", {}));
+      event = "secureConnect";
+      socket = tlsConnect({
+        host: address,
+        port,
+        servername: tls.sni || undefined,
+        secureContext: ctx.context,
+        checkServerIdentity: ctx.checkServerIdentity,
+        rejectUnauthorized: true,
+        minVersion: "TLSv1.2",
+      });
+    } else {
+      socket = netConnect({ host: address, port });
+    }
+    const timer = setTimeout(() => fail(new GatewayError("FEDGATE_GATEWAY_CONNECT_TIMEOUT", `connect to ${host.key} timed out`, { retryable: true })), cluster.spec.connectTimeoutMs);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      socket.removeListener(event, ok);
+      socket.destroy();
+      if (tls && !(err instanceof GatewayError && err.code === "FEDGATE_GATEWAY_CONNECT_TIMEOUT") && !isConnectError(err)) {
+        return reject(new UpstreamTlsError(tlsReason(err), { cause: err }));
+      }
+      reject(err);
+    };
+    const ok = () => {
+      clearTimeout(timer);
+      socket.removeListener("error", fail);
+      socket.setNoDelay(true);
+      resolve(socket);
+    };
+    socket.once(event, ok);
+    socket.once("error", fail);
+  });
+}
+
+const CONNECT_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EADDRNOTAVAIL"]);
+
+function isConnectError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === "string" && CONNECT_ERRORS.has(code);
+}
+
+/** A stable, low-cardinality reason for a TLS failure: fedgate's trust codes, OpenSSL's reason, or Node's code. */
+export function tlsReason(err: unknown): string {
+  const e = asError(err) as Error & { code?: unknown; reason?: unknown };
+  if (typeof e.code === "string" && e.code.startsWith("FEDGATE_")) return e.code.toLowerCase();
+  if (typeof e.reason === "string" && e.reason) return e.reason.toLowerCase().replace(/[^a-z0-9]+/g, "_");
+  if (typeof e.code === "string") return e.code.toLowerCase();
+  return "unknown";
+}

@@ -1,0 +1,205 @@
+import { connect as netConnect, createServer } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { ProtoRegistry } from "../../gateway/index.ts";
+import { parseCertificatesPem } from "../../trust/index.ts";
+import { createClusterSetPki, type ClusterSetPki } from "../support/clusterset-pki.ts";
+import { EXPORT_SNI, exchange, Topology, waitFor } from "../support/gateway-harness.ts";
+
+const pki = await createClusterSetPki(["a", "b", "c"]);
+/** Another trust domain, and the same trust domain under a root nobody trusts. */
+const otherDomain = await createClusterSetPki(["a"], "other.test");
+const rogueRoot = await createClusterSetPki(["a"]);
+const registry = ProtoRegistry.load();
+const HANDSHAKE_TIMEOUT_MS = 1_000;
+
+interface Ctx {
+  topology?: Topology;
+}
+
+async function clientLeaf(from: ClusterSetPki, cluster: string) {
+  const leaf = await from.identity(cluster).intermediate.issueLeaf({ spiffeId: `spiffe://${from.trustDomain}/cluster/${cluster}/gateway` });
+  return { cert: leaf.chainPem, key: leaf.privateKeyPem ?? "" };
+}
+
+type Outcome = { kind: "served"; id: string } | { kind: "refused"; stage: "handshake" | "after-handshake" };
+
+/** A TLS client straight at B's export listener: was it served, or refused (and when)? */
+function tlsAttempt(port: number, options: { servername: string; identity?: { cert: string; key: string }; fingerprint?: (fp: string) => void }): Promise<Outcome> {
+  return new Promise((resolve) => {
+    let handshaken = false;
+    let data = "";
+    const socket = tlsConnect({ host: "127.0.0.1", port, servername: options.servername, ca: pki.bundle.caPems(), ...options.identity, checkServerIdentity: () => undefined });
+    socket.on("secureConnect", () => {
+      handshaken = true;
+      options.fingerprint?.(socket.getPeerCertificate().fingerprint256);
+      socket.write("ping");
+    });
+    socket.on("data", (chunk: Buffer) => {
+      data += chunk.toString();
+      if (data.endsWith("ping")) {
+        socket.end();
+        resolve({ kind: "served", id: data.slice(0, data.indexOf("\n")) });
+      }
+    });
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => resolve({ kind: "refused", stage: handshaken ? "after-handshake" : "handshake" }));
+  });
+}
+
+const sec = suite<Ctx>("gateway export listener refuses bad clients and keeps serving", {});
+
+sec.after.each(async (ctx) => {
+  await ctx.topology?.close();
+  ctx.topology = undefined;
+});
+
+function exportPort(t: Topology): number {
+  return t.exportPorts.get("b") ?? 0;
+}
+
+function refusals(t: Topology, reason: string): number {
+  return t.metric("b", "fedgate_gateway_tls_handshake_failures_total", { side: "downstream", reason });
+}
+
+sec("a trusted peer with the export's SNI is served; an unknown SNI is refused in the handshake and counted", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const good = await clientLeaf(pki, "a");
+  assert.equal(await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: good }), { kind: "served", id: "b-1" });
+  const unknown = await tlsAttempt(exportPort(t), { servername: "outbound_.9999_._.secret.kube-system.svc.clusterset.local", identity: good });
+  assert.equal(unknown, { kind: "refused", stage: "handshake" });
+  assert.is(refusals(t, "unknown_sni"), 1);
+  assert.is(t.metric("b", "fedgate_gateway_upstream_connections_total", { cluster: "inbound|9000||echo.demo.svc.cluster.local" }), 1, "only the good client reached a backend");
+});
+
+sec("a client certificate from another trust domain, an untrusted root, or none at all is refused with a typed reason", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const cases = [
+    { name: "other trust domain", identity: await clientLeaf(otherDomain, "a"), reason: "fedgate_trust_wrong_trust_domain" },
+    { name: "untrusted root", identity: await clientLeaf(rogueRoot, "a"), reason: "fedgate_trust_unknown_root" },
+    { name: "no certificate", identity: undefined, reason: "fedgate_trust_invalid_chain" },
+  ];
+  for (const c of cases) {
+    const outcome = await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: c.identity });
+    assert.is(outcome.kind, "refused", c.name);
+    assert.is(refusals(t, c.reason), 1, `${c.name} counted as ${c.reason}`);
+  }
+  assert.is(await exchange(t.importPort("a")), "b-1", "the trusted peer gateway is still served");
+});
+
+sec("only the export's consumers may call it: another cluster of the trust domain is refused", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, consumers: ["a"] }));
+  const outcome = await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: await clientLeaf(pki, "c") });
+  assert.equal(outcome, { kind: "refused", stage: "after-handshake" });
+  assert.is(refusals(t, "unauthorized_cluster"), 1);
+  assert.equal(await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: await clientLeaf(pki, "a") }), { kind: "served", id: "b-1" });
+});
+
+sec("garbage bytes and a stalled ClientHello are cut off while other clients keep being served", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS }));
+  const closed = (write: Buffer | undefined) =>
+    new Promise<void>((resolve) => {
+      const s = netConnect({ host: "127.0.0.1", port: exportPort(t) }, () => {
+        if (write) s.write(write);
+      });
+      s.on("error", () => s.destroy());
+      s.on("close", () => resolve());
+      s.resume();
+    });
+  const garbage = closed(Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  // The first bytes of a TLS record header announcing a ClientHello, then nothing.
+  const stalled = closed(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
+  const silent = closed(undefined);
+  const served: string[] = [];
+  for (let i = 0; i < 5; i++) served.push(await exchange(t.importPort("a")));
+  assert.equal(served, ["b-1", "b-1", "b-1", "b-1", "b-1"]);
+  await Promise.all([garbage, stalled, silent]);
+  await waitFor("timeouts counted", () => refusals(t, "handshake_timeout") === 2);
+  const text = t.get("b").gateway.metrics.registry.render();
+  const garbageReasons = text.split("\n").filter((l) => l.startsWith("fedgate_gateway_tls_handshake_failures_total") && !/handshake_timeout|client_disconnected/.test(l));
+  assert.is(garbageReasons.length, 1, `one garbage reason line: ${garbageReasons.join(" | ")}`);
+});
+
+sec("SDS rotation: new connections get the new certificate, open connections carry on", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const open = netConnect({ host: "127.0.0.1", port: t.importPort("a") });
+  let received = "";
+  open.on("data", (c: Buffer) => (received += c.toString()));
+  open.write("before");
+  await waitFor("open connection echoes", () => received === "b-1\nbefore");
+  const before = t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" });
+  const rotated = await pki.identity("b").intermediate.issueLeaf({ spiffeId: `spiffe://${pki.trustDomain}/cluster/b/gateway` });
+  t.get("b").leafPem = { chainPem: rotated.chainPem, keyPem: rotated.privateKeyPem ?? "" };
+  t.push("b");
+  await waitFor("B installed the rotated secret", () => t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" }) > before);
+  let presented = "";
+  const outcome = await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: await clientLeaf(pki, "a"), fingerprint: (fp) => (presented = fp) });
+  assert.equal(outcome, { kind: "served", id: "b-1" });
+  const expected = parseCertificatesPem(rotated.chainPem)[0]!.fingerprint;
+  assert.is(presented.replace(/:/g, "").toLowerCase(), expected.replace(/:/g, "").toLowerCase(), "the new certificate is presented");
+  assert.is(await exchange(t.importPort("a")), "b-1", "A's gateway accepts the rotated peer");
+  open.write("after");
+  await waitFor("the connection opened before the rotation still echoes", () => received === "b-1\nbeforeafter");
+  open.destroy();
+});
+
+/** Captures the ClientHello a real TLS client sends for `servername`. */
+async function captureClientHello(servername: string): Promise<Buffer> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  const hello = new Promise<Buffer>((resolve) => server.once("connection", (s) => s.once("data", (d: Buffer) => (resolve(d), s.destroy()))));
+  const client = tlsConnect({ host: "127.0.0.1", port, servername });
+  client.on("error", () => client.destroy());
+  const bytes = await hello;
+  server.close();
+  return bytes;
+}
+
+/** mulberry32: a seeded generator, so a failing mutation can be replayed. */
+function seeded(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+sec("fuzz: mutated ClientHellos are all refused and counted, and the gateway keeps serving", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS }));
+  const hello = await captureClientHello(EXPORT_SNI);
+  const random = seeded(7);
+  const MUTATIONS = 60;
+  const attempts: Promise<string>[] = [];
+  for (let i = 0; i < MUTATIONS; i++) {
+    const mutated = Buffer.from(hello);
+    const mode = i % 3;
+    if (mode === 0) for (let k = 0; k < 1 + Math.floor(random() * 8); k++) mutated[Math.floor(random() * mutated.length)] = Math.floor(random() * 256);
+    const bytes = mode === 1 ? mutated.subarray(0, Math.floor(random() * mutated.length)) : mode === 2 ? Buffer.concat([mutated.subarray(0, 5), Buffer.alloc(64, Math.floor(random() * 256))]) : mutated;
+    attempts.push(
+      new Promise((resolve) => {
+        let received = "";
+        const s = netConnect({ host: "127.0.0.1", port: exportPort(t) }, () => s.write(bytes));
+        s.on("data", (d: Buffer) => (received += d.toString("latin1")));
+        s.on("error", () => s.destroy());
+        s.on("close", () => resolve(received));
+      }),
+    );
+  }
+  assert.is(await exchange(t.importPort("a")), "b-1", "served while the fuzzing runs");
+  const answers = await Promise.all(attempts);
+  assert.ok(answers.every((a) => !a.includes("b-1")), "no mutated hello reached a backend");
+  const text = t.get("b").gateway.metrics.registry.render();
+  const refused = text
+    .split("\n")
+    .filter((l) => l.startsWith("fedgate_gateway_tls_handshake_failures_total{") && l.includes('side="downstream"'))
+    .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+  assert.ok(refused >= MUTATIONS, `every mutated hello counted (${refused})`);
+  assert.is(t.metric("b", "fedgate_gateway_upstream_connections_total", { cluster: "inbound|9000||echo.demo.svc.cluster.local" }), 1, "only the real client reached a backend");
+  assert.is(await exchange(t.importPort("a")), "b-1", "still serving afterwards");
+});
+
+sec.run();

@@ -1,0 +1,162 @@
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { silentLogger } from "../../common/index.ts";
+import {
+  gatewayMetrics,
+  MetricsRegistry,
+  parseCluster,
+  parseFederationSnapshot,
+  parseListener,
+  parseLoadAssignment,
+  ProtoRegistry,
+  translate,
+  TYPE_URL,
+  UpstreamCluster,
+  validateAndEncode, type ClusterSpec, type EndpointSpec, type LoadAssignmentSpec } from "../../gateway/internal.ts";
+import { createClusterSetPki } from "../support/clusterset-pki.ts";
+import { gatewayLeaf, topologySnapshot } from "../support/gateway-harness.ts";
+
+function cluster(outlier?: Partial<NonNullable<ClusterSpec["outlier"]>>): { c: UpstreamCluster; clock: { t: number } } {
+  const clock = { t: 1_000_000 };
+  const spec: ClusterSpec = {
+    name: "outbound|9000||x",
+    edsName: "outbound|9000||x",
+    connectTimeoutMs: 1_000,
+    outlier: outlier && { consecutiveFailures: 2, intervalMs: 10_000, baseEjectionMs: 1_000, maxEjectionMs: 2_500, maxEjectionPercent: 100, ...outlier },
+    healthCheck: undefined,
+    tlsMatches: [{ match: { "fedgate.io/tls": "mtls" }, sni: "sni", tls: { certSecret: "c", bundleSecret: "b" } }],
+  };
+  return { c: new UpstreamCluster({ spec, metrics: gatewayMetrics(new MetricsRegistry()), logger: silentLogger, now: () => clock.t }), clock };
+}
+
+const ep = (port: number, healthy = true, tls = false): EndpointSpec => ({
+  address: { host: "127.0.0.1", port },
+  healthy,
+  servingCluster: "",
+  tlsMatchFields: tls ? { "fedgate.io/tls": "mtls" } : {},
+});
+
+const cla: LoadAssignmentSpec = {
+  name: "outbound|9000||x",
+  localities: [
+    { priority: 0, weight: 3, endpoints: [ep(1), ep(2), ep(3)] },
+    { priority: 0, weight: 1, endpoints: [ep(4)] },
+    { priority: 1, weight: 1, endpoints: [ep(5, true, true)] },
+    { priority: 2, weight: 1, endpoints: [ep(6, false)] },
+  ],
+};
+
+const up = suite("upstream cluster: priorities, weights, outlier ejection");
+
+up("the first choice stays in priority 0, weighted by locality; the next priority follows; EDS-unhealthy endpoints are never tried", () => {
+  const { c } = cluster();
+  c.setAssignment(cla);
+  const firsts = new Map<number, number>();
+  for (let i = 0; i < 400; i++) {
+    const order = c.candidates().map((h) => h.spec.address.port);
+    assert.ok(!order.includes(6));
+    assert.is(order.at(-1), 5, "priority 1 comes after all of priority 0");
+    firsts.set(order[0]!, (firsts.get(order[0]!) ?? 0) + 1);
+  }
+  // Locality weights 3:1 spread over their endpoints: each endpoint 1/4 of first choices.
+  assert.equal([...firsts.entries()].sort(), [[1, 100], [2, 100], [3, 100], [4, 100]]);
+});
+
+up("TLS origination only for endpoints whose metadata matches the transport socket match", () => {
+  const { c } = cluster();
+  c.setAssignment(cla);
+  const byPort = new Map(c.allHosts().map((h) => [h.spec.address.port, h]));
+  assert.is(c.tlsFor(byPort.get(5)!)?.sni, "sni");
+  assert.is(c.tlsFor(byPort.get(1)!), undefined);
+});
+
+up("consecutive connect failures eject with a backoff that grows per ejection and is capped", () => {
+  const { c, clock } = cluster({});
+  c.setAssignment({ name: "x", localities: [{ priority: 0, weight: 1, endpoints: [ep(1), ep(2)] }] });
+  const host = c.allHosts().find((h) => h.spec.address.port === 1)!;
+  const durations: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    c.reportFailure(host);
+    assert.ok(!host.ejected(clock.t), "one failure is not enough");
+    c.reportFailure(host);
+    assert.ok(host.ejected(clock.t));
+    assert.is(c.candidates().at(-1), host, "an ejected endpoint is only a last resort");
+    durations.push(host.ejectedUntil - clock.t);
+    clock.t = host.ejectedUntil;
+  }
+  assert.equal(durations, [1_000, 2_000, 2_500, 2_500]);
+  assert.is(c.series.ejections.value, 4);
+});
+
+up("a success resets the failure count; max_ejection_percent keeps some endpoints in", () => {
+  const { c, clock } = cluster({ maxEjectionPercent: 50 });
+  c.setAssignment({ name: "x", localities: [{ priority: 0, weight: 1, endpoints: [ep(1), ep(2)] }] });
+  const [h1, h2] = c.allHosts();
+  c.reportFailure(h1!);
+  c.reportSuccess(h1!);
+  c.reportFailure(h1!);
+  assert.ok(!h1!.ejected(clock.t));
+  c.reportFailure(h1!);
+  assert.ok(h1!.ejected(clock.t));
+  c.reportFailure(h2!);
+  c.reportFailure(h2!);
+  assert.ok(!h2!.ejected(clock.t), "50% of two endpoints: only one may be out");
+});
+
+const parse = suite("xDS resources: the supported subset");
+
+const tcpListener = (filters: unknown[]) => ({
+  name: "l",
+  address: { socket_address: { address: "0.0.0.0", port_value: 9000 } },
+  filter_chains: [{ filters }],
+});
+const tcpProxy = { name: "tcp", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", cluster: "c" } };
+const hcm = { name: "hcm", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" } };
+
+const cases: { name: string; run: () => { ok: boolean; problems?: { path: string; message: string }[] }; expect: RegExp | "ok" }[] = [
+  { name: "tcp_proxy listener", run: () => parseListener(tcpListener([tcpProxy]), "l"), expect: "ok" },
+  { name: "HTTP connection manager (L7 not yet)", run: () => parseListener(tcpListener([hcm]), "l"), expect: /single tcp_proxy/ },
+  { name: "listener without address", run: () => parseListener({ name: "l", filter_chains: [{ filters: [tcpProxy] }] }, "l"), expect: /address/ },
+  { name: "STATIC cluster", run: () => parseCluster({ name: "c", type: "STATIC" }, "c"), expect: /only EDS/ },
+  { name: "LEAST_REQUEST cluster", run: () => parseCluster({ name: "c", type: "EDS", lb_policy: "LEAST_REQUEST" }, "c"), expect: /ROUND_ROBIN/ },
+  {
+    name: "HTTP health check",
+    run: () => parseCluster({ name: "c", type: "EDS", health_checks: [{ timeout: {}, interval: {}, unhealthy_threshold: { value: 1 }, healthy_threshold: { value: 1 }, http_health_check: {} }] }, "c"),
+    expect: /tcp_health_check/,
+  },
+  { name: "EDS cluster with outlier detection", run: () => parseCluster({ name: "c", type: "EDS", outlier_detection: { consecutive_5xx: { value: 3 } } }, "c"), expect: "ok" },
+  { name: "CLA with a bad port", run: () => parseLoadAssignment({ cluster_name: "c", endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: "a", port_value: 70_000 } } } }] }] }, "c"), expect: /65535/ },
+];
+
+for (const c of cases) {
+  parse(`${c.name}: ${c.expect === "ok" ? "accepted" : "rejected with a reason"}`, () => {
+    const r = c.run();
+    if (c.expect === "ok") assert.ok(r.ok, JSON.stringify(r.problems));
+    else {
+      assert.not.ok(r.ok);
+      assert.match((r.problems ?? []).map((p) => `${p.path}: ${p.message}`).join("; "), c.expect);
+    }
+  });
+}
+
+parse("round trip: the control plane's gateway resources (export consumers included) encode, decode and parse cleanly", async () => {
+  const pki = await createClusterSetPki(["a", "b"]);
+  const registry = ProtoRegistry.load();
+  const snapshot = parseFederationSnapshot(
+    topologySnapshot({ self: "b", pki, exporters: ["a", "b"], exportPorts: new Map([["a", 7001]]), backends: [], leaf: await gatewayLeaf(pki, "b"), consumers: ["a"], policy: { healthCheck: {} } }),
+  );
+  const outcome = validateAndEncode(registry, translate(snapshot, "gateway").resources);
+  const encoded = outcome.encoded;
+  assert.ok(encoded, JSON.stringify(outcome.problems));
+  const decode = (kind: "listener" | "cluster" | "endpoint") => [...encoded[kind].values()].map((r) => registry.decodeAny(TYPE_URL[kind], r.bytes));
+  const listeners = decode("listener").map((l) => parseListener(l, "l"));
+  const exportListener = listeners.find((l) => l.ok && l.value.kind === "sni-mtls");
+  assert.ok(exportListener?.ok && exportListener.value.kind === "sni-mtls");
+  assert.equal(exportListener.value.chains.map((c) => c.consumers), [["a"]]);
+  assert.ok(listeners.every((l) => l.ok));
+  assert.ok(decode("cluster").every((c) => parseCluster(c, "c").ok));
+  assert.ok(decode("endpoint").every((e) => parseLoadAssignment(e, "e").ok));
+});
+
+up.run();
+parse.run();
