@@ -12,7 +12,7 @@ import {
   translate,
   TYPE_URL,
   UpstreamCluster,
-  validateAndEncode, type ClusterSpec, type EndpointSpec, type LoadAssignmentSpec } from "../../gateway/internal.ts";
+  validateAndEncode, EncodedResourceCache, type ClusterSpec, type EndpointSpec, type LoadAssignmentSpec } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
 import { gatewayLeaf, topologySnapshot } from "../support/gateway-harness.ts";
 
@@ -145,7 +145,7 @@ parse("round trip: the control plane's gateway resources (export consumers inclu
   const snapshot = parseFederationSnapshot(
     topologySnapshot({ self: "b", pki, exporters: ["a", "b"], exportPorts: new Map([["a", 7001]]), backends: [], leaf: await gatewayLeaf(pki, "b"), consumers: ["a"], policy: { healthCheck: {} } }),
   );
-  const outcome = validateAndEncode(registry, translate(snapshot, "gateway").resources);
+  const outcome = validateAndEncode(new EncodedResourceCache({ registry }), translate(snapshot, "gateway").resources);
   const encoded = outcome.encoded;
   assert.ok(encoded, JSON.stringify(outcome.problems));
   const decode = (kind: "listener" | "cluster" | "endpoint") => [...encoded[kind].values()].map((r) => registry.decodeAny(TYPE_URL[kind], r.bytes));
