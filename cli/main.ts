@@ -7,7 +7,7 @@ Usage:
   fedgate version     print the version
   fedgate help        show this help
 
-The controller and join commands are not built yet; see the README.`;
+The controller, join and demo commands are not built yet; see the README.`;
 
 /** Runs the CLI and returns the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
