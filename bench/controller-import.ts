@@ -258,39 +258,44 @@ if (cpuProfileDir) {
   mkdirSync(cpuProfileDir, { recursive: true });
   log(`controller CPU profiles go to ${cpuProfileDir} (one per cluster; each phase overwrites the previous one)`);
 }
-const latency = await latencyPhase();
-const scales: ScaleResult[] = [];
-for (const n of SCALES) scales.push(await scalePhase(n));
-
 const ms = (v: number) => v.toFixed(1);
-const s = latency.sequential;
-console.log(`\n### Create-to-import latency (${LATENCY_SAMPLES} exports; load average during the phase: ${latency.load.join(" → ")})\n`);
-console.log("| measurement | p50 ms | p99 ms | max ms | p50 ratio | p99 ratio |");
-console.log("|---|---:|---:|---:|---:|---:|");
-const row = (name: string, x: Stats, ratioTo?: Stats) =>
-  console.log(`| ${name} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.max)} | ${ratioTo ? `${(x.p50 / ratioTo.p50).toFixed(1)}×` : "—"} | ${ratioTo ? `${(x.p99 / ratioTo.p99).toFixed(1)}×` : "—"} |`);
-row("baseline (i): ConfigMap create in A → ADDED on a watch in A (client-node: new TLS connection per call)", s.raw);
-row("baseline (i'): same, over one kept-alive TLS connection", s.rawKeepAlive);
-row("baseline (ii): publishExport → peer's watchServices", s.bus);
-row("sequential: SE created in A → SI + derived slice in B (ratio to i)", s.present, s.raw);
-row("sequential: same, ratio to (i')", s.present, s.rawKeepAlive);
-row("sequential: same, ratio to the exchange (ii)", s.present, s.bus);
-row("sequential: SE created in A → SI with ClusterSetIP + slice in B (ratio to i)", s.withIps, s.raw);
-row(`burst of ${LATENCY_SAMPLES}: SE created in A → SI + derived slice in B (ratio to i)`, latency.burst.present, s.raw);
-row(`burst of ${LATENCY_SAMPLES}: SE created in A → SI with ClusterSetIP + slice in B (ratio to i)`, latency.burst.withIps, s.raw);
-console.log(`\nBurst: first create issued → last import complete in B: ${(latency.burst.makespanMs / 1000).toFixed(2)} s (${(LATENCY_SAMPLES / (latency.burst.makespanMs / 1000)).toFixed(0)} exports/s).`);
 
-console.log("\n### Controller memory and CPU (one child process per cluster)\n");
-console.log("| exports | cluster | own exports / ServiceImports | RSS empty MB | RSS converged MB | heap converged MB | RSS after idle MB | CPU converging s | CPU idle 30 s ms | apiserver writes | mean write ms | warn/error logs |");
-console.log("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-for (const r of scales.flatMap((x) => x.rows)) {
+function printLatency(latency: LatencyResult): void {
+  const s = latency.sequential;
+  console.log(`\n### Create-to-import latency (${LATENCY_SAMPLES} exports; load average during the phase: ${latency.load.join(" → ")})\n`);
+  console.log("| measurement | p50 ms | p99 ms | max ms | p50 ratio | p99 ratio |");
+  console.log("|---|---:|---:|---:|---:|---:|");
+  const row = (name: string, x: Stats, ratioTo?: Stats) =>
+    console.log(`| ${name} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.max)} | ${ratioTo ? `${(x.p50 / ratioTo.p50).toFixed(1)}×` : "—"} | ${ratioTo ? `${(x.p99 / ratioTo.p99).toFixed(1)}×` : "—"} |`);
+  row("baseline (i): ConfigMap create in A → ADDED on a watch in A (client-node: new TLS connection per call)", s.raw);
+  row("baseline (i'): same, over one kept-alive TLS connection", s.rawKeepAlive);
+  row("baseline (ii): publishExport → peer's watchServices", s.bus);
+  row("sequential: SE created in A → SI + derived slice in B (ratio to i)", s.present, s.raw);
+  row("sequential: same, ratio to (i')", s.present, s.rawKeepAlive);
+  row("sequential: same, ratio to the exchange (ii)", s.present, s.bus);
+  row("sequential: SE created in A → SI with ClusterSetIP + slice in B (ratio to i)", s.withIps, s.raw);
+  row(`burst of ${LATENCY_SAMPLES}: SE created in A → SI + derived slice in B (ratio to i)`, latency.burst.present, s.raw);
+  row(`burst of ${LATENCY_SAMPLES}: SE created in A → SI with ClusterSetIP + slice in B (ratio to i)`, latency.burst.withIps, s.raw);
+  console.log(`\nBurst: first create issued → last import complete in B: ${(latency.burst.makespanMs / 1000).toFixed(2)} s (${(LATENCY_SAMPLES / (latency.burst.makespanMs / 1000)).toFixed(0)} exports/s).`);
+}
+
+function printScale(x: ScaleResult): void {
+  console.log(`\n### Controller memory and CPU, ${x.exports} exports (one child process per cluster)\n`);
+  console.log("| exports | cluster | own exports / ServiceImports | RSS empty MB | RSS converged MB | heap converged MB | RSS after idle MB | CPU converging s | CPU idle 30 s ms | apiserver writes | mean write ms | warn/error logs |");
+  console.log("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+  for (const r of x.rows) {
+    const writes = r.converged.writeRequests - r.empty.writeRequests;
+    console.log(
+      `| ${r.exports} | ${r.cluster} | ${r.own} / ${r.imports} | ${(r.empty.rssBytes / MB).toFixed(0)} | ${(r.converged.rssBytes / MB).toFixed(0)} | ${(r.converged.heapUsedBytes / MB).toFixed(0)} | ${(r.idle.rssBytes / MB).toFixed(0)} | ${((r.converged.cpuUs - r.empty.cpuUs) / 1e6).toFixed(1)} | ${((r.idle.cpuUs - r.converged.cpuUs) / 1e3).toFixed(0)} | ${writes} | ${((r.converged.writeRequestMs - r.empty.writeRequestMs) / Math.max(1, writes)).toFixed(1)} | ${r.idle.errorLogs} |`,
+    );
+  }
+  console.log("\n| exports | objects created | create time s | convergence s (first create → every import complete everywhere) | ServiceImports complete | load average (start → converged → after idle) |");
+  console.log("|---:|---:|---:|---:|---:|---|");
   console.log(
-    `| ${r.exports} | ${r.cluster} | ${r.own} / ${r.imports} | ${(r.empty.rssBytes / MB).toFixed(0)} | ${(r.converged.rssBytes / MB).toFixed(0)} | ${(r.converged.heapUsedBytes / MB).toFixed(0)} | ${(r.idle.rssBytes / MB).toFixed(0)} | ${((r.converged.cpuUs - r.empty.cpuUs) / 1e6).toFixed(1)} | ${((r.idle.cpuUs - r.converged.cpuUs) / 1e3).toFixed(0)} | ${r.converged.writeRequests - r.empty.writeRequests} | ${((r.converged.writeRequestMs - r.empty.writeRequestMs) / Math.max(1, r.converged.writeRequests - r.empty.writeRequests)).toFixed(1)} | ${r.idle.errorLogs} |`,
+    `| ${x.exports} | ${x.exports * 3} | ${(x.createMs / 1000).toFixed(1)} | ${x.converged ? "" : "not converged, stopped at "}${(x.convergeMs / 1000).toFixed(1)} | ${x.importsDone} / ${x.exports * CLUSTERS.length} | ${x.load.join(" → ")} |`,
   );
 }
-console.log("\n| exports | objects created | create time s | convergence s (first create → every import complete everywhere) | ServiceImports complete | load average (start → converged → after idle) |");
-console.log("|---:|---:|---:|---:|---:|---|");
-for (const x of scales) {
-  const target = x.exports * CLUSTERS.length;
-  console.log(`| ${x.exports} | ${x.exports * 3} | ${(x.createMs / 1000).toFixed(1)} | ${x.converged ? "" : "not converged, stopped at "}${(x.convergeMs / 1000).toFixed(1)} | ${x.importsDone} / ${target} | ${x.load.join(" → ")} |`);
-}
+
+// Each phase prints as soon as it is done, so a long 10k phase cannot lose the earlier figures.
+printLatency(await latencyPhase());
+for (const n of SCALES) printScale(await scalePhase(n));
