@@ -10,6 +10,7 @@ import { localEndpointsOf } from "./local-endpoints.ts";
 import { EventRecorder } from "./event-recorder.ts";
 import { PolicyWatcher } from "./policy-watcher.ts";
 import { KubeApi } from "./kube-api.ts";
+import { withKeepAlive } from "./keep-alive-kube-config.ts";
 import { LeaderElector } from "./leader-election.ts";
 import { LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION } from "./mcs.ts";
 import { ResilientInformer } from "./resilient-informer.ts";
@@ -45,6 +46,8 @@ export interface ControllerLeaderElection {
   retryPeriodMs?: number;
 }
 
+const IMPORT_WORKERS = 4;
+
 const keyOf = (o: k8s.KubernetesObject) => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
 
 /**
@@ -74,7 +77,7 @@ export class FederationController {
   constructor(options: FederationControllerOptions) {
     this.o = options;
     this.log = (options.logger ?? silentLogger).child({ component: "controller", cluster: options.cluster });
-    const kc = options.kubeConfig;
+    const kc = withKeepAlive(options.kubeConfig);
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
@@ -206,8 +209,8 @@ export class FederationController {
       derivedSlices: this.derivedSlices,
     });
     this.exportQueue = new WorkQueue({ reconcile: (k) => exportReconciler.reconcile(k), logger: this.log.child({ queue: "export" }), paused: true });
-    // One worker: import port assignment must not race.
-    this.importQueue = new WorkQueue({ reconcile: (k) => importReconciler.reconcile(k), workers: 1, logger: this.log.child({ queue: "import" }), paused: true });
+    // Imports wait on the apiserver, not the CPU, so several run at once; port assignment is synchronous, so they cannot race for a port.
+    this.importQueue = new WorkQueue({ reconcile: (k) => importReconciler.reconcile(k), workers: IMPORT_WORKERS, logger: this.log.child({ queue: "import" }), paused: true });
   }
 
   async start(): Promise<void> {

@@ -78,20 +78,22 @@ export class ImportReconciler {
     }
 
     const ports = merged.ports.map((p) => ({ ...p, gatewayPort: this.o.ports.portFor(importPortKey(namespace, name, p)) }));
-    const serviceImport: k8s.KubernetesObject = await this.o.api.apply({
-      apiVersion: SERVICE_IMPORT_API_VERSION,
-      kind: "ServiceImport",
-      metadata: { name, namespace, labels: { [LABEL_APP_MANAGED_BY]: APP_MANAGED_BY } },
-      spec: {
-        type: merged.type,
-        ports: merged.ports.map((p) => ({ ...(p.name ? { name: p.name } : {}), protocol: p.protocol, port: p.port, ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) })),
-        sessionAffinity: merged.sessionAffinity,
-        ...(merged.sessionAffinityTimeoutSeconds ? { sessionAffinityConfig: { clientIP: { timeoutSeconds: merged.sessionAffinityTimeoutSeconds } } } : {}),
-        ...ipsOf(existingService),
-      },
-    });
+    const applyImport = (derived: k8s.V1Service | undefined): Promise<k8s.KubernetesObject> =>
+      this.o.api.apply({
+        apiVersion: SERVICE_IMPORT_API_VERSION,
+        kind: "ServiceImport",
+        metadata: { name, namespace, labels: { [LABEL_APP_MANAGED_BY]: APP_MANAGED_BY } },
+        spec: {
+          type: merged.type,
+          ports: merged.ports.map((p) => ({ ...(p.name ? { name: p.name } : {}), protocol: p.protocol, port: p.port, ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) })),
+          sessionAffinity: merged.sessionAffinity,
+          ...(merged.sessionAffinityTimeoutSeconds ? { sessionAffinityConfig: { clientIP: { timeoutSeconds: merged.sessionAffinityTimeoutSeconds } } } : {}),
+          ...ipsOf(derived),
+        },
+      });
+    const serviceImport = await applyImport(existingService);
     const ownerReferences = [{ apiVersion: SERVICE_IMPORT_API_VERSION, kind: "ServiceImport", name, uid: serviceImport.metadata?.uid ?? "" }];
-    await this.o.api.apply({
+    const derived = await this.o.api.apply<k8s.V1Service>({
       apiVersion: "v1",
       kind: "Service",
       metadata: {
@@ -107,6 +109,8 @@ export class ImportReconciler {
         ports: ports.map((p) => ({ name: importPortName(p), protocol: p.protocol, port: p.port, targetPort: p.gatewayPort })),
       },
     });
+    // A new derived Service gets its ClusterIP from the apiserver in the apply's answer: the import is completed in this pass.
+    if (ipsOf(derived).ips?.[0] !== ipsOf(existingService).ips?.[0]) await applyImport(derived);
     await this.o.api.applyMcsStatus({ kind: "ServiceImport", namespace, name, status: { clusters: merged.clusters.map((cluster) => ({ cluster })) } });
     const exports = this.o.exchange.service(namespace, name)?.exports ?? [];
     for (const e of exports) {
@@ -134,8 +138,6 @@ export class ImportReconciler {
     for (const slice of this.derivedSlicesOf(namespace, name)) {
       if (!exporting.has(slice.metadata?.labels?.[LABEL_SOURCE_CLUSTER] ?? "")) await this.deleteSlice(namespace, slice);
     }
-    // The derived Service's ClusterIP is allocated by the apiserver; copy it into spec.ips once known.
-    return existingService?.spec?.clusterIP || merged.type === "Headless" ? undefined : { requeueAfterMs: 200 };
   }
 
   /** The last exporter is gone: remove what fedgate created, and only that. */
