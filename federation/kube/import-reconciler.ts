@@ -91,8 +91,11 @@ export class ImportReconciler {
           ...ipsOf(derived),
         },
       });
-    const serviceImport = await applyImport(existingService);
-    const ownerReferences = [{ apiVersion: SERVICE_IMPORT_API_VERSION, kind: "ServiceImport", name, uid: serviceImport.metadata?.uid ?? "" }];
+    // The derived Service is owned by the ServiceImport, so a new import is created first, without
+    // ips; the Service's apply then answers with its ClusterIP, and the import is applied once more
+    // with it. An existing import is applied once, after the Service, so its ips never lapse.
+    const uid = existingImport?.metadata?.uid ?? (await applyImport(undefined)).metadata?.uid ?? "";
+    const ownerReferences = [{ apiVersion: SERVICE_IMPORT_API_VERSION, kind: "ServiceImport", name, uid }];
     const derived = await this.o.api.apply<k8s.V1Service>({
       apiVersion: "v1",
       kind: "Service",
@@ -109,8 +112,7 @@ export class ImportReconciler {
         ports: ports.map((p) => ({ name: importPortName(p), protocol: p.protocol, port: p.port, targetPort: p.gatewayPort })),
       },
     });
-    // A new derived Service gets its ClusterIP from the apiserver in the apply's answer: the import is completed in this pass.
-    if (ipsOf(derived).ips?.[0] !== ipsOf(existingService).ips?.[0]) await applyImport(derived);
+    await applyImport(derived);
     await this.o.api.applyMcsStatus({ kind: "ServiceImport", namespace, name, status: { clusters: merged.clusters.map((cluster) => ({ cluster })) } });
     const exports = this.o.exchange.service(namespace, name)?.exports ?? [];
     for (const e of exports) {
