@@ -16,7 +16,7 @@
  *    clusters: RSS and heap after convergence (after a forced GC), CPU spent
  *    converging, CPU over 30 s of idling.
  *
- * Run: node --import tsx bench/controller-import.ts [--quick] [--cpu-prof] [--deadline-min=N]
+ * Run: node --import tsx bench/controller-import.ts [--quick] [--cpu-prof] [--deadline-min=N] [--only-scale=N]
  * (--cpu-prof writes the controller children's profiles to $TMPDIR/fedgate-bench-profiles/,
  * summarized by bench/support/cpu-profile-summary.ts;
  * --deadline-min bounds the wait for convergence of each scale, default 35).
@@ -37,7 +37,8 @@ const quick = process.argv.includes("--quick");
 const cpuProfileDir = process.argv.includes("--cpu-prof") ? join(tmpdir(), "fedgate-bench-profiles") : undefined;
 const LATENCY_SAMPLES = quick ? 50 : 200;
 const WARM_UP_SAMPLES = 5;
-const SCALES = quick ? [1_000] : [1_000, 10_000];
+const onlyScale = process.argv.find((a) => a.startsWith("--only-scale="))?.split("=")[1];
+const SCALES = onlyScale ? [Number(onlyScale)] : quick ? [1_000] : [1_000, 10_000];
 const CREATES_IN_FLIGHT_PER_CLUSTER = 16;
 const IDLE_WINDOW_MS = 30_000;
 const PROGRESS_EVERY_MS = 15_000;
@@ -297,5 +298,5 @@ function printScale(x: ScaleResult): void {
 }
 
 // Each phase prints as soon as it is done, so a long 10k phase cannot lose the earlier figures.
-printLatency(await latencyPhase());
+if (!onlyScale) printLatency(await latencyPhase());
 for (const n of SCALES) printScale(await scalePhase(n));
