@@ -16,12 +16,15 @@
  *    clusters: RSS and heap after convergence (after a forced GC), CPU spent
  *    converging, CPU over 30 s of idling.
  *
- * Run: node --import tsx bench/controller-import.ts [--quick] [--cpu-prof] [--deadline-min=N] [--only-scale=N]
- * (--cpu-prof writes the controller children's profiles to $TMPDIR/fedgate-bench-profiles/,
+ * Run: node --import tsx bench/controller-import.ts [--quick] [--cpu-prof] [--deadline-min=N] [--only-scale=N] [--tsx-children]
+ * (the controller children run the build in dist/, which the bench makes first with `npm run build`;
+ * --tsx-children runs them from the TypeScript sources through tsx instead;
+ * --cpu-prof writes the controller children's profiles to $TMPDIR/fedgate-bench-profiles/,
  * summarized by bench/support/cpu-profile-summary.ts;
  * --deadline-min bounds the wait for convergence of each scale, default 35).
  */
 import * as k8s from "@kubernetes/client-node";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,11 +32,13 @@ import { asError } from "../common/index.ts";
 import type { ServiceChange } from "../federation/index.ts";
 import { exportOf } from "../test/support/exchange-harness.ts";
 import { BenchClusterSet, CLUSTERS, type BenchMember } from "./support/bench-clusterset.ts";
+import type { ChildRuntime } from "./support/controller-child.ts";
 import type { Usage } from "./support/controller-protocol.ts";
 import { KeepAliveClient } from "./support/keep-alive-client.ts";
 import { createExport, limited, percentile } from "./support/mcs-objects.ts";
 
 const quick = process.argv.includes("--quick");
+const runtime: ChildRuntime = process.argv.includes("--tsx-children") ? "tsx" : "compiled";
 const cpuProfileDir = process.argv.includes("--cpu-prof") ? join(tmpdir(), "fedgate-bench-profiles") : undefined;
 const LATENCY_SAMPLES = quick ? 50 : 200;
 const WARM_UP_SAMPLES = 5;
@@ -105,7 +110,7 @@ interface LatencyResult {
 
 async function latencyPhase(): Promise<LatencyResult> {
   log(`latency: starting 3 clusters, NATS, 3 controller children (load ${loadavg()})`);
-  const set = await BenchClusterSet.start({ namespaces: ["lat", "probe-kube"], extraExchanges: ["probe-pub", "probe-sub"], ...(cpuProfileDir ? { cpuProfileDir } : {}) });
+  const set = await BenchClusterSet.start({ namespaces: ["lat", "probe-kube"], extraExchanges: ["probe-pub", "probe-sub"], runtime, ...(cpuProfileDir ? { cpuProfileDir } : {}) });
   const stopChanges = new AbortController();
   const cms = new ConfigMapWatch();
   let keepAlive: KeepAliveClient | undefined;
@@ -201,7 +206,7 @@ interface ScaleResult {
 
 async function scalePhase(exports: number): Promise<ScaleResult> {
   log(`scale ${exports}: starting 3 clusters, NATS, 3 controller children (load ${loadavg()})`);
-  const set = await BenchClusterSet.start({ namespaces: ["load"], ...(cpuProfileDir ? { cpuProfileDir } : {}) });
+  const set = await BenchClusterSet.start({ namespaces: ["load"], runtime, ...(cpuProfileDir ? { cpuProfileDir } : {}) });
   try {
     const load = [loadavg()];
     const own = (k: number) => Math.floor(exports / CLUSTERS.length) + (k < exports % CLUSTERS.length ? 1 : 0);
@@ -255,6 +260,10 @@ async function scalePhase(exports: number): Promise<ScaleResult> {
   }
 }
 
+if (runtime === "compiled") {
+  log("building dist/ (npm run build) for the controller children");
+  execFileSync("npm", ["run", "--silent", "build"], { stdio: "inherit" });
+}
 if (cpuProfileDir) {
   mkdirSync(cpuProfileDir, { recursive: true });
   log(`controller CPU profiles go to ${cpuProfileDir} (one per cluster; each phase overwrites the previous one)`);

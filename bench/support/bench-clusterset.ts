@@ -2,7 +2,7 @@ import * as k8s from "@kubernetes/client-node";
 import { mintClusterCredentials } from "../../federation/index.ts";
 import { startClusters, type KubeCluster } from "../../test/env/index.ts";
 import { ExchangeHarness } from "../../test/support/exchange-harness.ts";
-import { ControllerChild } from "./controller-child.ts";
+import { ControllerChild, type ChildRuntime } from "./controller-child.ts";
 import { ImportObserver } from "./import-observer.ts";
 
 export const CLUSTERS = ["cluster-a", "cluster-b", "cluster-c"] as const;
@@ -33,7 +33,7 @@ export class BenchClusterSet {
     this.members = members;
   }
 
-  static async start(options: { namespaces: string[]; extraExchanges?: string[]; cpuProfileDir?: string }): Promise<BenchClusterSet> {
+  static async start(options: { namespaces: string[]; extraExchanges?: string[]; runtime: ChildRuntime; cpuProfileDir?: string }): Promise<BenchClusterSet> {
     const harness = await ExchangeHarness.start({ clusters: [...CLUSTERS, ...(options.extraExchanges ?? [])], leaseTtlMs: LEASE_TTL_MS });
     const members: BenchMember[] = [];
     const kube: KubeCluster[] = [];
@@ -58,6 +58,7 @@ export class BenchClusterSet {
             leaseTtlMs: LEASE_TTL_MS,
             gatewayImportAddress: "10.255.0.10",
           },
+          runtime: options.runtime,
           ...(options.cpuProfileDir ? { cpuProfileDir: options.cpuProfileDir } : {}),
         });
         members.push({

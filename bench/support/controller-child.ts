@@ -1,7 +1,18 @@
 import { fork, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { ChildMessage, type ControllerChildConfig, type ParentMessage, type Usage } from "./controller-protocol.ts";
 
-const ENTRY = new URL("./controller-process.ts", import.meta.url);
+/**
+ * How the child runs the controller: "compiled" from `npm run build`'s `dist/`, as a production
+ * container would (plain node, no loader), or "tsx" straight from the TypeScript sources.
+ */
+export type ChildRuntime = "compiled" | "tsx";
+
+const ENTRY: Record<ChildRuntime, URL> = {
+  compiled: new URL("../../dist/bench/support/controller-process.js", import.meta.url),
+  tsx: new URL("./controller-process.ts", import.meta.url),
+};
 const STOP_TIMEOUT_MS = 30_000;
 
 /** The parent's handle on one controller child process: one request at a time over IPC. */
@@ -12,10 +23,15 @@ export class ControllerChild {
   private pending: ((message: ChildMessage) => void) | undefined;
   private chain: Promise<unknown> = Promise.resolve();
 
-  private constructor(cluster: string, cpuProfileDir: string | undefined) {
+  private constructor(cluster: string, runtime: ChildRuntime, cpuProfileDir: string | undefined) {
     this.cluster = cluster;
-    const execArgv = ["--import", "tsx", "--expose-gc", ...(cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=controller-${cluster}.cpuprofile`] : [])];
-    this.child = fork(ENTRY, [], { execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    if (!existsSync(ENTRY[runtime])) throw new Error(`${fileURLToPath(ENTRY[runtime])} is missing: run \`npm run build\` first`);
+    const execArgv = [
+      ...(runtime === "tsx" ? ["--import", "tsx"] : []),
+      "--expose-gc",
+      ...(cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=controller-${cluster}.cpuprofile`] : []),
+    ];
+    this.child = fork(ENTRY[runtime], [], { execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"] });
     this.child.on("message", (raw: unknown) => {
       const reply = this.pending;
       this.pending = undefined;
@@ -25,8 +41,8 @@ export class ControllerChild {
     void this.exited.then(() => this.pending?.({ type: "failed", message: `controller child for ${cluster} exited` }));
   }
 
-  static async start(options: { config: ControllerChildConfig; cpuProfileDir?: string }): Promise<ControllerChild> {
-    const child = new ControllerChild(options.config.cluster, options.cpuProfileDir);
+  static async start(options: { config: ControllerChildConfig; runtime: ChildRuntime; cpuProfileDir?: string }): Promise<ControllerChild> {
+    const child = new ControllerChild(options.config.cluster, options.runtime, options.cpuProfileDir);
     try {
       await child.request({ type: "start", config: options.config });
       return child;

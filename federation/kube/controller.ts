@@ -97,8 +97,9 @@ export class FederationController {
         })
       : undefined;
     const elector = this.elector;
-    // The fence: a reconcile still in flight when the term ends fails its next write instead of making it.
-    const api = new KubeApi({ kubeConfig: kc, ...(elector ? { beforeWrite: () => elector.assertLeader() } : {}) });
+    // The fence: a reconcile still in flight when the term ends fails its next write, to the apiserver or the bus, instead of making it.
+    const fence = elector ? () => elector.assertLeader() : undefined;
+    const api = new KubeApi({ kubeConfig: kc, ...(fence ? { beforeWrite: fence } : {}) });
     this.api = api;
     this.ports = new ImportPortAllocator(options.importPorts ?? { first: 20_000, last: 29_999 });
     const events = new EventRecorder({ kubeConfig: kc, instance: `fedgate-${options.cluster}`, logger: this.log });
@@ -159,13 +160,16 @@ export class FederationController {
       },
       logger: this.log,
     });
+    // The cluster's own slices only: the derived ones are in derivedSlices, and caching them twice cost memory.
+    const ownSelector = `${LABEL_MANAGED_BY}!=${MANAGED_BY}`;
     this.endpointSlices = new ResilientInformer<k8s.V1EndpointSlice>({
       kubeConfig: kc,
       path: "/apis/discovery.k8s.io/v1/endpointslices",
-      list: () => discovery.listEndpointSliceForAllNamespaces(),
+      labelSelector: ownSelector,
+      list: () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: ownSelector }),
       onEvent: (slice) => {
         const service = slice.metadata?.labels?.["kubernetes.io/service-name"];
-        if (service && slice.metadata?.labels?.[LABEL_MANAGED_BY] !== MANAGED_BY) {
+        if (service) {
           this.exportQueue.add(`${slice.metadata?.namespace}/${service}`);
           this.notifyDataplane();
         }
@@ -195,6 +199,7 @@ export class FederationController {
       serviceExports: this.serviceExports,
       services: this.services,
       endpointSlices: this.endpointSlices,
+      ...(fence ? { beforeBusWrite: fence } : {}),
     });
     const importReconciler = new ImportReconciler({
       exchange: options.exchange,
@@ -236,7 +241,7 @@ export class FederationController {
       const { namespace = "", name = "" } = se.metadata ?? {};
       const service = this.services.get(name, namespace);
       if (!service || service.spec?.type === "ExternalName" || se.metadata?.deletionTimestamp) continue;
-      const slices = this.endpointSlices.list(namespace).filter((s) => s.metadata?.labels?.["kubernetes.io/service-name"] === name && s.metadata.labels[LABEL_MANAGED_BY] !== MANAGED_BY);
+      const slices = this.endpointSlices.list(namespace).filter((s) => s.metadata?.labels?.["kubernetes.io/service-name"] === name);
       result.set(`${namespace}/${name}`, localEndpointsOf(service, slices));
     }
     return result;

@@ -35,6 +35,12 @@ export interface ExportReconcilerOptions {
   serviceExports: ResilientInformer<ServiceExportObject>;
   services: ResilientInformer<k8s.V1Service>;
   endpointSlices: ResilientInformer<k8s.V1EndpointSlice>;
+  /**
+   * Runs right before every publish or withdrawal on the bus and throws to
+   * refuse it: leader election's fence, as KubeApi's beforeWrite is for the
+   * apiserver, so a reconcile still running when the term ends changes nothing.
+   */
+  beforeBusWrite?: () => void;
 }
 
 /**
@@ -44,16 +50,18 @@ export interface ExportReconcilerOptions {
  */
 export class ExportReconciler {
   private readonly o: ExportReconcilerOptions;
+  private readonly fence: () => void;
 
   constructor(options: ExportReconcilerOptions) {
     this.o = options;
+    this.fence = options.beforeBusWrite ?? (() => undefined);
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
     const [namespace, name] = key.split("/") as [string, string];
     const se = this.o.serviceExports.get(name, namespace);
     if (!se || se.metadata?.deletionTimestamp) {
-      await this.o.exchange.withdrawExport(namespace, name);
+      await this.withdraw(namespace, name);
       if (se?.metadata?.finalizers?.includes(EXPORT_FINALIZER)) {
         await this.o.api.setFinalizer({ object: se, finalizer: EXPORT_FINALIZER, present: false });
       }
@@ -66,7 +74,7 @@ export class ExportReconciler {
     const service = this.o.services.get(name, namespace);
     const generation = se.metadata?.generation;
     if (!service || service.spec?.type === "ExternalName") {
-      await this.o.exchange.withdrawExport(namespace, name);
+      await this.withdraw(namespace, name);
       const reason = service ? "InvalidServiceType" : "NoService";
       const message = service ? "ExternalName services cannot be exported" : `Service ${namespace}/${name} not found`;
       const changed = await this.writeConditions(se, [
@@ -90,6 +98,7 @@ export class ExportReconciler {
       endpoints,
     );
     const consumers = this.o.policyFor(namespace, name)?.consumers;
+    this.fence();
     await this.o.exchange.publishExport({
       namespace,
       name,
@@ -108,6 +117,11 @@ export class ExportReconciler {
         ? condition("Conflict", "True", reasons.join(","), `conflicts with the oldest export of ${namespace}/${name}, which wins`, generation)
         : condition("Conflict", "False", "NoConflicts", "no conflicts", generation),
     ]);
+  }
+
+  private async withdraw(namespace: string, name: string): Promise<void> {
+    this.fence();
+    await this.o.exchange.withdrawExport(namespace, name);
   }
 
   /** Applies the conditions unless they already say the same (then returns false); keeps lastTransitionTime when the status did not flip. */

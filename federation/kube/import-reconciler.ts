@@ -78,8 +78,9 @@ export class ImportReconciler {
     }
 
     const ports = merged.ports.map((p) => ({ ...p, gatewayPort: this.o.ports.portFor(importPortKey(namespace, name, p)) }));
+    // Each apply passes the cached object, so a pass over a converged import sends nothing.
     const applyImport = (derived: k8s.V1Service | undefined): Promise<k8s.KubernetesObject> =>
-      this.o.api.apply({
+      this.o.api.apply<k8s.KubernetesObject & { spec?: object }>({
         apiVersion: SERVICE_IMPORT_API_VERSION,
         kind: "ServiceImport",
         metadata: { name, namespace, labels: { [LABEL_APP_MANAGED_BY]: APP_MANAGED_BY } },
@@ -90,7 +91,7 @@ export class ImportReconciler {
           ...(merged.sessionAffinityTimeoutSeconds ? { sessionAffinityConfig: { clientIP: { timeoutSeconds: merged.sessionAffinityTimeoutSeconds } } } : {}),
           ...ipsOf(derived),
         },
-      });
+      }, existingImport ? { current: existingImport } : {});
     // The derived Service is owned by the ServiceImport, so a new import is created first, without
     // ips; the Service's apply then answers with its ClusterIP, and the import is applied once more
     // with it. An existing import is applied once, after the Service, so its ips never lapse.
@@ -111,17 +112,19 @@ export class ImportReconciler {
         ...(merged.type === "Headless" ? { clusterIP: "None" } : {}),
         ports: ports.map((p) => ({ name: importPortName(p), protocol: p.protocol, port: p.port, targetPort: p.gatewayPort })),
       },
-    });
+    }, existingService ? { current: existingService } : {});
     await applyImport(derived);
-    await this.o.api.applyMcsStatus({ kind: "ServiceImport", namespace, name, status: { clusters: merged.clusters.map((cluster) => ({ cluster })) } });
+    await this.o.api.applyMcsStatus({ kind: "ServiceImport", namespace, name, status: { clusters: merged.clusters.map((cluster) => ({ cluster })) }, ...(existingImport ? { current: existingImport } : {}) });
     const exports = this.o.exchange.service(namespace, name)?.exports ?? [];
     for (const e of exports) {
       const ready = e.readyEndpoints.reduce((n, z) => n + z.ready, 0) > 0;
-      await this.o.api.apply({
+      const sliceName = boundedName(`${derivedName}-${e.cluster}`);
+      const existingSlice = this.o.derivedSlices.get(sliceName, namespace);
+      await this.o.api.apply<k8s.V1EndpointSlice>({
         apiVersion: "discovery.k8s.io/v1",
         kind: "EndpointSlice",
         metadata: {
-          name: boundedName(`${derivedName}-${e.cluster}`),
+          name: sliceName,
           namespace,
           labels: {
             "kubernetes.io/service-name": derivedName,
@@ -134,7 +137,7 @@ export class ImportReconciler {
         addressType: "IPv4",
         endpoints: [{ addresses: [this.o.gatewayImportAddress], conditions: { ready } }],
         ports: ports.filter((p) => e.ports.some((ep) => importPortName(ep) === importPortName(p))).map((p) => ({ name: importPortName(p), protocol: p.protocol, port: p.gatewayPort })),
-      });
+      }, existingSlice ? { current: existingSlice } : {});
     }
     const exporting = new Set(exports.map((e) => e.cluster));
     for (const slice of this.derivedSlicesOf(namespace, name)) {

@@ -1,5 +1,6 @@
 import * as k8s from "@kubernetes/client-node";
 import { FedgateError } from "../../common/index.ts";
+import { LastApplied, bodyDigest } from "./last-applied.ts";
 import { MCS_GROUP, MCS_VERSION } from "./mcs.ts";
 
 export const FIELD_MANAGER = "fedgate-controller";
@@ -25,14 +26,17 @@ export interface KubeApiOptions {
 /**
  * The few writes the controller makes, all server-side apply with one field
  * manager, so re-applying an unchanged object is a no-op on the server and
- * fields other managers own are left alone.
+ * fields other managers own are left alone; a re-apply the cache shows to be
+ * a no-op is not even sent (see LastApplied).
  */
 export class KubeApi {
   private readonly objects: k8s.KubernetesObjectApi;
   private readonly custom: k8s.CustomObjectsApi;
   private readonly beforeWrite: () => void;
+  private readonly lastApplied = new LastApplied();
   private sent = 0;
   private refused = 0;
+  private skipped = 0;
 
   constructor(options: KubeApiOptions) {
     this.objects = k8s.KubernetesObjectApi.makeApiClient(options.kubeConfig);
@@ -45,27 +49,53 @@ export class KubeApi {
     return { sent: this.sent, refused: this.refused };
   }
 
-  async apply<T extends k8s.KubernetesObject>(object: T): Promise<T> {
+  /** Applies not sent because they repeated the last apply to an unchanged object. */
+  get skippedApplies(): number {
+    return this.skipped;
+  }
+
+  /**
+   * Applies `object`. With `current`, the object as cached now, an apply that
+   * repeats the last one to an object nobody changed since is skipped, and
+   * `current` is returned.
+   */
+  async apply<T extends k8s.KubernetesObject>(object: T, options: { current?: T } = {}): Promise<T> {
     this.fence();
+    const id = objectId(object.apiVersion ?? "", object.kind ?? "", object.metadata?.namespace ?? "", object.metadata?.name ?? "");
+    const digest = bodyDigest(object);
+    if (options.current && this.lastApplied.repeats(id, digest, options.current)) {
+      this.skipped++;
+      return options.current;
+    }
+    this.sent++;
     try {
-      return await this.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
+      const answer = await this.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
+      this.lastApplied.record(id, digest, answer);
+      return answer;
     } catch (err) {
       throw new KubeApiError(`apply ${object.kind} ${object.metadata?.namespace}/${object.metadata?.name}`, err);
     }
   }
 
-  /** Applies `status` to an MCS object's status subresource. */
-  async applyMcsStatus(options: { kind: "ServiceExport" | "ServiceImport"; namespace: string; name: string; status: object }): Promise<void> {
+  /** Applies `status` to an MCS object's status subresource; `current` as for apply. */
+  async applyMcsStatus(options: { kind: "ServiceExport" | "ServiceImport"; namespace: string; name: string; status: object; current?: k8s.KubernetesObject }): Promise<void> {
     const plural = options.kind === "ServiceExport" ? "serviceexports" : "serviceimports";
     await this.applyStatus({ group: MCS_GROUP, version: MCS_VERSION, plural, ...options });
   }
 
-  /** Applies `status` to a namespaced custom resource's status subresource, with this manager. */
-  async applyStatus(options: { group: string; version: string; plural: string; kind: string; namespace: string; name: string; status: object }): Promise<void> {
+  /** Applies `status` to a namespaced custom resource's status subresource, with this manager; `current` as for apply. */
+  async applyStatus(options: { group: string; version: string; plural: string; kind: string; namespace: string; name: string; status: object; current?: k8s.KubernetesObject }): Promise<void> {
     const { group, version, plural, kind, namespace, name, status } = options;
     this.fence();
+    const id = `${objectId(`${group}/${version}`, kind, namespace, name)}/status`;
+    const digest = bodyDigest(status);
+    if (this.lastApplied.repeats(id, digest, options.current)) {
+      this.skipped++;
+      return;
+    }
+    this.sent++;
     try {
-      await this.custom.patchNamespacedCustomObjectStatus(
+      const answer: unknown = await this.custom.patchNamespacedCustomObjectStatus(
         {
           group,
           version,
@@ -78,6 +108,7 @@ export class KubeApi {
         },
         ssa,
       );
+      this.lastApplied.record(id, digest, answer);
     } catch (err) {
       throw new KubeApiError(`apply status of ${kind} ${namespace}/${name}`, err);
     }
@@ -86,6 +117,8 @@ export class KubeApi {
   /** Deletes an object; already gone is success. */
   async delete(object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }): Promise<void> {
     this.fence();
+    this.sent++;
+    this.lastApplied.forget(objectId(object.apiVersion, object.kind, object.metadata.namespace, object.metadata.name));
     try {
       await this.objects.delete(object);
     } catch (err) {
@@ -105,6 +138,7 @@ export class KubeApi {
     const current = metadata.finalizers ?? [];
     const finalizers = options.present ? [...new Set([...current, options.finalizer])] : current.filter((f) => f !== options.finalizer);
     this.fence();
+    this.sent++;
     try {
       await this.custom.patchNamespacedCustomObject(
         {
@@ -131,6 +165,7 @@ export class KubeApi {
       this.refused++;
       throw err;
     }
-    this.sent++;
   }
 }
+
+const objectId = (apiVersion: string, kind: string, namespace: string, name: string) => `${apiVersion}/${kind}/${namespace}/${name}`;

@@ -12,6 +12,32 @@ export interface ResilientInformerOptions<T extends k8s.KubernetesObject> {
   logger?: Logger;
 }
 
+const LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration";
+
+/**
+ * What the cache keeps of an object, like client-go's informer transform:
+ * no reconciler reads managedFields or kubectl's last-applied copy, and
+ * together they are often most of an object's size. Mutates and returns the
+ * object, which was just decoded and is not shared yet.
+ */
+export function trimForCache<T extends k8s.KubernetesObject>(obj: T): T {
+  const metadata = obj.metadata;
+  if (!metadata) return obj;
+  delete metadata.managedFields;
+  if (metadata.annotations && LAST_APPLIED_ANNOTATION in metadata.annotations) {
+    delete metadata.annotations[LAST_APPLIED_ANNOTATION];
+    if (Object.keys(metadata.annotations).length === 0) delete metadata.annotations;
+  }
+  return obj;
+}
+
+/** A Watch whose objects are trimmed before ListWatch stores them. */
+class TrimmingWatch extends k8s.Watch {
+  override watch(...[path, queryParams, callback, done]: Parameters<k8s.Watch["watch"]>): Promise<AbortController> {
+    return super.watch(path, queryParams, (phase: string, obj: k8s.KubernetesObject, watchObj?: unknown) => callback(phase, trimForCache(obj), watchObj), done);
+  }
+}
+
 /**
  * client-node's ListWatch, which relists on 410 but stops for good on any
  * other error, wrapped to restart with jittered backoff. Objects removed while
@@ -32,11 +58,13 @@ export class ResilientInformer<T extends k8s.KubernetesObject> {
   constructor(options: ResilientInformerOptions<T>) {
     this.options = options;
     this.log = (options.logger ?? silentLogger).child({ informer: options.path });
-    const list = () => {
+    const list = async () => {
       this.lists++;
-      return options.list();
+      const result = await options.list();
+      result.items.forEach(trimForCache);
+      return result;
     };
-    this.informer = new k8s.ListWatch(options.path, new k8s.Watch(options.kubeConfig), list, false, options.labelSelector);
+    this.informer = new k8s.ListWatch(options.path, new TrimmingWatch(options.kubeConfig), list, false, options.labelSelector);
     for (const verb of [k8s.ADD, k8s.UPDATE, k8s.DELETE] as const) this.informer.on(verb, (obj: T) => options.onEvent(obj));
     this.informer.on(k8s.ERROR, (err: unknown) => this.restart(err));
     this.informer.on(k8s.CONNECT, () => this.backoff.reset());
