@@ -14,3 +14,5 @@ export { localEndpointsOf } from "./kube/local-endpoints.ts";
 export { KubeLeaseLock, type LeaseLock, type LeaseRecord, type ObservedLease } from "./kube/lease-lock.ts";
 export { systemClock } from "./kube/leader-election.ts";
 export { KubeApi, KubeApiError, FIELD_MANAGER, type KubeApiOptions } from "./kube/kube-api.ts";
+export { ExportReconciler, EXPORT_FINALIZER, type ExportReconcilerOptions, type ServiceExportObject } from "./kube/export-reconciler.ts";
+export { ResilientInformer, trimForCache, type ResilientInformerOptions } from "./kube/resilient-informer.ts";

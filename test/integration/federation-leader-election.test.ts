@@ -1,9 +1,22 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import * as k8s from "@kubernetes/client-node";
-import { FederationController, KubeApi, LeaderElector, LeadershipLostError, MCS_GROUP, MCS_VERSION, NotLeaderError, type Exchange } from "../../federation/internal.ts";
+import {
+  EventRecorder,
+  ExportReconciler,
+  FederationController,
+  KubeApi,
+  LeaderElector,
+  LeadershipLostError,
+  MCS_GROUP,
+  MCS_VERSION,
+  NotLeaderError,
+  ResilientInformer,
+  type Exchange,
+  type ServiceExportObject,
+} from "../../federation/internal.ts";
 import { startCluster, startClusters, waitFor, type KubeCluster } from "../env/index.ts";
-import { ExchangeHarness } from "../support/exchange-harness.ts";
+import { ExchangeHarness, exportOf } from "../support/exchange-harness.ts";
 import { TcpProxy } from "../support/tcp-proxy.ts";
 
 const LEASE_NAMESPACE = "kube-system";
@@ -214,6 +227,126 @@ election("a leader cut off from the apiserver steps down within renewDeadline an
 });
 
 election.run();
+
+// --- (a') the same fence on the bus: a reconcile running on after the term publishes and withdraws nothing ---
+
+interface BusFenceCtx {
+  cluster: KubeCluster;
+  h: ExchangeHarness;
+  cleanup: (() => Promise<void>)[];
+}
+
+const busFence = suite<BusFenceCtx>("the leader's term fences bus writes, on a real kube-apiserver and NATS", {} as never);
+const SHOP = "shop";
+
+busFence.before(async (ctx) => {
+  ctx.cluster = await startCluster("bus-fence");
+  ctx.h = await ExchangeHarness.start({ clusters: ["cluster-a", "cluster-b"], leaseTtlMs: 5_000 });
+  ctx.cleanup = [];
+  await ctx.cluster.kubeConfig.makeApiClient(k8s.CoreV1Api).createNamespace({ body: { metadata: { name: SHOP } } });
+});
+busFence.after(async (ctx) => {
+  for (const fn of (ctx.cleanup ?? []).reverse()) await fn();
+  await ctx.h?.stop();
+  await ctx.cluster?.stop();
+});
+
+busFence("after the term ends, a reconcile's publish and withdrawal are refused and nothing reaches the bus", async (ctx) => {
+  const admin = ctx.cluster.kubeConfig;
+  const server = new URL(ctx.cluster.server);
+  const proxy = await TcpProxy.start({ host: server.hostname, port: Number(server.port) });
+  ctx.cleanup.push(() => proxy.close());
+  // The replica's elector and writes reach the apiserver through the proxy; its caches read directly.
+  const viaProxy = throughProxy(admin, proxy);
+  const replica = new Candidate({ kubeConfig: viaProxy, lease: "bus-fence", identity: "replica-1" });
+  ctx.cleanup.push(() => replica.elector.stop({ release: false }));
+  await eventually("replica-1 to lead", async () => (replica.elector.isLeader() ? true : undefined));
+  const fence = () => replica.elector.assertLeader();
+
+  const custom = admin.makeApiClient(k8s.CustomObjectsApi);
+  const discovery = admin.makeApiClient(k8s.DiscoveryV1Api);
+  const core = admin.makeApiClient(k8s.CoreV1Api);
+  const serviceExports = new ResilientInformer<ServiceExportObject>({
+    kubeConfig: admin,
+    path: `/apis/${MCS_GROUP}/${MCS_VERSION}/serviceexports`,
+    list: async () => (await custom.listClusterCustomObject({ group: MCS_GROUP, version: MCS_VERSION, plural: "serviceexports" })) as k8s.KubernetesListObject<ServiceExportObject>,
+    onEvent: () => undefined,
+  });
+  const services = new ResilientInformer<k8s.V1Service>({ kubeConfig: admin, path: "/api/v1/services", list: () => core.listServiceForAllNamespaces(), onEvent: () => undefined });
+  const endpointSlices = new ResilientInformer<k8s.V1EndpointSlice>({
+    kubeConfig: admin,
+    path: "/apis/discovery.k8s.io/v1/endpointslices",
+    list: () => discovery.listEndpointSliceForAllNamespaces(),
+    onEvent: () => undefined,
+  });
+  for (const informer of [serviceExports, services, endpointSlices]) {
+    await informer.start();
+    ctx.cleanup.push(() => informer.stop());
+  }
+  const exchange = await ctx.h.startExchange("cluster-a");
+  const peer = await ctx.h.startExchange("cluster-b");
+  const reconciler = new ExportReconciler({
+    cluster: "cluster-a",
+    exchange,
+    api: new KubeApi({ kubeConfig: viaProxy, beforeWrite: fence }),
+    gateway: { host: "gw.cluster-a.example", port: 15443 },
+    events: new EventRecorder({ kubeConfig: admin, instance: "fedgate-cluster-a-replica-1" }),
+    policyFor: () => undefined,
+    serviceExports,
+    services,
+    endpointSlices,
+    beforeBusWrite: fence,
+  });
+
+  await core.createNamespacedService({ namespace: SHOP, body: { metadata: { name: "cart" }, spec: { ports: [{ name: "http", port: 80, protocol: "TCP" }] } } });
+  const slice = (ready: boolean): k8s.V1EndpointSlice => ({
+    metadata: { name: "cart-1", labels: { "kubernetes.io/service-name": "cart" } },
+    addressType: "IPv4",
+    endpoints: [{ addresses: ["10.1.0.1"], zone: "zone-a", conditions: { ready } }],
+    ports: [{ name: "http", port: 8080, protocol: "TCP" }],
+  });
+  await discovery.createNamespacedEndpointSlice({ namespace: SHOP, body: slice(true) });
+  await custom.createNamespacedCustomObject({ group: MCS_GROUP, version: MCS_VERSION, namespace: SHOP, plural: "serviceexports", body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: "ServiceExport", metadata: { name: "cart" } } });
+  await eventually("the caches to hold cart", async () => (serviceExports.get("cart", SHOP) && endpointSlices.get("cart-1", SHOP) ? true : undefined));
+
+  const readyAtPeer = () => peer.service(SHOP, "cart")?.exports.find((e) => e.cluster === "cluster-a")?.readyEndpoints.reduce((n, z) => n + z.ready, 0);
+  // While it leads, a reconcile publishes.
+  await reconciler.reconcile(`${SHOP}/cart`);
+  await eventually("the peer to see cart with one ready endpoint", async () => (readyAtPeer() === 1 ? true : undefined));
+
+  // The endpoint turns unready, so the next reconcile has a new record to publish; then the term ends.
+  await discovery.replaceNamespacedEndpointSlice({ namespace: SHOP, name: "cart-1", body: { ...slice(false), metadata: { ...slice(false).metadata, resourceVersion: endpointSlices.get("cart-1", SHOP)?.metadata?.resourceVersion } } });
+  await eventually("the cache to see the endpoint unready", async () => (endpointSlices.get("cart-1", SHOP)?.endpoints?.[0]?.conditions?.ready === false ? true : undefined));
+  proxy.partition();
+  await eventually("replica-1 to step down", async () => (replica.terms[0]?.signal.aborted ? true : undefined));
+  assert.not.ok(replica.elector.isLeader());
+
+  /** Publishes a marker straight through the exchange: once the peer sees it, it would have seen anything published before. */
+  const barrier = async (name: string) => {
+    await exchange.publishExport(exportOf(SHOP, name));
+    await eventually(`the peer to see ${name}`, async () => (peer.service(SHOP, name) ? true : undefined));
+  };
+  const refused = async () => {
+    try {
+      await reconciler.reconcile(`${SHOP}/cart`);
+      return undefined;
+    } catch (err) {
+      return err;
+    }
+  };
+  assert.instance(await refused(), NotLeaderError, "the publish after the term is refused");
+  await barrier("marker-1");
+  assert.is(readyAtPeer(), 1, "the peer still has the record published during the term");
+
+  // Deleting the export (its finalizer, added during the term, holds it) must not withdraw it either.
+  await custom.deleteNamespacedCustomObject({ group: MCS_GROUP, version: MCS_VERSION, namespace: SHOP, plural: "serviceexports", name: "cart" });
+  await eventually("the cache to see cart deleting", async () => (serviceExports.get("cart", SHOP)?.metadata?.deletionTimestamp ? true : undefined));
+  assert.instance(await refused(), NotLeaderError, "the withdrawal after the term is refused");
+  await barrier("marker-2");
+  assert.is(readyAtPeer(), 1, "the export is still on the bus");
+});
+
+busFence.run();
 
 // --- (b) two FederationController replicas for one cluster ---
 
