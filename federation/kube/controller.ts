@@ -305,6 +305,11 @@ export class FederationController {
     return this.api.writes;
   }
 
+  /** Applies not sent because the cache showed them to repeat the last apply to an unchanged object. */
+  get skippedApplies(): number {
+    return this.api.skippedApplies;
+  }
+
   /** Resolves when both queues have drained (for tests and orderly shutdown); a follower's paused queues only drain once it leads. */
   async idle(): Promise<void> {
     await Promise.all([this.exportQueue.idle(), this.importQueue.idle()]);

@@ -60,6 +60,26 @@ controller("an export in A becomes a ServiceImport with derived Service and Endp
   assert.equal(own.status?.clusters, [{ cluster: "cluster-a" }], "the exporting cluster imports its own export too, as MCS requires");
 });
 
+controller("reconciling converged imports again sends nothing: the cache shows every apply would be a no-op", async ({ t }) => {
+  await importIn(t, "cluster-b", "web", (o) => Boolean(o.spec?.ips?.length));
+  const b = t.controllers.get("cluster-b") as FederationController;
+  // Settle: the controller's own writes requeue its imports once more before they go quiet.
+  let sent = -1;
+  while (b.kubeWrites.sent !== sent) {
+    sent = b.kubeWrites.sent;
+    await b.idle();
+    await sleep(1_000);
+  }
+  const skipped = b.skippedApplies;
+  // A namespace change requeues every import in the namespace (namespace sameness).
+  await t.core("cluster-b").patchNamespace({ name: NAMESPACE, body: { metadata: { labels: { "fedgate-test/touched": "yes" } } } }, k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch));
+  await eventually("cluster-b to reconcile its imports again", async () => (b.skippedApplies > skipped ? true : undefined));
+  await b.idle();
+  assert.is(b.kubeWrites.sent, sent, "no request was sent");
+  // ServiceImport, its status, the derived Service and the slice: four applies per import, all skipped.
+  assert.ok(b.skippedApplies - skipped >= 4);
+});
+
 controller("a ServiceExport without a Service is Valid=False/NoService and publishes nothing", async ({ t }) => {
   await t.createServiceExport("cluster-a", "ghost");
   const se = await exportCondition(t, "cluster-a", "ghost", "Valid", "False");
