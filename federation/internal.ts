@@ -16,4 +16,4 @@ export { systemClock } from "./kube/leader-election.ts";
 export { KubeApi, KubeApiError, FIELD_MANAGER, type KubeApiOptions } from "./kube/kube-api.ts";
 export { ExportReconciler, EXPORT_FINALIZER, type ExportReconcilerOptions, type ServiceExportObject } from "./kube/export-reconciler.ts";
 export { ResilientInformer, trimForCache, type ResilientInformerOptions } from "./kube/resilient-informer.ts";
-export { LastApplied, bodyDigest } from "./kube/last-applied.ts";
+export { LastApplied, bodyDigest, holds } from "./kube/last-applied.ts";

@@ -121,6 +121,12 @@ export class FederationController {
       // Exports, their Services and their slices are what this cluster's data plane serves locally.
       this.notifyDataplane();
     };
+    // A Service or slice matters to the export side only while a ServiceExport names it; otherwise
+    // every derived Service the import side writes would run an export pass (and a bus withdrawal).
+    // The ServiceExport's own events cover its creation and deletion.
+    const exportedKey = (namespace: string | undefined, name: string) => {
+      if (this.serviceExports.get(name, namespace)) exportKey({ metadata: { namespace, name } });
+    };
     this.serviceExports = new ResilientInformer<ServiceExportObject>({
       kubeConfig: kc,
       path: `/apis/${MCS_GROUP}/${MCS_VERSION}/serviceexports`,
@@ -152,7 +158,7 @@ export class FederationController {
       path: "/api/v1/services",
       list: () => core.listServiceForAllNamespaces(),
       onEvent: (svc) => {
-        exportKey(svc);
+        exportedKey(svc.metadata?.namespace, svc.metadata?.name ?? "");
         const importName = svc.metadata?.labels?.[LABEL_SERVICE_NAME];
         if (importName) this.importQueue.add(`${svc.metadata?.namespace}/${importName}`);
         // A foreign Service squatting on a derived name blocks its import until it goes.
@@ -169,10 +175,7 @@ export class FederationController {
       list: () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: ownSelector }),
       onEvent: (slice) => {
         const service = slice.metadata?.labels?.["kubernetes.io/service-name"];
-        if (service) {
-          this.exportQueue.add(`${slice.metadata?.namespace}/${service}`);
-          this.notifyDataplane();
-        }
+        if (service) exportedKey(slice.metadata?.namespace, service);
       },
       logger: this.log,
     });

@@ -56,21 +56,23 @@ export class KubeApi {
 
   /**
    * Applies `object`. With `current`, the object as cached now, an apply that
-   * repeats the last one to an object nobody changed since is skipped, and
-   * `current` is returned.
+   * repeats the last one to an object that still holds all of it is skipped,
+   * and `current` is returned.
    */
   async apply<T extends k8s.KubernetesObject>(object: T, options: { current?: T } = {}): Promise<T> {
     this.fence();
-    const id = objectId(object.apiVersion ?? "", object.kind ?? "", object.metadata?.namespace ?? "", object.metadata?.name ?? "");
+    const { apiVersion = "", kind = "", ...fields } = object;
+    const id = objectId(apiVersion, kind, object.metadata?.namespace ?? "", object.metadata?.name ?? "");
     const digest = bodyDigest(object);
-    if (options.current && this.lastApplied.repeats(id, digest, options.current)) {
+    // apiVersion and kind are not compared: list items come without them.
+    if (options.current && this.lastApplied.repeats(id, digest, options.current, fields)) {
       this.skipped++;
       return options.current;
     }
     this.sent++;
     try {
       const answer = await this.objects.patch(object, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
-      this.lastApplied.record(id, digest, answer);
+      this.lastApplied.record(id, digest);
       return answer;
     } catch (err) {
       throw new KubeApiError(`apply ${object.kind} ${object.metadata?.namespace}/${object.metadata?.name}`, err);
@@ -89,13 +91,13 @@ export class KubeApi {
     this.fence();
     const id = `${objectId(`${group}/${version}`, kind, namespace, name)}/status`;
     const digest = bodyDigest(status);
-    if (this.lastApplied.repeats(id, digest, options.current)) {
+    if (options.current && this.lastApplied.repeats(id, digest, (options.current as { status?: unknown }).status, status)) {
       this.skipped++;
       return;
     }
     this.sent++;
     try {
-      const answer: unknown = await this.custom.patchNamespacedCustomObjectStatus(
+      await this.custom.patchNamespacedCustomObjectStatus(
         {
           group,
           version,
@@ -108,7 +110,7 @@ export class KubeApi {
         },
         ssa,
       );
-      this.lastApplied.record(id, digest, answer);
+      this.lastApplied.record(id, digest);
     } catch (err) {
       throw new KubeApiError(`apply status of ${kind} ${namespace}/${name}`, err);
     }

@@ -1,5 +1,4 @@
 import { createHash } from "node:crypto";
-import type * as k8s from "@kubernetes/client-node";
 import { canonicalJson } from "../exchange/canonical-json.ts";
 
 /** Base64 characters kept of a body's SHA-256: enough to tell bodies apart, small at 10k objects. */
@@ -11,26 +10,39 @@ export function bodyDigest(body: object): string {
 }
 
 /**
- * Per applied object (and status), the digest of the body last applied and the
- * resourceVersion the apiserver answered. While the cached object still has
- * that resourceVersion nobody has changed it since, so applying the same body
- * again is a known no-op and is skipped: re-reconciles after convergence then
- * cost no request. A miss (a restart, someone else's write, a cache not caught
- * up yet) only costs one apply that the server treats as a no-op.
+ * Whether `actual` holds every field of `wanted` with the same value: objects
+ * by their keys (`actual` may have more, e.g. server defaults), lists item by
+ * item and of the same length.
+ */
+export function holds(actual: unknown, wanted: unknown): boolean {
+  if (Array.isArray(wanted)) return Array.isArray(actual) && actual.length === wanted.length && wanted.every((w, i) => holds(actual[i], w));
+  if (wanted !== null && typeof wanted === "object") {
+    if (actual === null || typeof actual !== "object" || Array.isArray(actual)) return false;
+    const fields = actual as Record<string, unknown>;
+    return Object.entries(wanted).every(([k, w]) => w === undefined || holds(fields[k], w));
+  }
+  return actual === wanted;
+}
+
+/**
+ * Per applied object (and status), the digest of the body last applied with
+ * server-side apply. Applying the same body again to an object that still
+ * holds all of it is a no-op on the server, so it is skipped: passes over a
+ * converged import then cost no request. The digest is what makes that safe:
+ * a body that drops a field it set before is a different body, and is sent
+ * (server-side apply removes fields its manager stops setting). A miss (a
+ * restart, someone else's change) only costs one apply.
  */
 export class LastApplied {
   private readonly applied = new Map<string, string>();
 
-  /** Whether applying a body with `digest` to object `id`, cached now as `current`, repeats the last apply. */
-  repeats(id: string, digest: string, current: k8s.KubernetesObject | undefined): boolean {
-    const version = current?.metadata?.resourceVersion;
-    return version !== undefined && this.applied.get(id) === `${version} ${digest}`;
+  /** Whether applying `body` (digest `digest`) to object `id`, whose cached part is `current`, repeats a no-op. */
+  repeats(id: string, digest: string, current: unknown, body: object): boolean {
+    return this.applied.get(id) === digest && holds(current, body);
   }
 
-  record(id: string, digest: string, answer: unknown): void {
-    const version = (answer as k8s.KubernetesObject | undefined)?.metadata?.resourceVersion;
-    if (version === undefined) this.applied.delete(id);
-    else this.applied.set(id, `${version} ${digest}`);
+  record(id: string, digest: string): void {
+    this.applied.set(id, digest);
   }
 
   /** Forgets the object and its status. */

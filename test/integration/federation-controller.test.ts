@@ -41,7 +41,8 @@ async function exportCondition(t: ControllerHarness, cluster: string, service: s
 controller("an export in A becomes a ServiceImport with derived Service and EndpointSlice in B and C", async ({ t }) => {
   await t.exportService("cluster-a", "web");
   for (const name of ["cluster-b", "cluster-c"]) {
-    const si = await importIn(t, name, "web", (o) => Boolean(o.spec?.ips?.length));
+    // The ClusterSetIP and status.clusters are two writes: wait for both.
+    const si = await importIn(t, name, "web", (o) => Boolean(o.spec?.ips?.length && o.status?.clusters?.length));
     assert.is(si.spec?.type, "ClusterSetIP");
     assert.equal(si.spec?.ports, [{ name: "http", protocol: "TCP", port: 80 }]);
     assert.equal(si.status?.clusters, [{ cluster: "cluster-a" }]);
@@ -56,7 +57,7 @@ controller("an export in A becomes a ServiceImport with derived Service and Endp
   const se = await exportCondition(t, "cluster-a", "web", "Ready", "True");
   assert.equal([condition(se, "Valid")?.reason, condition(se, "Ready")?.reason, condition(se, "Conflict")?.reason], ["Valid", "Exported", "NoConflicts"]);
   assert.ok(se.metadata.finalizers?.includes("multicluster.fedgate.io/withdraw-export"));
-  const own = await importIn(t, "cluster-a", "web", (o) => Boolean(o.spec?.ips?.length));
+  const own = await importIn(t, "cluster-a", "web", (o) => Boolean(o.spec?.ips?.length && o.status?.clusters?.length));
   assert.equal(own.status?.clusters, [{ cluster: "cluster-a" }], "the exporting cluster imports its own export too, as MCS requires");
 });
 
