@@ -78,6 +78,7 @@ export class DataplaneFeed {
         clusters: this.o.exchange.clusters(),
         localEndpoints: this.o.controller.localEndpoints(),
         policies: this.o.controller.policies(),
+        importPorts: this.o.controller.importPorts(),
         tls: this.o.tls(),
         ...(this.o.proxyless ? { proxyless: this.o.proxyless } : {}),
       });
