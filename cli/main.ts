@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 const USAGE = `fedgate: multi-cluster federation gateway for Kubernetes
 
 Usage:
+  fedgate controller --config <file>  run one cluster's federation controller and its gateway's xDS server
   fedgate gateway --bootstrap <file>   run the gateway data plane (xDS client; see gateway/README.md)
   fedgate version     print the version
   fedgate help        show this help
@@ -19,9 +20,17 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`fedgate ${pkg.version}\n`);
       return 0;
     }
+    case "controller": {
+      const file = flagValue(argv, "--config");
+      if (!file) {
+        process.stderr.write(`fedgate controller: --config <file> is required\n`);
+        return 2;
+      }
+      const { runController } = await import("../federation/index.ts");
+      return runController({ configFile: file });
+    }
     case "gateway": {
-      const flag = argv.indexOf("--bootstrap");
-      const file = flag >= 0 ? argv[flag + 1] : undefined;
+      const file = flagValue(argv, "--bootstrap");
       if (!file) {
         process.stderr.write(`fedgate gateway: --bootstrap <file> is required\n`);
         return 2;
@@ -38,4 +47,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`fedgate: unknown command "${command}"\n\n${USAGE}\n`);
       return 2;
   }
+}
+
+function flagValue(argv: readonly string[], flag: string): string | undefined {
+  const at = argv.indexOf(flag);
+  return at >= 0 ? argv[at + 1] : undefined;
 }
