@@ -5,10 +5,11 @@ const USAGE = `fedgate: multi-cluster federation gateway for Kubernetes
 Usage:
   fedgate controller --config <file>  run one cluster's federation controller and its gateway's xDS server
   fedgate gateway --bootstrap <file>   run the gateway data plane (xDS client; see gateway/README.md)
+  fedgate drill [--json <file>]        bring up a local three-cluster ClusterSet, run the failover drill, report, tear down
   fedgate version     print the version
   fedgate help        show this help
 
-The controller, join and demo commands are not built yet; see the README.`;
+The join command is not built yet; see the README.`;
 
 /** Runs the CLI and returns the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -37,6 +38,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       const { runGateway } = await import("../gateway/index.ts");
       return runGateway({ bootstrapFile: file });
+    }
+    case "drill": {
+      const { runDrill } = await import("../drill/index.ts");
+      const jsonFile = flagValue(argv, "--json");
+      return runDrill(jsonFile ? { jsonFile } : {});
     }
     case undefined:
     case "help":
