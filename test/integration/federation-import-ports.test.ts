@@ -1,7 +1,8 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { silentLogger } from "../../common/index.ts";
-import { DataplaneFeed, derivedServiceName } from "../../federation/index.ts";
+import * as k8s from "@kubernetes/client-node";
+import { DataplaneFeed, FederationController, derivedServiceName } from "../../federation/index.ts";
 import { Gateway, ProtoRegistry, XdsServer, parseBootstrap, xdsNames } from "../../gateway/index.ts";
 import { freePort, hostAddress } from "../env/index.ts";
 import { ControllerHarness, NAMESPACE, eventually } from "../support/controller-harness.ts";
@@ -102,6 +103,35 @@ ports("a connection to the port in B's derived EndpointSlice reaches A's exporte
   assert.not.ok(gatewayB.listenerAddresses()[xdsNames.importListenerName(SERVICE_PORT)], "nothing listens on the service port");
   const served = await eventually("a reply through B's import port", () => exchange(port, "ping", 10_000, HOST).catch(() => undefined), 60_000);
   assert.is(served, "echo-in-a");
+});
+
+ports("a replica that does not lead serves the leader's allocation, read from the derived Service", async (ctx) => {
+  const { t } = ctx;
+  const slice = (await t.discovery("cluster-b").listNamespacedEndpointSlice({ namespace: NAMESPACE, labelSelector: `kubernetes.io/service-name=${derivedServiceName("echo")}` })).items[0];
+  const port = slice?.ports?.[0]?.port as number;
+  // Someone else holds the Lease for an hour, so this replica stays a follower with warm caches.
+  const now = new k8s.V1MicroTime(Date.now());
+  await t.cluster("cluster-b").kubeConfig.makeApiClient(k8s.CoordinationV1Api).createNamespacedLease({
+    namespace: NAMESPACE,
+    body: { metadata: { name: "fedgate-b" }, spec: { holderIdentity: "replica-0", leaseDurationSeconds: 3_600, acquireTime: now, renewTime: now } },
+  });
+  const follower = new FederationController({
+    cluster: "cluster-b",
+    kubeConfig: t.cluster("cluster-b").kubeConfig,
+    exchange: t.h.exchanges.get("cluster-b") as NonNullable<ReturnType<typeof t.h.exchanges.get>>,
+    gateway: { host: HOST, port: 1 },
+    gatewayImportAddress: HOST,
+    leaderElection: { namespace: NAMESPACE, leaseName: "fedgate-b", identity: "replica-1" },
+  });
+  await follower.start();
+  try {
+    const allocation = await eventually("the follower's cache of the derived Service", async () => follower.importPorts().get(`${NAMESPACE}/echo`));
+    assert.not.ok(follower.isLeader());
+    assert.equal(allocation, [{ port: SERVICE_PORT, gatewayPort: port }]);
+    assert.is(follower.kubeWrites.sent, 0, "a follower writes nothing");
+  } finally {
+    await follower.stop();
+  }
 });
 
 ports.run();
