@@ -45,8 +45,32 @@ export interface LegReport {
   expected: string;
   /** Requests, failures, and ms from the fault (or repair) until the first reply from, and settling on, `expected`. */
   shift: Shift;
+  /** What the caller's gateway counted meanwhile: connect attempts that failed, retries on another endpoint, ejections. */
+  gateway: GatewayCounters;
   /** The other caller's load over the same window: it should not notice. */
   bystander: { caller: string; shift: Shift };
+}
+
+export interface GatewayCounters {
+  connectFailures: number;
+  failovers: number;
+  ejections: number;
+}
+
+const COUNTERS: Record<keyof GatewayCounters, string> = {
+  connectFailures: "fedgate_gateway_upstream_connect_failures_total",
+  failovers: "fedgate_gateway_failovers_total",
+  ejections: "fedgate_gateway_outlier_ejections_total",
+};
+
+/** Sums every series of each counter in a Prometheus text exposition. */
+export function gatewayCounters(text: string): GatewayCounters {
+  const sum = (metric: string) =>
+    text
+      .split("\n")
+      .filter((line) => line.startsWith(`${metric}{`) || line.startsWith(`${metric} `))
+      .reduce((total, line) => total + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+  return { connectFailures: sum(COUNTERS.connectFailures), failovers: sum(COUNTERS.failovers), ejections: sum(COUNTERS.ejections) };
 }
 
 export interface SecurityCheck {
@@ -104,20 +128,23 @@ export async function runFailoverDrill(set: LocalClusterSet, progress: (line: st
       const from = load.now();
       const bystanderFrom = loadOf(bystander).now();
       const bystanderServer = clusterOf(lastServed(loadOf(bystander))) ?? "";
+      const before = gatewayCounters(await set.gatewayMetrics(caller));
       await act();
       await waitFor(`${caller}'s traffic settled on ${expected} after "${name}"`, async () => (settled(load, from, expected) ? true : undefined), {
         timeoutMs: SETTLE_TIMEOUT_MS,
         intervalMs: 50,
       }).catch((err: unknown) => progress(`  not settled: ${String(err)}`));
+      const after = gatewayCounters(await set.gatewayMetrics(caller));
       const report: LegReport = {
         name,
         caller,
         expected,
         shift: shiftAfter(load.samples, from, expected),
+        gateway: { connectFailures: after.connectFailures - before.connectFailures, failovers: after.failovers - before.failovers, ejections: after.ejections - before.ejections },
         bystander: { caller: bystander, shift: shiftAfter(loadOf(bystander).samples, bystanderFrom, bystanderServer) },
       };
       legs.push(report);
-      progress(`  ${describeShift(report.shift)}`);
+      progress(`  ${describeShift(report.shift)}; ${caller}'s gateway: ${JSON.stringify(report.gateway)}`);
     };
 
     await leg(`${a}'s endpoints die`, a, c, b, () => set.killEndpoints(a, DRILL_SERVICE));

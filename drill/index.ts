@@ -4,7 +4,7 @@
  * drill run on it by `fedgate drill`, `npm start` and the end-to-end test.
  */
 export { LocalClusterSet, DRILL_NAMESPACE, DRILL_TRUST_DOMAIN, type LocalClusterSetOptions } from "./local-clusterset.ts";
-export { runFailoverDrill, describeShift, DRILL_SERVICE, DRILL_SERVICE_PORT, type DrillReport, type LegReport, type SecurityCheck } from "./failover-drill.ts";
+export { runFailoverDrill, describeShift, gatewayCounters, type GatewayCounters, DRILL_SERVICE, DRILL_SERVICE_PORT, type DrillReport, type LegReport, type SecurityCheck } from "./failover-drill.ts";
 export { SteadyLoad, shiftAfter, clusterOf, type LoadSample, type Shift } from "./steady-load.ts";
 export { formatDrillReport } from "./report.ts";
 export { runDrill } from "./run.ts";

@@ -18,6 +18,9 @@ export function formatDrillReport(r: DrillReport): string {
       `  ${leg.name.padEnd(32)} ${leg.caller.padEnd(10)} ${leg.expected.padEnd(10)} ${String(s.requests).padStart(8)} ${String(s.failedNewConnections).padStart(6)} ${String(s.failedInFlight).padStart(4)} ${ms(s.firstOnTargetMs).padStart(10)} ${ms(s.settledMs).padStart(12)}  ${by.caller}: ${bystander(by.shift)}`,
     );
   }
+  lines.push("");
+  lines.push("  caller's gateway meanwhile: upstream connect failures / retried on another endpoint or priority / ejections");
+  for (const leg of r.legs) lines.push(`  ${leg.name.padEnd(32)} ${leg.gateway.connectFailures} / ${leg.gateway.failovers} / ${leg.gateway.ejections}`);
   lines.push("  (failed: connections closed before the backend's greeting arrived; cut: closed after it;");
   lines.push("   first: until the first reply from the new cluster; settled: until the reply from it after which nothing else served)");
   const errors = r.legs.flatMap((leg) => leg.shift.errors.map((e) => `  ${leg.name}: ${e}`));
