@@ -1,4 +1,4 @@
-import { createLogger, type Logger } from "../../common/index.ts";
+import { asError, createLogger, type Logger } from "../../common/index.ts";
 import { XdsServer } from "../../gateway/index.ts";
 import { connectOptionsFor } from "../exchange/bus-credentials.ts";
 import { clusterInboxPrefix } from "../exchange/bus-permissions.ts";
@@ -11,6 +11,7 @@ import { ControllerConfigError, loadControllerConfig, type ControllerConfig } fr
 
 /** Exit code for a config file that does not parse (as for any bad command line). */
 export const EXIT_BAD_CONFIG = 2;
+export const EXIT_START_FAILED = 1;
 
 /**
  * `fedgate controller --config <file>`: one cluster's controller (exchange,
@@ -30,7 +31,14 @@ export async function runController(options: { configFile: string; logger?: Logg
     return EXIT_BAD_CONFIG;
   }
   const logger = (options.logger ?? createLogger({ level: config.log.level, format: config.log.format })).child({ cluster: config.cluster });
-  const running = await startController(config, logger);
+  let running: RunningController;
+  try {
+    running = await startController(config, logger);
+  } catch (err) {
+    // NATS or the apiserver unreachable, or the xDS port taken: nothing to drain, say why and stop.
+    logger.error("controller failed to start", { err: asError(err) });
+    return EXIT_START_FAILED;
+  }
   logger.info("controller started", { xds: running.xds.address, leaderElection: config.leaderElection?.identity ?? false });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGTERM", () => resolve("SIGTERM"));

@@ -109,4 +109,13 @@ config("the command exits 2 on a file that is not JSON, and without --config", (
   assert.is(spawnSync(bin, ["controller"], { encoding: "utf8" }).status, 2);
 });
 
+config("the command exits 1 and says why when it cannot start (no NATS there)", () => {
+  const file = join(dir, "unreachable.json");
+  // Port 1 on loopback: nothing listens there, so the first connect is refused at once.
+  writeFileSync(file, JSON.stringify({ ...good, nats: { ...good.nats, servers: ["nats://127.0.0.1:1"] }, log: { format: "json" } }));
+  const result = spawnSync(bin, ["controller", "--config", file], { encoding: "utf8", timeout: 60_000 });
+  assert.is(result.status, 1);
+  assert.match(result.stdout + result.stderr, /controller failed to start/);
+});
+
 config.run();
