@@ -42,11 +42,18 @@ const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
 const IMPORT_PORTS_PER_CLUSTER = 100;
 const FIRST_IMPORT_PORT = 21_000;
 const READY_TIMEOUT_MS = 120_000;
+/** Where replicas keep their Lease: a namespace every apiserver creates itself. */
+export const LEADER_ELECTION_NAMESPACE = "kube-system";
+export const LEADER_ELECTION_LEASE = "fedgate-controller";
+/** Short terms, so a drill sees a hand-over within seconds. */
+const LEADER_ELECTION_TIMING = { leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 };
 
 export interface LocalClusterSetOptions {
   clusters: number;
   /** Lease TTL on the bus; short, so a dead controller is noticed within a drill. */
   leaseTtlMs?: number;
+  /** Controller processes per cluster; more than one run with leader election, as the Deployment does. */
+  controllerReplicas?: number;
   logger?: Logger;
 }
 
@@ -54,11 +61,12 @@ interface Member {
   name: string;
   kube: KubeCluster;
   dir: string;
-  xdsPort: number;
+  /** One per controller replica; the gateway is bootstrapped against the first. */
+  xdsPorts: number[];
   adminPort: number;
   exportPort: number;
   importPorts: { first: number; last: number };
-  controller: ManagedProcess;
+  controllers: ManagedProcess[];
   gateway: ManagedProcess;
   workloads: Map<string, EchoBackend[]>;
 }
@@ -111,7 +119,8 @@ export class LocalClusterSet {
     for (const [index, kube] of kubes.entries()) {
       const name = kube.name;
       const dir = join(this.dir, name);
-      const [xdsPort, adminPort, exportPort] = (await freePorts(3)) as [number, number, number];
+      const replicas = options.controllerReplicas ?? 1;
+      const [adminPort, exportPort, ...xdsPorts] = (await freePorts(2 + replicas)) as [number, number, ...number[]];
       const first = FIRST_IMPORT_PORT + index * IMPORT_PORTS_PER_CLUSTER;
       const intermediate = await root.issueIntermediate({ cluster: name });
       const controllerLeaf = await intermediate.issueLeaf({ spiffeId: `spiffe://${DRILL_TRUST_DOMAIN}/cluster/${name}/controller` });
@@ -125,7 +134,8 @@ export class LocalClusterSet {
         "gateway.key": gatewayLeaf.privateKeyPem ?? "",
         "cluster.creds": creds.creds,
       });
-      const config: ControllerConfigInput = {
+      // Shared by the replicas; each adds its own xDS port and leader-election identity.
+      const config: Omit<ControllerConfigInput, "xds"> = {
         cluster: name,
         clusterSet: CLUSTER_SET,
         kubeconfig: kube.kubeconfigPath,
@@ -139,14 +149,13 @@ export class LocalClusterSet {
           gatewayCertFile: files["gateway.pem"],
           gatewayKeyFile: files["gateway.key"],
         },
-        xds: { host: "127.0.0.1", port: xdsPort },
         gateway: { exportAddress: { host: this.host, port: exportPort }, importAddress: this.host, importPorts: { first, last: first + IMPORT_PORTS_PER_CLUSTER - 1 } },
         ...(options.leaseTtlMs !== undefined ? { leaseTtlMs: options.leaseTtlMs } : {}),
         log: { level: "info", format: "json" },
       };
       const bootstrap: BootstrapInput = {
         node: { id: `gw-${name}`, cluster: name },
-        xds_servers: [{ server_uri: `127.0.0.1:${xdsPort}` }],
+        xds_servers: [{ server_uri: `127.0.0.1:${xdsPorts[0]}` }],
         admin: { address: "127.0.0.1", port: adminPort },
         fedgate: {
           bind_address: this.host,
@@ -156,32 +165,44 @@ export class LocalClusterSet {
           reconnect_max_ms: 1_000,
         },
       };
-      writeFiles(dir, { "controller.json": JSON.stringify(config, null, 2), "bootstrap.json": JSON.stringify(bootstrap, null, 2) });
+      const replicaConfigs: Record<string, string> = {};
+      for (const [i, port] of xdsPorts.entries()) {
+        const replica: ControllerConfigInput = {
+          ...config,
+          xds: { host: "127.0.0.1", port },
+          ...(replicas > 1 ? { leaderElection: { namespace: LEADER_ELECTION_NAMESPACE, leaseName: LEADER_ELECTION_LEASE, identity: controllerIdentity(name, i), ...LEADER_ELECTION_TIMING } } : {}),
+        };
+        replicaConfigs[`controller-${i}.json`] = JSON.stringify(replica, null, 2);
+      }
+      writeFiles(dir, { ...replicaConfigs, "bootstrap.json": JSON.stringify(bootstrap, null, 2) });
       await kube.kubeConfig.makeApiClient(k8s.CoreV1Api).createNamespace({ body: { metadata: { name: DRILL_NAMESPACE } } });
       const member: Member = {
         name,
         kube,
         dir,
-        xdsPort,
+        xdsPorts,
         adminPort,
         exportPort,
         importPorts: { first, last: first + IMPORT_PORTS_PER_CLUSTER - 1 },
-        controller: this.spawn(name, dir, "controller"),
+        controllers: xdsPorts.map((_, i) => this.spawn(name, dir, "controller", i)),
         gateway: this.spawn(name, dir, "gateway"),
         workloads: new Map(),
       };
       this.members.set(name, member);
     }
     for (const m of this.members.values()) {
-      await waitFor(`${m.name}'s xDS server`, () => tcpOpen("127.0.0.1", m.xdsPort), { timeoutMs: READY_TIMEOUT_MS, intervalMs: 200, process: m.controller });
+      for (const [i, port] of m.xdsPorts.entries()) {
+        await waitFor(`${controllerIdentity(m.name, i)}'s xDS server`, () => tcpOpen("127.0.0.1", port), { timeoutMs: READY_TIMEOUT_MS, intervalMs: 200, process: m.controllers[i] });
+      }
       await waitFor(`${m.name}'s gateway admin`, () => tcpOpen("127.0.0.1", m.adminPort), { timeoutMs: READY_TIMEOUT_MS, intervalMs: 200, process: m.gateway });
     }
     this.log.info("ClusterSet up", { clusters: this.clusterNames, host: this.host, dir: this.dir });
   }
 
-  private spawn(name: string, dir: string, role: "controller" | "gateway"): ManagedProcess {
-    const args = role === "controller" ? ["controller", "--config", join(dir, "controller.json")] : ["gateway", "--bootstrap", join(dir, "bootstrap.json")];
-    return ManagedProcess.start({ name: `fedgate ${role}[${name}]`, command: process.execPath, args: [BIN, ...args], logFile: join(dir, `${role}.log`) });
+  private spawn(name: string, dir: string, role: "controller" | "gateway", replica = 0): ManagedProcess {
+    const label = role === "controller" ? `controller-${replica}` : "gateway";
+    const args = role === "controller" ? ["controller", "--config", join(dir, `${label}.json`)] : ["gateway", "--bootstrap", join(dir, "bootstrap.json")];
+    return ManagedProcess.start({ name: `fedgate ${label}[${name}]`, command: process.execPath, args: [BIN, ...args], logFile: join(dir, `${label}.log`) });
   }
 
   member(name: string): Member {
@@ -249,7 +270,7 @@ export class LocalClusterSet {
         const slices = await discovery.listNamespacedEndpointSlice({ namespace: DRILL_NAMESPACE, labelSelector: `kubernetes.io/service-name=${derivedServiceName(service)}` });
         return slices.items.flatMap((s) => s.ports ?? []).find((p) => p.port !== undefined)?.port;
       },
-      { timeoutMs, intervalMs: 200, process: m.controller },
+      { timeoutMs, intervalMs: 200 },
     );
   }
 
@@ -289,14 +310,30 @@ export class LocalClusterSet {
     await waitFor(`${cluster}'s gateway admin`, () => tcpOpen("127.0.0.1", m.adminPort), { timeoutMs: READY_TIMEOUT_MS, intervalMs: 100, process: m.gateway });
   }
 
+  /** Who holds the controllers' Lease in `cluster` (with more than one replica), as the apiserver has it. */
+  async leaseHolder(cluster: string): Promise<string | undefined> {
+    const lease = await this.member(cluster)
+      .kube.kubeConfig.makeApiClient(k8s.CoordinationV1Api)
+      .readNamespacedLease({ namespace: LEADER_ELECTION_NAMESPACE, name: LEADER_ELECTION_LEASE });
+    return lease.spec?.holderIdentity;
+  }
+
+  /** SIGTERM to one controller replica (it drains and hands the Lease over); resolves with its exit code. */
+  async stopController(cluster: string, replica: number): Promise<number | null> {
+    const p = this.member(cluster).controllers[replica];
+    if (!p) throw new RangeError(`${cluster} has no controller replica ${replica}`);
+    await p.stop();
+    return p.exited;
+  }
+
   /** Process ids of every fedgate process still running (for teardown checks). */
   fedgatePids(): number[] {
-    return [...this.members.values()].flatMap((m) => [m.controller, m.gateway].filter((p) => p.running).map((p) => p.pid));
+    return [...this.members.values()].flatMap((m) => [...m.controllers, m.gateway].filter((p) => p.running).map((p) => p.pid));
   }
 
   /** Controllers and gateways get SIGTERM (they drain), then the servers stop; nothing is left running. */
   async stop(): Promise<void> {
-    await Promise.all([...this.members.values()].map((m) => Promise.all([m.gateway.stop(), m.controller.stop()])));
+    await Promise.all([...this.members.values()].map((m) => Promise.all([m.gateway.stop(), ...m.controllers.map((c) => c.stop())])));
     for (const m of this.members.values()) for (const backends of m.workloads.values()) for (const b of backends) await b.kill();
     await Promise.all([...this.members.values()].map((m) => m.kube.stop()));
     await this.nats?.stop();
@@ -324,4 +361,9 @@ function tcpOpen(host: string, port: number): Promise<true | undefined> {
     });
     socket.once("error", () => resolve(undefined));
   });
+}
+
+/** A controller replica's leader-election identity, as a pod name would be. */
+export function controllerIdentity(cluster: string, replica: number): string {
+  return `fedgate-controller-${cluster}-${replica}`;
 }

@@ -83,7 +83,7 @@ e2e("the port in the derived EndpointSlice is the port the gateway listens on", 
 e2e("teardown leaves no fedgate process running", async (ctx) => {
   const pids = ctx.set.fedgatePids();
   assert.is(pids.length, 6, "a controller and a gateway per cluster");
-  const processes = ctx.set.clusterNames.flatMap((name) => [ctx.set.member(name).controller, ctx.set.member(name).gateway]);
+  const processes = ctx.set.clusterNames.flatMap((name) => [...ctx.set.member(name).controllers, ctx.set.member(name).gateway]);
   await ctx.set.stop();
   // SIGTERM drains: every controller and gateway exits 0 on its own, before the SIGKILL grace runs out.
   assert.equal(await Promise.all(processes.map((p) => p.exited)), [0, 0, 0, 0, 0, 0]);
