@@ -62,3 +62,5 @@ export {
   type PolicyStatus,
 } from "./kube/policy-watcher.ts";
 export { EventRecorder, DEFAULT_REPORTING_CONTROLLER, DEFAULT_MAX_TRACKED_EVENTS, type EventRecorderOptions, type EventSpec } from "./kube/event-recorder.ts";
+export { runController, startController, EXIT_BAD_CONFIG, EXIT_START_FAILED, type RunningController } from "./run/run-controller.ts";
+export { loadControllerConfig, parseControllerConfig, controllerConfigSchema, ControllerConfigError, POD_NAME_ENV, type ControllerConfig, type ControllerConfigInput } from "./run/config.ts";

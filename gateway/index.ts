@@ -27,6 +27,7 @@ export {
   type ServicePolicy,
   type ServicePolicyInput,
   type LocalEndpoint,
+  type ImportPort,
   type LocalityLabel,
 } from "./xds/input.ts";
 export { XdsError, XdsInputError, XdsOptionsError, XdsResourceValidationError, XdsProtoLoadError, XdsServerError, XdsProtocolError } from "./xds/errors.ts";

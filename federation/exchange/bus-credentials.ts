@@ -130,7 +130,7 @@ export async function mintAdminCredentials(authority: BusAuthority): Promise<Bus
  * `credentials`, and put every reply and watch inbox under the user's own
  * prefix (JetStream clients of the connection inherit it).
  */
-export function connectOptionsFor(credentials: BusCredentials): { authenticator: Authenticator; inboxPrefix: string } {
+export function connectOptionsFor(credentials: Pick<BusCredentials, "creds" | "inboxPrefix">): { authenticator: Authenticator; inboxPrefix: string } {
   return { authenticator: credsAuthenticator(new TextEncoder().encode(credentials.creds)), inboxPrefix: credentials.inboxPrefix };
 }
 

@@ -2,7 +2,7 @@ import * as k8s from "@kubernetes/client-node";
 import { WorkQueue, silentLogger, type Logger } from "../../common/index.ts";
 import type { Exchange } from "../exchange/exchange.ts";
 import type { EndpointAddress } from "../exchange/records.ts";
-import type { LocalEndpoint, ServicePolicyInput } from "../../gateway/index.ts";
+import type { ImportPort, LocalEndpoint, ServicePolicyInput } from "../../gateway/index.ts";
 import { ExportReconciler, type ServiceExportObject } from "./export-reconciler.ts";
 import { ImportPortAllocator } from "./import-ports.ts";
 import { DERIVED_PREFIX, ImportReconciler } from "./import-reconciler.ts";
@@ -12,7 +12,7 @@ import { PolicyWatcher } from "./policy-watcher.ts";
 import { KubeApi } from "./kube-api.ts";
 import { withKeepAlive } from "./keep-alive-kube-config.ts";
 import { LeaderElector } from "./leader-election.ts";
-import { LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION } from "./mcs.ts";
+import { APP_MANAGED_BY, LABEL_APP_MANAGED_BY, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION } from "./mcs.ts";
 import { ResilientInformer } from "./resilient-informer.ts";
 
 export interface FederationControllerOptions {
@@ -246,6 +246,23 @@ export class FederationController {
       if (!service || service.spec?.type === "ExternalName" || se.metadata?.deletionTimestamp) continue;
       const slices = this.endpointSlices.list(namespace).filter((s) => s.metadata?.labels?.["kubernetes.io/service-name"] === name);
       result.set(`${namespace}/${name}`, localEndpointsOf(service, slices));
+    }
+    return result;
+  }
+
+  /**
+   * Where this cluster's gateway listens for each import, keyed
+   * `<namespace>/<name>`: read from the derived Services (service port →
+   * target port), which every replica's cache holds, so a follower's xDS
+   * server serves the leader's allocation too.
+   */
+  importPorts(): Map<string, ImportPort[]> {
+    const result = new Map<string, ImportPort[]>();
+    for (const svc of this.services.list()) {
+      const name = svc.metadata?.labels?.[LABEL_SERVICE_NAME];
+      if (!name || svc.metadata?.labels?.[LABEL_APP_MANAGED_BY] !== APP_MANAGED_BY) continue;
+      const ports = (svc.spec?.ports ?? []).flatMap((p) => (typeof p.targetPort === "number" ? [{ port: p.port, gatewayPort: p.targetPort }] : []));
+      result.set(`${svc.metadata?.namespace ?? ""}/${name}`, ports);
     }
     return result;
   }

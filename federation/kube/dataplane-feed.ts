@@ -43,10 +43,17 @@ export class DataplaneFeed {
   start(): void {
     this.unsubscribe = this.o.controller.onDataplaneChange(() => this.refresh());
     const clusters = this.o.exchange.watchClusters({ signal: this.stopped.signal });
-    this.watching = (async () => {
-      // A cluster's registration (its gateway addresses) or liveness changed.
-      for (let next = await clusters.next(); !next.done; next = await clusters.next()) this.refresh();
-    })();
+    const trust = this.o.exchange.watchTrust({ signal: this.stopped.signal });
+    this.watching = Promise.all([
+      (async () => {
+        // A cluster's registration (its gateway addresses) or liveness changed.
+        for (let next = await clusters.next(); !next.done; next = await clusters.next()) this.refresh();
+      })(),
+      (async () => {
+        // A newer trust bundle arrived over the bus; `tls()` may hand it to the gateway.
+        for (let next = await trust.next(); !next.done; next = await trust.next()) this.refresh();
+      })(),
+    ]).then(() => undefined);
     this.push();
   }
 
@@ -78,6 +85,7 @@ export class DataplaneFeed {
         clusters: this.o.exchange.clusters(),
         localEndpoints: this.o.controller.localEndpoints(),
         policies: this.o.controller.policies(),
+        importPorts: this.o.controller.importPorts(),
         tls: this.o.tls(),
         ...(this.o.proxyless ? { proxyless: this.o.proxyless } : {}),
       });

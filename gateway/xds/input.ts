@@ -111,6 +111,10 @@ export const servicePolicySchema = z.object({
 });
 
 export type ServicePolicyInput = z.input<typeof servicePolicySchema>;
+
+/** The gateway port the controller allocated to one imported service port (what the derived EndpointSlice points at). */
+export const importPortSchema = z.object({ port, gatewayPort: port });
+export type ImportPort = z.output<typeof importPortSchema>;
 export type ServicePolicy = z.output<typeof servicePolicySchema>;
 
 export const DEFAULT_SERVICE_POLICY: ServicePolicy = Object.freeze(servicePolicySchema.parse({}));
@@ -121,6 +125,11 @@ export const federationSnapshotSchema = z.object({
   clusters: z.array(clusterView),
   localEndpoints: z.map(z.string(), z.array(localEndpointSchema)).default(new Map()),
   policies: z.map(z.string(), servicePolicySchema).default(new Map()),
+  /**
+   * Per service (`<namespace>/<name>`), where its import listeners listen. A
+   * service port without an allocation is listened on at its own number.
+   */
+  importPorts: z.map(z.string(), z.array(importPortSchema).max(100)).default(new Map()),
   tls: z.object({
     trustDomain: z.string().min(1).max(253),
     gatewayCertChainPem: z.string().includes("-----BEGIN CERTIFICATE-----", { message: "must hold a PEM certificate" }),

@@ -8,7 +8,7 @@
  * | Cluster / ClusterLoadAssignment (import) | `outbound\|<port>\|\|<svc>.<ns>.svc.clusterset.local` (Istio's shape) |
  * | Cluster / ClusterLoadAssignment (export backends) | `inbound\|<port>\|\|<svc>.<ns>.svc.cluster.local` |
  * | RouteConfiguration (proxyless, one per service port) | `<svc>.<ns>.svc.clusterset.local:<port>` |
- * | import Listener and its RouteConfiguration (gateway data planes, one per port, virtual host per service) | `fedgate-import-<port>` |
+ * | import Listener and its RouteConfiguration (gateway data planes, one per listen port, virtual host per service) | `fedgate-import-<port>`: the port the controller allocated to the import, else the service port |
  * | API Listener (proxyless gRPC, `xds:///<name>`) | `<svc>.<ns>.svc.clusterset.local:<port>`, plus the policy's aliases |
  * | export Listener | `fedgate-export-15443` |
  * | SNI of an export | `outbound_.<port>_._.<svc>.<ns>.svc.clusterset.local` (Istio's AUTO_PASSTHROUGH SNI) |

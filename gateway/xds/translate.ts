@@ -58,6 +58,13 @@ const TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match";
 const L7_APP_PROTOCOLS = new Set(["http", "http2", "grpc", "h2c", "kubernetes.io/h2c", "grpc-web"]);
 const GRPC_APP_PROTOCOLS = new Set(["grpc", "h2c", "http2", "kubernetes.io/h2c"]);
 
+/** The services one import listener serves, all on the same service port. */
+interface ImportEntry {
+  servicePort: number;
+  l7: SnapshotService[];
+  l4: SnapshotService[];
+}
+
 interface PortInfo {
   port: number;
   l7: boolean;
@@ -74,7 +81,8 @@ export function translate(snapshot: FederationSnapshot, flavour: Flavour): Trans
   const add = (kind: ResourceKind, name: string, message: ProtoMessage, refs: ResourceRef[] = []) => {
     out[kind].set(name, { kind, name, message, refs });
   };
-  const importPorts = new Map<number, { l7: SnapshotService[]; l4: SnapshotService[] }>();
+  // Keyed by the port the import listener binds: the controller's allocation, else the service port.
+  const importPorts = new Map<number, ImportEntry>();
 
   for (const service of snapshot.services) {
     const policy = snapshot.policies.get(service.key) ?? DEFAULT_SERVICE_POLICY;
@@ -91,9 +99,14 @@ export function translate(snapshot: FederationSnapshot, flavour: Flavour): Trans
         for (const name of [apiListenerName(service, port.port), ...aliasesLeft]) add("listener", name, apiListener(name, route), [{ kind: "route", name: route }]);
         aliasesLeft = [];
       } else {
-        const entry = importPorts.get(port.port) ?? { l7: [], l4: [] };
+        const listenPort = snapshot.importPorts.get(service.key)?.find((p) => p.port === port.port)?.gatewayPort ?? port.port;
+        const entry = importPorts.get(listenPort) ?? { servicePort: port.port, l7: [], l4: [] };
+        if (entry.servicePort !== port.port) {
+          warnings.push({ path: `importPorts[${service.key}]`, message: `gateway port ${listenPort} already serves service port ${entry.servicePort}; no import listener for port ${port.port}` });
+          continue;
+        }
         (port.l7 ? entry.l7 : entry.l4).push(service);
-        importPorts.set(port.port, entry);
+        importPorts.set(listenPort, entry);
       }
     }
     if (aliasesLeft.length) warnings.push({ path: `policies[${service.key}].aliases`, message: "the service has no gRPC port; aliases ignored" });
@@ -365,9 +378,10 @@ function tcpProxy(statPrefix: string, cluster: string): ProtoMessage {
 
 type Add = (kind: ResourceKind, name: string, message: ProtoMessage, refs?: ResourceRef[]) => void;
 
-function addImportListener(snapshot: FederationSnapshot, port: number, entry: { l7: SnapshotService[]; l4: SnapshotService[] }, add: Add, warnings: Problem[]): void {
-  const name = importListenerName(port);
-  const address = { socket_address: { address: "0.0.0.0", port_value: port } };
+function addImportListener(snapshot: FederationSnapshot, listenPort: number, entry: ImportEntry, add: Add, warnings: Problem[]): void {
+  const port = entry.servicePort;
+  const name = importListenerName(listenPort);
+  const address = { socket_address: { address: "0.0.0.0", port_value: listenPort } };
   if (entry.l7.length > 0) {
     // HTTP and gRPC services share the port, told apart by Host/:authority (Istio's 0.0.0.0_<port> shape).
     const hosts = entry.l7.map((service) => {

@@ -1,6 +1,6 @@
 import * as k8s from "@kubernetes/client-node";
-import { createLogger, type LogLevel, type Logger } from "../../common/index.ts";
-import { FederationController, MCS_GROUP, MCS_VERSION, type ControllerLeaderElection } from "../../federation/index.ts";
+import { createLogger, type LogLevel } from "../../common/index.ts";
+import { FederationController, MCS_GROUP, MCS_VERSION, type FederationControllerOptions } from "../../federation/index.ts";
 import { startClusters, waitFor, type KubeCluster } from "../env/index.ts";
 import { ExchangeHarness } from "./exchange-harness.ts";
 
@@ -41,15 +41,19 @@ export class ControllerHarness {
   }
 
   /** Starts `name`'s controller (and its exchange, unless running); `kubeConfig` overrides how it reaches its apiserver. */
-  async startController(name: string, options: { kubeConfig?: k8s.KubeConfig; createNamespaces?: boolean; leaderElection?: ControllerLeaderElection; logger?: Logger } = {}): Promise<FederationController> {
+  async startController(
+    name: string,
+    options: Partial<Pick<FederationControllerOptions, "kubeConfig" | "createNamespaces" | "gateway" | "gatewayImportAddress" | "importPorts" | "leaderElection" | "logger">> = {},
+  ): Promise<FederationController> {
     const exchange = this.h.exchanges.get(name) ?? (await this.h.startExchange(name));
     const c = new FederationController({
       cluster: name,
       kubeConfig: options.kubeConfig ?? this.cluster(name).kubeConfig,
       createNamespaces: options.createNamespaces ?? false,
       exchange,
-      gateway: { host: `gw.${name}.example`, port: 15443 },
-      gatewayImportAddress: GATEWAY_IMPORT_ADDRESS,
+      gateway: options.gateway ?? { host: `gw.${name}.example`, port: 15443 },
+      gatewayImportAddress: options.gatewayImportAddress ?? GATEWAY_IMPORT_ADDRESS,
+      ...(options.importPorts ? { importPorts: options.importPorts } : {}),
       ...(options.leaderElection ? { leaderElection: options.leaderElection } : {}),
       // FEDGATE_TEST_LOG=debug shows what the controllers do while a test runs.
       ...(options.logger ? { logger: options.logger } : process.env.FEDGATE_TEST_LOG ? { logger: createLogger({ level: process.env.FEDGATE_TEST_LOG as LogLevel, format: "pretty" }) } : {}),

@@ -17,10 +17,13 @@ export class EchoBackend {
   port = 0;
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
-  constructor(readonly id: string) {}
+  constructor(
+    readonly id: string,
+    readonly host = "127.0.0.1",
+  ) {}
 
-  static async start(id: string, port = 0): Promise<EchoBackend> {
-    const b = new EchoBackend(id);
+  static async start(id: string, port = 0, host = "127.0.0.1"): Promise<EchoBackend> {
+    const b = new EchoBackend(id, host);
     await b.listen(port);
     return b;
   }
@@ -35,7 +38,7 @@ export class EchoBackend {
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(port, "127.0.0.1", () => resolve());
+      server.listen(port, this.host, () => resolve());
     });
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
@@ -61,9 +64,9 @@ export class ExchangeError extends Error {
 }
 
 /** Connects, reads the backend id, checks one echo round trip, closes. Resolves with the id or rejects with ExchangeError. */
-export function exchange(port: number, payload = "ping", timeoutMs = 10_000): Promise<string> {
+export function exchange(port: number, payload = "ping", timeoutMs = 10_000, host = "127.0.0.1"): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: "127.0.0.1", port });
+    const socket = connect({ host, port });
     let data = "";
     const fail = (why: string) => reject(new ExchangeError(`exchange on ${port}: ${why}; got ${JSON.stringify(data)}`, data.includes("\n")));
     const timer = setTimeout(() => {

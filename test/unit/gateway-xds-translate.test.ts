@@ -106,6 +106,32 @@ shapes("gateways get the 15443 export listener with one SNI chain per port, an i
   assert.ok(t.resources.cluster.has("inbound|50051||echo.demo.svc.cluster.local"));
 });
 
+shapes("an import listens on the gateway port the controller allocated, routing to the service port's cluster", () => {
+  const input = { ...echoSnapshot({ localPort: 9000, remotePort: 7001, tls: TLS }), importPorts: new Map([["demo/echo", [{ port: 50051, gatewayPort: 20007 }]]]) };
+  const t = translate(parseFederationSnapshot(input), "gateway");
+  assert.equal([...t.resources.listener.keys()].sort(), ["fedgate-export-15443", "fedgate-import-20007"]);
+  const listener = t.resources.listener.get("fedgate-import-20007")?.message as { address: { socket_address: { port_value: number } } };
+  assert.is(listener.address.socket_address.port_value, 20007);
+  const route = t.resources.route.get("fedgate-import-20007")?.message as { virtual_hosts: { domains: string[]; routes: { route: { cluster: string } }[] }[] };
+  assert.is(route.virtual_hosts[0]?.routes[0]?.route.cluster, CLA);
+  assert.ok(route.virtual_hosts[0]?.domains.includes("echo.demo.svc.clusterset.local:50051"), "clients still name the service port");
+  assert.equal(t.warnings, []);
+});
+
+shapes("an allocation colliding with another service's port is reported, and the first listener kept", () => {
+  const base = echoSnapshot({ localPort: 9000, remotePort: 7001, tls: TLS });
+  const echo = base.services[0]!;
+  const other = { ...echo, key: "demo/other", name: "other", exports: echo.exports.map((e) => ({ ...e, name: "other", ports: [{ name: "tcp", protocol: "TCP" as const, port: 20007 }] })) };
+  const input = { ...base, services: [echo, other], importPorts: new Map([["demo/echo", [{ port: 50051, gatewayPort: 20007 }]]]) };
+  const t = translate(parseFederationSnapshot(input), "gateway");
+  const listener = t.resources.listener.get("fedgate-import-20007")?.message as { filter_chains: { filters: { name: string }[] }[] };
+  assert.is(listener.filter_chains[0]?.filters[0]?.name, "envoy.filters.network.http_connection_manager", "echo's listener stays");
+  assert.equal(
+    t.warnings.map((w) => w.path),
+    ["importPorts[demo/other]"],
+  );
+});
+
 shapes("routes carry retries on the next priority and timeouts", () => {
   const t = translate(parseFederationSnapshot(echoSnapshot({ localPort: 9000, remotePort: 7001, tls: TLS })), "gateway");
   const route = t.resources.route.get("fedgate-import-50051")?.message as { virtual_hosts: { routes: { route: Record<string, unknown> }[] }[] };

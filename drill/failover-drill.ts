@@ -1,0 +1,240 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
+import type { ServicePolicySpec } from "../federation/index.ts";
+import { xdsNames } from "../gateway/index.ts";
+import { RootCa } from "../trust/index.ts";
+import { waitFor } from "../test/env/index.ts";
+import { exchange } from "../test/support/gateway-harness.ts";
+import { DRILL_NAMESPACE, DRILL_TRUST_DOMAIN, type LocalClusterSet } from "./local-clusterset.ts";
+import { SteadyLoad, clusterOf, shiftAfter, type Shift } from "./steady-load.ts";
+
+/**
+ * The failover drill on a local ClusterSet of three clusters (A, B, C):
+ * service S is exported by A and B and called from A and C under steady L4
+ * load (a new connection per request). From A, S is served by A; from C, by B,
+ * the first peer of C's preference order. Then, one fault at a time, with the
+ * failed requests and times reported (never asserted here):
+ * 1. A's endpoints die: A's traffic moves to B.
+ * 2. A's endpoints come back: A's traffic returns to A.
+ * 3. B's gateway process is killed: C's traffic moves to A.
+ * 4. B's gateway restarts: C's traffic returns to B.
+ * And at A's export listener, a client of another trust domain is refused
+ * while a ClusterSet member is served.
+ */
+
+export const DRILL_SERVICE = "echo";
+export const DRILL_SERVICE_PORT = 9000;
+const LOAD_WORKERS = 4;
+/** Traffic has settled once this many consecutive replies came from the expected cluster. */
+const SETTLED_STREAK = 40;
+const SETTLE_TIMEOUT_MS = 60_000;
+const STEADY_STATE_MS = 2_000;
+
+/** Short ejections and 1 s health checks, so a restored backend or gateway is back within seconds. */
+const failoverTuning = (clusterOrder: string[]): ServicePolicySpec => ({
+  failover: { clusterOrder },
+  outlierDetection: { consecutive5xx: 3, intervalMs: 1_000, baseEjectionMs: 2_000 },
+  healthCheck: { intervalMs: 1_000, timeoutMs: 500, unhealthyThreshold: 2, healthyThreshold: 1 },
+});
+
+export interface LegReport {
+  name: string;
+  /** Whose load the leg watches, and where its traffic should end up. */
+  caller: string;
+  expected: string;
+  /** Requests, failures, and ms from the fault (or repair) until the first reply from, and settling on, `expected`. */
+  shift: Shift;
+  /** What the caller's gateway counted meanwhile: connect attempts that failed, retries on another endpoint, ejections. */
+  gateway: GatewayCounters;
+  /** The other caller's load over the same window: it should not notice. */
+  bystander: { caller: string; shift: Shift };
+}
+
+export interface GatewayCounters {
+  connectFailures: number;
+  failovers: number;
+  ejections: number;
+}
+
+const COUNTERS: Record<keyof GatewayCounters, string> = {
+  connectFailures: "fedgate_gateway_upstream_connect_failures_total",
+  failovers: "fedgate_gateway_failovers_total",
+  ejections: "fedgate_gateway_outlier_ejections_total",
+};
+
+/** Sums every series of each counter in a Prometheus text exposition. */
+export function gatewayCounters(text: string): GatewayCounters {
+  const sum = (metric: string) =>
+    text
+      .split("\n")
+      .filter((line) => line.startsWith(`${metric}{`) || line.startsWith(`${metric} `))
+      .reduce((total, line) => total + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+  return { connectFailures: sum(COUNTERS.connectFailures), failovers: sum(COUNTERS.failovers), ejections: sum(COUNTERS.ejections) };
+}
+
+export interface SecurityCheck {
+  name: string;
+  expected: "refused" | "served";
+  outcome: "refused" | "served";
+  detail: string;
+}
+
+export interface DrillReport {
+  service: string;
+  clusters: { exporters: string[]; callers: string[] };
+  steadyState: { caller: string; servedBy: Record<string, number>; failures: number }[];
+  legs: LegReport[];
+  security: SecurityCheck[];
+  totals: { requests: number; failedNewConnections: number; failedInFlight: number };
+}
+
+export async function runFailoverDrill(set: LocalClusterSet, progress: (line: string) => void = () => {}): Promise<DrillReport> {
+  const [a, b, c] = set.clusterNames as [string, string, string];
+  progress(`deploying ${DRILL_SERVICE} in ${a} and ${b}, exporting it, preferring ${b} from ${c}`);
+  for (const exporter of [a, b]) await set.deployEcho(exporter, DRILL_SERVICE, { replicas: 2, port: DRILL_SERVICE_PORT });
+  await set.setPolicy(a, DRILL_SERVICE, failoverTuning([b]));
+  await set.setPolicy(c, DRILL_SERVICE, failoverTuning([b, a]));
+  await set.exportService(a, DRILL_SERVICE);
+  await set.exportService(b, DRILL_SERVICE);
+
+  const ports = { [a]: await set.importPort(a, DRILL_SERVICE), [c]: await set.importPort(c, DRILL_SERVICE) };
+  progress(`import ports from the derived EndpointSlices: ${a} ${ports[a]}, ${c} ${ports[c]}`);
+  for (const [caller, expected] of [
+    [a, a],
+    [c, b],
+  ] as const) {
+    await waitFor(
+      `${caller}'s calls served by ${expected}`,
+      async () => (clusterOf(await exchange(ports[caller] as number, "ping", 5_000, set.host)) === expected ? true : undefined),
+      { timeoutMs: SETTLE_TIMEOUT_MS, intervalMs: 200 },
+    );
+  }
+
+  const loads = { [a]: new SteadyLoad({ host: set.host, port: ports[a] as number, workers: LOAD_WORKERS }), [c]: new SteadyLoad({ host: set.host, port: ports[c] as number, workers: LOAD_WORKERS }) };
+  const loadOf = (caller: string) => loads[caller] as SteadyLoad;
+  const legs: LegReport[] = [];
+  try {
+    await sleep(STEADY_STATE_MS);
+    const steadyState = [a, c].map((caller) => {
+      const shift = shiftAfter(loadOf(caller).samples, 0, caller);
+      return { caller, servedBy: shift.servedBy, failures: shift.failedNewConnections + shift.failedInFlight };
+    });
+    progress(`steady state: ${steadyState.map((s) => `${s.caller} served by ${JSON.stringify(s.servedBy)}`).join("; ")}`);
+
+    const leg = async (name: string, caller: string, bystander: string, expected: string, act: () => Promise<void>) => {
+      progress(`${name} ...`);
+      const load = loadOf(caller);
+      const from = load.now();
+      const bystanderFrom = loadOf(bystander).now();
+      const bystanderServer = clusterOf(lastServed(loadOf(bystander))) ?? "";
+      const before = gatewayCounters(await set.gatewayMetrics(caller));
+      await act();
+      await waitFor(`${caller}'s traffic settled on ${expected} after "${name}"`, async () => (settled(load, from, expected) ? true : undefined), {
+        timeoutMs: SETTLE_TIMEOUT_MS,
+        intervalMs: 50,
+      }).catch((err: unknown) => progress(`  not settled: ${String(err)}`));
+      const after = gatewayCounters(await set.gatewayMetrics(caller));
+      const report: LegReport = {
+        name,
+        caller,
+        expected,
+        shift: shiftAfter(load.samples, from, expected),
+        gateway: { connectFailures: after.connectFailures - before.connectFailures, failovers: after.failovers - before.failovers, ejections: after.ejections - before.ejections },
+        bystander: { caller: bystander, shift: shiftAfter(loadOf(bystander).samples, bystanderFrom, bystanderServer) },
+      };
+      legs.push(report);
+      progress(`  ${describeShift(report.shift)}; ${caller}'s gateway: ${JSON.stringify(report.gateway)}`);
+    };
+
+    await leg(`${a}'s endpoints die`, a, c, b, () => set.killEndpoints(a, DRILL_SERVICE));
+    await leg(`${a}'s endpoints come back`, a, c, a, () => set.restoreEndpoints(a, DRILL_SERVICE));
+    await leg(`${b}'s gateway is killed`, c, a, a, () => set.killGateway(b));
+    await leg(`${b}'s gateway restarts`, c, a, b, () => set.restartGateway(b));
+
+    await Promise.all(Object.values(loads).map((l) => l.stop()));
+    const security = await securityChecks(set, a, c);
+    const all = Object.values(loads).flatMap((l) => l.samples);
+    return {
+      service: `${DRILL_NAMESPACE}/${DRILL_SERVICE}`,
+      clusters: { exporters: [a, b], callers: [a, c] },
+      steadyState,
+      legs,
+      security,
+      totals: {
+        requests: all.length,
+        failedNewConnections: all.filter((s) => s.failure === "new-connection").length,
+        failedInFlight: all.filter((s) => s.failure === "in-flight").length,
+      },
+    };
+  } finally {
+    await Promise.all(Object.values(loads).map((l) => l.stop()));
+  }
+}
+
+function settled(load: SteadyLoad, from: number, expected: string): boolean {
+  const recent = load.samples.filter((s) => s.at >= from).slice(-SETTLED_STREAK);
+  return recent.length === SETTLED_STREAK && recent.every((s) => clusterOf(s.servedBy) === expected);
+}
+
+function lastServed(load: SteadyLoad): string | undefined {
+  return load.samples.findLast((s) => s.servedBy)?.servedBy;
+}
+
+export function describeShift(s: Shift): string {
+  const settledText = s.settledMs === undefined ? "did not settle" : `settled after ${s.settledMs} ms`;
+  return `${s.requests} requests, ${s.failedNewConnections} failed new connections, ${s.failedInFlight} cut in flight, first reply from the target after ${s.firstOnTargetMs ?? "-"} ms, ${settledText}; served by ${JSON.stringify(s.servedBy)}`;
+}
+
+/**
+ * Who A's export listener lets in. The revoked-cluster check (a ClusterSet
+ * member whose cluster is revoked over xDS) belongs in this list once the
+ * gateway learns revocations; it would expect "refused".
+ */
+async function securityChecks(set: LocalClusterSet, exporter: string, member: string): Promise<SecurityCheck[]> {
+  const sni = xdsNames.exportSni({ namespace: DRILL_NAMESPACE, name: DRILL_SERVICE }, DRILL_SERVICE_PORT);
+  const port = set.exportPort(exporter);
+  const ca = set.trustRoot.certificate.pem;
+  const memberDir = join(set.dir, member);
+  const memberIdentity = { cert: readFileSync(join(memberDir, "gateway.pem"), "utf8"), key: readFileSync(join(memberDir, "gateway.key"), "utf8") };
+  const foreignRoot = await RootCa.create({ trustDomain: "other.example" });
+  const foreignLeaf = await (await foreignRoot.issueIntermediate({ cluster: member })).issueLeaf({});
+  const foreignIdentity = { cert: foreignLeaf.chainPem, key: foreignLeaf.privateKeyPem ?? "" };
+  const checks: { name: string; expected: SecurityCheck["expected"]; identity: { cert: string; key: string } }[] = [
+    { name: `${member}'s gateway certificate (trust domain ${DRILL_TRUST_DOMAIN})`, expected: "served", identity: memberIdentity },
+    { name: `a certificate of another trust domain (other.example, cluster ${member})`, expected: "refused", identity: foreignIdentity },
+  ];
+  const results: SecurityCheck[] = [];
+  for (const check of checks) {
+    const { outcome, detail } = await mtlsCall({ host: set.host, port, sni, ca, ...check.identity });
+    results.push({ name: check.name, expected: check.expected, outcome, detail });
+  }
+  return results;
+}
+
+function mtlsCall(options: { host: string; port: number; sni: string; ca: string; cert: string; key: string }): Promise<{ outcome: SecurityCheck["outcome"]; detail: string }> {
+  return new Promise((resolve) => {
+    let data = "";
+    const socket = tlsConnect({ host: options.host, port: options.port, servername: options.sni, ca: options.ca, cert: options.cert, key: options.key, checkServerIdentity: () => undefined });
+    const timer = setTimeout(() => socket.destroy(new Error("no reply within 10 s")), 10_000);
+    socket.on("secureConnect", () => socket.write("ping"));
+    socket.on("data", (chunk: Buffer) => {
+      data += chunk.toString();
+      if (data.includes("\n")) {
+        clearTimeout(timer);
+        socket.end();
+        resolve({ outcome: "served", detail: `served by ${data.split("\n")[0]}` });
+      }
+    });
+    socket.on("error", (err: Error) => {
+      clearTimeout(timer);
+      resolve({ outcome: "refused", detail: err.message });
+    });
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve({ outcome: "refused", detail: data ? `closed after ${JSON.stringify(data)}` : "closed without a reply" });
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
