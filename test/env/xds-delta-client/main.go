@@ -57,10 +57,10 @@ func main() {
 	server := flag.String("server", "", "host:port of the ADS server")
 	nodeID := flag.String("node", "go-delta-client", "node.id")
 	dataplane := flag.String("dataplane", "gateway", "node.metadata.FEDGATE_DATAPLANE")
-	types := flag.String("types", "", "comma-separated type URLs; each may end in =name1|name2 to subscribe to names instead of the wildcard")
+	types := flag.String("types", "", "comma-separated type URLs; each may end in =name1;name2 to subscribe to names instead of the wildcard")
 	flag.Parse()
 	if *server == "" || *types == "" {
-		fmt.Fprintln(os.Stderr, "usage: xds-delta-client -server host:port -types url[=a|b],...")
+		fmt.Fprintln(os.Stderr, "usage: xds-delta-client -server host:port -types url[=a;b],...")
 		os.Exit(2)
 	}
 	if err := run(*server, *nodeID, *dataplane, strings.Split(*types, ",")); err != nil {
@@ -88,7 +88,7 @@ func run(server, nodeID, dataplane string, types []string) error {
 		url, names, _ := strings.Cut(t, "=")
 		subscribe := []string{}
 		if names != "" {
-			subscribe = strings.Split(names, "|")
+			subscribe = strings.Split(names, ";")
 		}
 		if err := stream.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: url, ResourceNamesSubscribe: subscribe}); err != nil {
 			return err
@@ -110,7 +110,7 @@ func run(server, nodeID, dataplane string, types []string) error {
 		}
 		var decodeErr error
 		for _, r := range response.Resources {
-			body, err := protojson.Marshal(r.Resource)
+			body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r.Resource)
 			if err != nil {
 				decodeErr = fmt.Errorf("resource %s: %w", r.Name, err)
 				break
