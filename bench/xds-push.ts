@@ -1,24 +1,32 @@
 /**
- * xDS push latency: time from a change in the merged view to the new config
- * ACKed by every concerned node, with N raw ADS clients (default 1, 10, 100).
- * Default debounce (10 ms quiet) included. Two scenarios:
+ * xDS push latency, state of the world and delta side by side: time from a
+ * change in the merged view to the new config ACKed by every concerned node,
+ * with N raw ADS clients (default 1, 10, 100) of each protocol. Default
+ * debounce (10 ms quiet) included. Three scenarios:
  * - `endpoints`: a cluster's local endpoints withdrawn or restored; proxyless
  *   nodes, half watching the changed service's ClusterLoadAssignment and half
  *   another one's: the second half must receive no push at all.
- * - `export`: an export added or removed among 200; gateway nodes with
- *   wildcard CDS, so every node is sent all ~200 clusters each time.
+ * - `export`: an export added or removed among 200 services; gateway nodes
+ *   with wildcard CDS and EDS (what an export adds: its clusters and their
+ *   ClusterLoadAssignments). State of the world resends all ~400 clusters.
+ * - `export-gateway`: the same change to nodes subscribed like a gateway
+ *   (CDS, EDS, LDS, the import RDS, SDS): the export listener and the import
+ *   RouteConfiguration list every service, so they change with every export.
  *
  * The nodes run in a child process (bench/xds-push-clients.ts), each on its
  * own connection, so this process is the server alone: its heap and RSS
  * growth per connected node, and its CPU per change, are the server's. The
  * child's CPU per change is what the simulated nodes cost (both share the
- * machine's cores).
- * Run: node --expose-gc --import tsx bench/xds-push.ts   (XDS_BENCH_N=100,1000 XDS_BENCH_ROUNDS=100)
+ * machine's cores, as does anything else running: the load average is
+ * printed with the table).
+ * Run: node --expose-gc --import tsx bench/xds-push.ts
+ *   (XDS_BENCH_N=100,1000 XDS_BENCH_ROUNDS=100 XDS_BENCH_SCENARIOS=export XDS_BENCH_PROTOCOLS=sotw,delta)
  */
 import { fork, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { XdsServer, type FederationSnapshotInput } from "../gateway/index.ts";
+import { XdsServer, xdsNames, type FederationSnapshotInput, type ResourceKind, type XdsProtocolKind } from "../gateway/index.ts";
 import { echoSnapshot } from "../test/support/xds-harness.ts";
 
 const ROUNDS = Number(process.env.XDS_BENCH_ROUNDS ?? 100);
@@ -37,19 +45,34 @@ function renamed(service: Service, name: string): Service {
 
 interface NodeSpec {
   id: string;
+  protocol: XdsProtocolKind;
   dataplane: "gateway" | "proxyless";
-  kind: "cluster" | "endpoint";
-  names: string[];
+  subscriptions: { kind: ResourceKind; names: string[] }[];
 }
 
 interface Scenario {
   name: string;
   /** The snapshot of round `round` (-1: the initial one); consecutive rounds differ. */
   snapshot(round: number): FederationSnapshotInput;
-  node(id: string, i: number): NodeSpec;
+  node(id: string, i: number, protocol: XdsProtocolKind): NodeSpec;
   /** Whether node `i` (-1: the warm-up node) must be pushed each change. */
   concerned(i: number): boolean;
 }
+
+function exportSnapshot(round: number): FederationSnapshotInput {
+  const base = echoSnapshot({ localPort: 9000, remotePort: 7001, tls: TLS });
+  const echo = base.services[0]!;
+  const count = SERVICES_IN_EXPORT_SCENARIO + (round % 2 === 0 ? 1 : 0);
+  return { ...base, services: [echo, ...Array.from({ length: count - 1 }, (_, i) => renamed(echo, `svc-${i}`))] };
+}
+
+const GATEWAY_SUBSCRIPTIONS: NodeSpec["subscriptions"] = [
+  { kind: "cluster", names: [] },
+  { kind: "endpoint", names: ["*"] },
+  { kind: "listener", names: [] },
+  { kind: "route", names: [xdsNames.importListenerName(50051)] },
+  { kind: "secret", names: [xdsNames.GATEWAY_CERT_SECRET, xdsNames.TRUST_BUNDLE_SECRET] },
+];
 
 const SCENARIOS: Scenario[] = [
   {
@@ -59,18 +82,19 @@ const SCENARIOS: Scenario[] = [
       const echo = base.services[0]!;
       return { ...base, services: [echo, renamed(echo, "other")] };
     },
-    node: (id, i) => ({ id, dataplane: "proxyless", kind: "endpoint", names: [i % 2 === 0 ? ECHO : OTHER] }),
+    node: (id, i, protocol) => ({ id, protocol, dataplane: "proxyless", subscriptions: [{ kind: "endpoint", names: [i % 2 === 0 ? ECHO : OTHER] }] }),
     concerned: (i) => i % 2 === 0,
   },
   {
     name: "export",
-    snapshot(round) {
-      const base = echoSnapshot({ localPort: 9000, remotePort: 7001, tls: TLS });
-      const echo = base.services[0]!;
-      const count = SERVICES_IN_EXPORT_SCENARIO + (round % 2 === 0 ? 1 : 0);
-      return { ...base, services: [echo, ...Array.from({ length: count - 1 }, (_, i) => renamed(echo, `svc-${i}`))] };
-    },
-    node: (id) => ({ id, dataplane: "gateway", kind: "cluster", names: [] }),
+    snapshot: exportSnapshot,
+    node: (id, _i, protocol) => ({ id, protocol, dataplane: "gateway", subscriptions: GATEWAY_SUBSCRIPTIONS.slice(0, 2) }),
+    concerned: () => true,
+  },
+  {
+    name: "export-gateway",
+    snapshot: exportSnapshot,
+    node: (id, _i, protocol) => ({ id, protocol, dataplane: "gateway", subscriptions: GATEWAY_SUBSCRIPTIONS }),
     concerned: () => true,
   },
 ];
@@ -143,18 +167,17 @@ async function settle(): Promise<{ heap: number; rss: number }> {
 /** Below this many nodes the growth is lost in GC and allocator noise. */
 const MIN_NODES_FOR_MEMORY = 100;
 
-async function run(scenario: Scenario, n: number) {
+async function run(scenario: Scenario, n: number, protocol: XdsProtocolKind) {
   const server = await XdsServer.start({});
   server.setSnapshot(scenario.snapshot(-1));
   server.flush();
   const nodes = new Nodes();
   await nodes.started();
   // A first node warms the lazily built gRPC and codec state, so it is not charged to the N.
-  await nodes.connect(server.address, [scenario.node("warm-up", 0)]);
+  await nodes.connect(server.address, [scenario.node("warm-up", 0, protocol)]);
   const concerned = new Set(["warm-up"]);
-  const kind = scenario.node("warm-up", 0).kind;
   const before = await settle();
-  const batch = Array.from({ length: n }, (_, i) => scenario.node(`node-${i}`, i));
+  const batch = Array.from({ length: n }, (_, i) => scenario.node(`node-${i}`, i, protocol));
   batch.forEach((b, i) => {
     if (scenario.concerned(i)) concerned.add(b.id);
   });
@@ -170,14 +193,25 @@ async function run(scenario: Scenario, n: number) {
   const serverCpu0 = process.cpuUsage();
   const clientCpu0 = await nodes.cpuMs();
   for (let round = 0; round < ROUNDS; round++) {
+    // A change's pushes to one node (one per type it concerns) go out in one flush; the node is
+    // done when it has ACKed each of them.
+    const pushed = new Map<string, Map<ResourceKind, string>>();
+    const ackedKinds = new Map<string, Set<ResourceKind>>();
     const acked = new Map<string, number>();
-    const pushed = new Map<string, string>();
     const t0 = performance.now();
     const done = new Promise<void>((resolve) => {
       const stop = server.onEvent((e) => {
-        if (e.type === "push" && e.kind === kind) pushed.set(e.nodeId, e.version);
-        if (e.type === "ack" && e.kind === kind && concerned.has(e.nodeId) && pushed.get(e.nodeId) === e.version) {
-          acked.set(e.nodeId, performance.now() - t0);
+        if (!concerned.has(e.nodeId)) return;
+        if (e.type === "push") {
+          const kinds = pushed.get(e.nodeId) ?? new Map<ResourceKind, string>();
+          kinds.set(e.kind, e.version);
+          pushed.set(e.nodeId, kinds);
+        }
+        if (e.type === "ack" && pushed.get(e.nodeId)?.get(e.kind) === e.version) {
+          const kinds = ackedKinds.get(e.nodeId) ?? new Set<ResourceKind>();
+          kinds.add(e.kind);
+          ackedKinds.set(e.nodeId, kinds);
+          if (kinds.size === pushed.get(e.nodeId)?.size) acked.set(e.nodeId, performance.now() - t0);
           if (acked.size === concerned.size) {
             stop();
             resolve();
@@ -197,6 +231,7 @@ async function run(scenario: Scenario, n: number) {
   await server.close();
   return {
     scenario: scenario.name,
+    protocol,
     n,
     concerned: concerned.size,
     perNode,
@@ -209,19 +244,48 @@ async function run(scenario: Scenario, n: number) {
   };
 }
 
-const rows: string[] = [];
-const wanted = (process.env.XDS_BENCH_SCENARIOS ?? "endpoints,export").split(",");
+type Result = Awaited<ReturnType<typeof run>>;
+
+function loadAverage(): string {
+  return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+}
+
+const f = (v: number) => v.toFixed(1);
+const results: Result[] = [];
+const loadBefore = loadAverage();
+const startedAt = new Date().toISOString().slice(11, 16);
+const wanted = (process.env.XDS_BENCH_SCENARIOS ?? "endpoints,export,export-gateway").split(",");
+const protocols = (process.env.XDS_BENCH_PROTOCOLS ?? "sotw,delta").split(",") as XdsProtocolKind[];
 for (const scenario of SCENARIOS.filter((s) => wanted.includes(s.name))) {
   for (const n of (process.env.XDS_BENCH_N ?? "1,10,100").split(",").map(Number)) {
-    const r = await run(scenario, n);
-    const f = (v: number) => v.toFixed(1);
-    const memory = (bytes: number) => (r.n >= MIN_NODES_FOR_MEMORY ? f(bytes / 1024) : "—");
-    rows.push(
-      `| ${r.scenario} | ${r.n} | ${r.concerned} | ${f(percentile(r.perNode, 50))} | ${f(percentile(r.perNode, 99))} | ${f(percentile(r.allAcked, 50))} | ${f(percentile(r.allAcked, 99))} | ${r.unconcernedPushes} | ${f(r.serverCpuPerChange)} | ${f(r.clientCpuPerChange)} | ${memory(r.heapPerNode)} | ${memory(r.rssPerNode)} |`,
+    // The two protocols back to back, so they meet the same machine load.
+    for (const protocol of protocols) results.push(await run(scenario, n, protocol));
+  }
+}
+const loadAfter = loadAverage();
+console.log(
+  `xDS push → ACK, ${ROUNDS} changes per row, debounce 10 ms included (node ${process.version}, ${process.platform}${global.gc ? "" : ", no --expose-gc: memory figures are rough"}); ` +
+    `${startedAt}–${new Date().toISOString().slice(11, 16)} UTC, load average (1/5/15 min) ${loadBefore} before, ${loadAfter} after\n`,
+);
+console.log("| change | protocol | nodes | concerned | per-node p50 ms | per-node p99 ms | all-ACKed p50 ms | all-ACKed p99 ms | pushes to unconcerned nodes | server CPU ms/change | node-process CPU ms/change | server heap KiB/node | server RSS KiB/node |");
+console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+for (const r of results) {
+  const memory = (bytes: number) => (r.n >= MIN_NODES_FOR_MEMORY ? f(bytes / 1024) : "—");
+  console.log(
+    `| ${r.scenario} | ${r.protocol} | ${r.n} | ${r.concerned} | ${f(percentile(r.perNode, 50))} | ${f(percentile(r.perNode, 99))} | ${f(percentile(r.allAcked, 50))} | ${f(percentile(r.allAcked, 99))} | ${r.unconcernedPushes} | ${f(r.serverCpuPerChange)} | ${f(r.clientCpuPerChange)} | ${memory(r.heapPerNode)} | ${memory(r.rssPerNode)} |`,
+  );
+}
+const pairs = results.filter((r) => r.protocol === "delta").map((d) => [results.find((s) => s.protocol === "sotw" && s.scenario === d.scenario && s.n === d.n), d] as const);
+if (pairs.some(([s]) => s)) {
+  console.log("\nRatios, delta ÷ state of the world (below 1: delta is cheaper or faster)\n");
+  console.log("| change | nodes | all-ACKed p50 | all-ACKed p99 | server CPU/change | node-process CPU/change | server heap/node |");
+  console.log("|---|---:|---:|---:|---:|---:|---:|");
+  const ratio = (a: number, b: number) => (Number.isFinite(a / b) ? (a / b).toFixed(2) : "—");
+  for (const [s, d] of pairs) {
+    if (!s) continue;
+    const heap = d.n >= MIN_NODES_FOR_MEMORY ? ratio(d.heapPerNode, s.heapPerNode) : "—";
+    console.log(
+      `| ${d.scenario} | ${d.n} | ${ratio(percentile(d.allAcked, 50), percentile(s.allAcked, 50))} | ${ratio(percentile(d.allAcked, 99), percentile(s.allAcked, 99))} | ${ratio(d.serverCpuPerChange, s.serverCpuPerChange)} | ${ratio(d.clientCpuPerChange, s.clientCpuPerChange)} | ${heap} |`,
     );
   }
 }
-console.log(`xDS push → ACK, ${ROUNDS} changes per row, debounce 10 ms included (node ${process.version}, ${process.platform}${global.gc ? "" : ", no --expose-gc: memory figures are rough"})\n`);
-console.log("| change | nodes | concerned | per-node p50 ms | per-node p99 ms | all-ACKed p50 ms | all-ACKed p99 ms | pushes to unconcerned nodes | server CPU ms/change | node-process CPU ms/change | server heap KiB/node | server RSS KiB/node |");
-console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
-for (const row of rows) console.log(row);

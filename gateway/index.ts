@@ -16,7 +16,7 @@ export {
   type NodeConfigDump,
   type TranslationRejection,
 } from "./xds/xds-core.ts";
-export type { NodeStatus, TypeStatus, NackRecord, SessionEvent, XdsNode } from "./xds/ads-session.ts";
+export type { NodeStatus, TypeStatus, NackRecord, SessionEvent, XdsNode, XdsProtocolKind } from "./xds/ads-session-base.ts";
 export {
   parseFederationSnapshot,
   DEFAULT_SERVICE_POLICY,

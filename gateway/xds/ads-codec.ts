@@ -1,17 +1,21 @@
 import type { DiscoveryRequest, DiscoveryResponse, XdsNode } from "./ads-session.ts";
+import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from "./delta-ads-session.ts";
 import type { ProtoRegistry } from "./proto-registry.ts";
 import type { EncodedResource } from "./resource-validation.ts";
 import { TYPE_URL } from "./type-urls.ts";
 
 /**
- * DiscoveryRequest/DiscoveryResponse codecs on the loaded protos. No gRPC
+ * DiscoveryRequest/DiscoveryResponse codecs, and their Delta twins, on the loaded protos. No gRPC
  * here: the adapter (ads-server.ts) and test clients plug these in as a
  * service's serializers.
  */
 
 const REQUEST = "envoy.service.discovery.v3.DiscoveryRequest";
 const RESPONSE = "envoy.service.discovery.v3.DiscoveryResponse";
+const DELTA_REQUEST = "envoy.service.discovery.v3.DeltaDiscoveryRequest";
+const DELTA_RESPONSE = "envoy.service.discovery.v3.DeltaDiscoveryResponse";
 export const ADS_METHOD_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+export const DELTA_ADS_METHOD_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
 type Obj = Record<string, unknown>;
 
@@ -29,6 +33,18 @@ export interface AdsCodec {
   /** For clients: the reverse pair. */
   encodeRequest(request: DiscoveryRequest): Buffer;
   decodeResponse(bytes: Uint8Array): DecodedDiscoveryResponse;
+  decodeDeltaRequest(bytes: Uint8Array): DeltaDiscoveryRequest;
+  encodeDeltaResponse(response: DeltaDiscoveryResponse, controlPlaneId: string): Buffer;
+  encodeDeltaRequest(request: DeltaDiscoveryRequest): Buffer;
+  decodeDeltaResponse(bytes: Uint8Array): DecodedDeltaDiscoveryResponse;
+}
+
+export interface DecodedDeltaDiscoveryResponse {
+  systemVersionInfo: string;
+  typeUrl: string;
+  nonce: string;
+  resources: { name: string; version: string; typeUrl: string; value: Uint8Array }[];
+  removedResources: string[];
 }
 
 export interface DecodedDiscoveryResponse {
@@ -38,9 +54,42 @@ export interface DecodedDiscoveryResponse {
   resources: { typeUrl: string; value: Uint8Array }[];
 }
 
+function parseNode(raw: Obj): XdsNode | undefined {
+  const node = obj(raw.node);
+  if (!node) return undefined;
+  const metadataFields = obj(obj(node.metadata)?.fields);
+  const dataplane = str(obj(metadataFields?.FEDGATE_DATAPLANE)?.stringValue) || undefined;
+  return { id: str(node.id), cluster: str(node.cluster), userAgentName: str(node.user_agent_name), dataplane };
+}
+
+function nodeMessage(node: XdsNode | undefined): Obj | undefined {
+  if (!node) return undefined;
+  return {
+    id: node.id,
+    cluster: node.cluster,
+    user_agent_name: node.userAgentName,
+    ...(node.dataplane ? { metadata: { fields: { FEDGATE_DATAPLANE: { stringValue: node.dataplane } } } } : {}),
+  };
+}
+
+function errorDetail(raw: Obj): { code: number; message: string } | undefined {
+  const error = obj(raw.error_detail);
+  return error ? { code: Number(error.code ?? 0), message: str(error.message) } : undefined;
+}
+
+function strings(v: unknown): string[] {
+  return Array.isArray(v) ? v.map(str) : [];
+}
+
+function bytesOf(v: unknown): Uint8Array {
+  return v instanceof Uint8Array ? v : new Uint8Array();
+}
+
 export function createAdsCodec(registry: ProtoRegistry): AdsCodec {
   const requestType = registry.type(REQUEST);
   const responseType = registry.type(RESPONSE);
+  const deltaRequestType = registry.type(DELTA_REQUEST);
+  const deltaResponseType = registry.type(DELTA_RESPONSE);
   // A resource's `resources` entry (its Any), encoded once however many
   // nodes are sent it; keyed by the shared EncodedResource, so it goes with it.
   const anyEntries = new WeakMap<EncodedResource, Uint8Array>();
@@ -52,21 +101,27 @@ export function createAdsCodec(registry: ProtoRegistry): AdsCodec {
     }
     return entry;
   };
+  // The delta twin: a `Resource` entry with name and version (the content hash), also encoded once.
+  const deltaEntries = new WeakMap<EncodedResource, Uint8Array>();
+  const deltaEntry = (resource: EncodedResource): Uint8Array => {
+    let entry = deltaEntries.get(resource);
+    if (!entry) {
+      const message = { resources: [{ name: resource.name, version: resource.hash, resource: { type_url: TYPE_URL[resource.kind], value: resource.bytes } }] };
+      entry = deltaResponseType.encode(deltaResponseType.fromObject(message)).finish();
+      deltaEntries.set(resource, entry);
+    }
+    return entry;
+  };
   return {
     decodeRequest(bytes) {
       const raw = requestType.toObject(requestType.decode(bytes), { longs: String, enums: String, defaults: true });
-      const node = obj(raw.node);
-      const metadataFields = obj(obj(node?.metadata)?.fields);
-      const dataplane = str(obj(metadataFields?.FEDGATE_DATAPLANE)?.stringValue) || undefined;
-      const error = obj(raw.error_detail);
-      const parsedNode: XdsNode | undefined = node ? { id: str(node.id), cluster: str(node.cluster), userAgentName: str(node.user_agent_name), dataplane } : undefined;
       return {
         versionInfo: str(raw.version_info),
-        node: parsedNode,
-        resourceNames: Array.isArray(raw.resource_names) ? raw.resource_names.map(str) : [],
+        node: parseNode(raw),
+        resourceNames: strings(raw.resource_names),
         typeUrl: str(raw.type_url),
         responseNonce: str(raw.response_nonce),
-        errorDetail: error ? { code: Number(error.code ?? 0), message: str(error.message) } : undefined,
+        errorDetail: errorDetail(raw),
       };
     },
     encodeResponse(response, controlPlaneId) {
@@ -77,17 +132,9 @@ export function createAdsCodec(registry: ProtoRegistry): AdsCodec {
       return Buffer.concat([head, ...response.resources.map(anyEntry), tail]);
     },
     encodeRequest(request) {
-      const node = request.node
-        ? {
-            id: request.node.id,
-            cluster: request.node.cluster,
-            user_agent_name: request.node.userAgentName,
-            ...(request.node.dataplane ? { metadata: { fields: { FEDGATE_DATAPLANE: { stringValue: request.node.dataplane } } } } : {}),
-          }
-        : undefined;
       const message = requestType.fromObject({
         version_info: request.versionInfo,
-        node,
+        node: nodeMessage(request.node),
         resource_names: request.resourceNames,
         type_url: request.typeUrl,
         response_nonce: request.responseNonce,
@@ -104,7 +151,55 @@ export function createAdsCodec(registry: ProtoRegistry): AdsCodec {
         nonce: str(raw.nonce),
         resources: resources.map((r) => {
           const any = obj(r);
-          return { typeUrl: str(any?.type_url), value: any?.value instanceof Uint8Array ? any.value : new Uint8Array() };
+          return { typeUrl: str(any?.type_url), value: bytesOf(any?.value) };
+        }),
+      };
+    },
+    decodeDeltaRequest(bytes) {
+      const raw = deltaRequestType.toObject(deltaRequestType.decode(bytes), { longs: String, enums: String, defaults: true });
+      const initial = obj(raw.initial_resource_versions) ?? {};
+      return {
+        node: parseNode(raw),
+        typeUrl: str(raw.type_url),
+        subscribe: strings(raw.resource_names_subscribe),
+        unsubscribe: strings(raw.resource_names_unsubscribe),
+        initialResourceVersions: Object.fromEntries(Object.entries(initial).map(([k, v]) => [k, str(v)])),
+        responseNonce: str(raw.response_nonce),
+        errorDetail: errorDetail(raw),
+      };
+    },
+    encodeDeltaResponse(response, controlPlaneId) {
+      // Field order as in encodeResponse: system_version_info (1), resources (2), then the rest.
+      const head = deltaResponseType.encode(deltaResponseType.fromObject({ system_version_info: response.systemVersionInfo })).finish();
+      const tail = deltaResponseType
+        .encode(deltaResponseType.fromObject({ type_url: response.typeUrl, nonce: response.nonce, removed_resources: response.removedResources, control_plane: { identifier: controlPlaneId } }))
+        .finish();
+      return Buffer.concat([head, ...response.resources.map(deltaEntry), tail]);
+    },
+    encodeDeltaRequest(request) {
+      const message = deltaRequestType.fromObject({
+        node: nodeMessage(request.node),
+        type_url: request.typeUrl,
+        resource_names_subscribe: request.subscribe,
+        resource_names_unsubscribe: request.unsubscribe,
+        initial_resource_versions: request.initialResourceVersions,
+        response_nonce: request.responseNonce,
+        error_detail: request.errorDetail,
+      });
+      return Buffer.from(deltaRequestType.encode(message).finish());
+    },
+    decodeDeltaResponse(bytes) {
+      const raw = deltaResponseType.toObject(deltaResponseType.decode(bytes), { longs: String, defaults: true });
+      const resources = Array.isArray(raw.resources) ? raw.resources : [];
+      return {
+        systemVersionInfo: str(raw.system_version_info),
+        typeUrl: str(raw.type_url),
+        nonce: str(raw.nonce),
+        removedResources: strings(raw.removed_resources),
+        resources: resources.map((r) => {
+          const entry = obj(r);
+          const any = obj(entry?.resource);
+          return { name: str(entry?.name), version: str(entry?.version), typeUrl: str(any?.type_url), value: bytesOf(any?.value) };
         }),
       };
     },

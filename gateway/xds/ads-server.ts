@@ -1,7 +1,9 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Problem } from "../../common/index.ts";
-import type { DiscoveryRequest, DiscoveryResponse, SessionEvent } from "./ads-session.ts";
-import { ADS_METHOD_PATH, createAdsCodec } from "./ads-codec.ts";
+import type { SessionEvent } from "./ads-session-base.ts";
+import type { DiscoveryRequest, DiscoveryResponse } from "./ads-session.ts";
+import { ADS_METHOD_PATH, createAdsCodec, DELTA_ADS_METHOD_PATH } from "./ads-codec.ts";
+import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from "./delta-ads-session.ts";
 import { XdsError, XdsOptionsError, XdsServerError } from "./errors.ts";
 import type { FederationSnapshotInput } from "./input.ts";
 import { startIntrospection } from "./introspection-http.ts";
@@ -21,10 +23,11 @@ export interface XdsServerOptions extends XdsCoreOptions {
 }
 
 /**
- * The ADS server: `envoy.service.discovery.v3.AggregatedDiscoveryService`,
- * StreamAggregatedResources, state of the world, on @grpc/grpc-js. The only
- * file of gateway/xds that talks gRPC; the protocol lives in AdsSession and
- * XdsCore.
+ * The ADS server: `envoy.service.discovery.v3.AggregatedDiscoveryService`
+ * on @grpc/grpc-js, both StreamAggregatedResources (state of the world) and
+ * DeltaAggregatedResources (incremental), served side by side from the same
+ * snapshots. The only file of gateway/xds that talks gRPC; the protocols live
+ * in AdsSession, DeltaAdsSession and XdsCore.
  */
 export class XdsServer {
   readonly core: XdsCore;
@@ -32,7 +35,7 @@ export class XdsServer {
   readonly port: number;
   readonly introspection: { host: string; port: number } | undefined;
   private readonly server: grpc.Server;
-  private readonly calls = new Set<grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>>();
+  private readonly calls = new Set<AdsCall>();
   private readonly closeIntrospection: (() => Promise<void>) | undefined;
   private closed = false;
 
@@ -58,7 +61,7 @@ export class XdsServer {
     const core = new XdsCore(options);
     const codec = createAdsCodec(core.registry);
     const controlPlaneId = options.controlPlaneId ?? "fedgate";
-    const calls = new Set<grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>>();
+    const calls = new Set<AdsCall>();
     const server = new grpc.Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024 });
     const definition: grpc.ServiceDefinition = {
       StreamAggregatedResources: {
@@ -70,33 +73,22 @@ export class XdsServer {
         responseSerialize: (r: DiscoveryResponse) => codec.encodeResponse(r, controlPlaneId),
         responseDeserialize: (b: Buffer) => b,
       },
+      DeltaAggregatedResources: {
+        path: DELTA_ADS_METHOD_PATH,
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: (r: DeltaDiscoveryRequest) => codec.encodeDeltaRequest(r),
+        requestDeserialize: (b: Buffer) => codec.decodeDeltaRequest(b),
+        responseSerialize: (r: DeltaDiscoveryResponse) => codec.encodeDeltaResponse(r, controlPlaneId),
+        responseDeserialize: (b: Buffer) => b,
+      },
     };
     server.addService(definition, {
       StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) => {
-        calls.add(call);
-        const { session, close } = core.openSession((response) => {
-          if (!call.writableEnded) call.write(response);
-        });
-        const end = () => {
-          close();
-          calls.delete(call);
-        };
-        call.on("data", (request: DiscoveryRequest) => {
-          try {
-            session.handleRequest(request);
-          } catch (error) {
-            if (!(error instanceof XdsError)) throw error;
-            end();
-            call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details: error.message });
-          }
-        });
-        call.on("end", () => {
-          end();
-          if (!call.writableEnded) call.end();
-        });
-        call.on("cancelled", end);
-        call.on("close", end);
-        call.on("error", end);
+        serveStream(call, calls, (send) => core.openSession(send));
+      },
+      DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) => {
+        serveStream(call, calls, (send) => core.openDeltaSession(send));
       },
     });
     const boundPort = await new Promise<number>((resolve, reject) => {
@@ -156,4 +148,42 @@ export class XdsServer {
     this.server.forceShutdown();
     await this.closeIntrospection?.();
   }
+}
+
+/** What `close()` needs of an open stream, whatever its protocol. */
+interface AdsCall {
+  readonly writableEnded: boolean;
+  end(): unknown;
+}
+
+/** Wires one ADS stream, of either protocol, to its session; a protocol error ends only that stream. */
+function serveStream<Req, Res>(
+  call: grpc.ServerDuplexStream<Req, Res>,
+  calls: Set<AdsCall>,
+  open: (send: (response: Res) => void) => { session: { handleRequest(request: Req): void }; close: () => void },
+): void {
+  calls.add(call);
+  const { session, close } = open((response) => {
+    if (!call.writableEnded) call.write(response);
+  });
+  const end = () => {
+    close();
+    calls.delete(call);
+  };
+  call.on("data", (request: Req) => {
+    try {
+      session.handleRequest(request);
+    } catch (error) {
+      if (!(error instanceof XdsError)) throw error;
+      end();
+      call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details: error.message });
+    }
+  });
+  call.on("end", () => {
+    end();
+    if (!call.writableEnded) call.end();
+  });
+  call.on("cancelled", end);
+  call.on("close", end);
+  call.on("error", end);
 }

@@ -1,6 +1,8 @@
 import { metrics, trace, type Counter, type Meter, type Tracer, type UpDownCounter } from "@opentelemetry/api";
 import { silentLogger, type Logger, type Problem } from "../../common/index.ts";
-import { AdsSession, type DiscoveryResponse, type NodeStatus, type SessionEvent } from "./ads-session.ts";
+import type { AdsSessionBase, NodeStatus, SessionEvent, SessionHost, XdsProtocolKind } from "./ads-session-base.ts";
+import { AdsSession, type DiscoveryResponse } from "./ads-session.ts";
+import { DeltaAdsSession, type DeltaDiscoveryResponse } from "./delta-ads-session.ts";
 import { XdsOptionsError, XdsResourceValidationError } from "./errors.ts";
 import { parseFederationSnapshot, type FederationSnapshot, type FederationSnapshotInput } from "./input.ts";
 import { ProtoRegistry } from "./proto-registry.ts";
@@ -58,6 +60,7 @@ export interface ServerStatus {
 /** Envoy-like config_dump of one node: per type, what it runs (ACKed) and what it was last sent. */
 export interface NodeConfigDump {
   node: NodeStatus["node"];
+  protocol: NodeStatus["protocol"];
   flavour: Flavour | undefined;
   stream: number;
   configs: Partial<
@@ -93,7 +96,7 @@ export class XdsCore {
   private readonly debounceMs: number;
   private readonly maxDebounceMs: number;
   private readonly translate: (snapshot: FederationSnapshot, flavour: Flavour) => Translation;
-  private readonly sessions = new Set<AdsSession>();
+  private readonly sessions = new Set<AdsSessionBase>();
   private readonly listeners = new Set<(event: SessionEvent) => void>();
   private readonly current = new Map<Flavour, EncodedSet>();
   private readonly encodedCache: EncodedResourceCache;
@@ -194,22 +197,32 @@ export class XdsCore {
     return this.current.get(flavour);
   }
 
-  /** Opens a protocol session for one ADS stream; `close` it when the stream ends. */
+  /** Opens a state-of-the-world session for one ADS stream; `close` it when the stream ends. */
   openSession(send: (response: DiscoveryResponse) => void): { session: AdsSession; close: () => void } {
-    const session = new AdsSession({
-      stream: ++this.streamIds,
-      send: (response) => {
-        this.counters.pushes.add(1, { type: TYPE_URL_SHORT[response.typeUrl] ?? response.typeUrl });
-        send(response);
-      },
-      host: {
-        resources: (flavour) => this.current.get(flavour),
-        nextVersion: () => String(++this.version),
-        now: () => this.now(),
-        emit: (event) => this.emit(event),
-        logger: this.logger,
-      },
-    });
+    return this.track(new AdsSession({ stream: ++this.streamIds, host: this.sessionHost(), send: (response) => this.counted(response.typeUrl, "sotw", () => send(response)) }));
+  }
+
+  /** Opens an incremental (delta) session for one ADS stream, served from the same snapshots. */
+  openDeltaSession(send: (response: DeltaDiscoveryResponse) => void): { session: DeltaAdsSession; close: () => void } {
+    return this.track(new DeltaAdsSession({ stream: ++this.streamIds, host: this.sessionHost(), send: (response) => this.counted(response.typeUrl, "delta", () => send(response)) }));
+  }
+
+  private sessionHost(): SessionHost {
+    return {
+      resources: (flavour) => this.current.get(flavour),
+      nextVersion: () => String(++this.version),
+      now: () => this.now(),
+      emit: (event) => this.emit(event),
+      logger: this.logger,
+    };
+  }
+
+  private counted(typeUrl: string, protocol: XdsProtocolKind, send: () => void): void {
+    this.counters.pushes.add(1, { type: TYPE_URL_SHORT[typeUrl] ?? typeUrl, protocol });
+    send();
+  }
+
+  private track<S extends AdsSessionBase>(session: S): { session: S; close: () => void } {
     this.sessions.add(session);
     this.counters.connected.add(1);
     let open = true;
@@ -257,7 +270,7 @@ export class XdsCore {
       if (state.lastNack) entry.lastNack = state.lastNack;
       configs[kind] = entry;
     }
-    return { node: session.node, flavour: session.flavour, stream: session.stream, configs };
+    return { node: session.node, protocol: session.protocol, flavour: session.flavour, stream: session.stream, configs };
   }
 
   /** Cancels a pending debounce; sessions are closed by the transport. */

@@ -1,6 +1,8 @@
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { FedgateError } from "../../common/index.ts";
 import { isAlive } from "./managed-process.ts";
 import { cacheDir } from "./paths.ts";
@@ -12,7 +14,14 @@ export const PINNED = Object.freeze({
   kubernetes: "v1.35.4",
 });
 
-export type Tool = "nats-server" | "etcd" | "kube-apiserver" | "kube-controller-manager";
+export type Tool = "nats-server" | "etcd" | "kube-apiserver" | "kube-controller-manager" | "xds-delta-client";
+
+/**
+ * Go programs kept in this repository (test/env/<tool>/, with go.mod and
+ * go.sum pinning their modules), built like the servers and cached by the
+ * hash of their sources.
+ */
+const REPO_GO_TOOLS: ReadonlySet<Tool> = new Set(["xds-delta-client"]);
 
 /** Only the Kubernetes binaries and etcd come from KUBEBUILDER_ASSETS, as in envtest. */
 const ENVTEST_TOOLS: readonly Tool[] = ["etcd", "kube-apiserver", "kube-controller-manager"];
@@ -38,7 +47,7 @@ export class BinaryBuildError extends FedgateError {
 export async function binaryPath(tool: Tool): Promise<string> {
   const assets = process.env["KUBEBUILDER_ASSETS"];
   if (assets && ENVTEST_TOOLS.includes(tool) && existsSync(join(assets, tool))) return join(assets, tool);
-  const version = tool === "nats-server" ? PINNED.natsServer : tool === "etcd" ? PINNED.etcd : PINNED.kubernetes;
+  const version = REPO_GO_TOOLS.has(tool) ? sourceHash(tool) : tool === "nats-server" ? PINNED.natsServer : tool === "etcd" ? PINNED.etcd : PINNED.kubernetes;
   const target = join(cacheDir(), "bin", `${tool}-${version}`, tool);
   if (existsSync(target)) return target;
   await withBuildLock(`${tool}-${version}`, async () => {
@@ -55,7 +64,10 @@ async function build(tool: Tool, version: string, target: string): Promise<void>
   mkdirSync(work, { recursive: true });
   const out = `${target}.partial`;
   mkdirSync(join(target, ".."), { recursive: true });
-  if (tool === "nats-server" || tool === "etcd") {
+  if (REPO_GO_TOOLS.has(tool)) {
+    for (const file of readdirSync(repoToolDir(tool))) copyFileSync(join(repoToolDir(tool), file), join(work, file));
+    await runGo(tool, work, ["build", "-trimpath", "-o", out, "."]);
+  } else if (tool === "nats-server" || tool === "etcd") {
     // etcd's server module carries local replaces; a wrapper module resolves its published siblings instead.
     const pkg = tool === "etcd" ? "go.etcd.io/etcd/server/v3" : "github.com/nats-io/nats-server/v2";
     wrapperModule(work, []);
@@ -67,6 +79,17 @@ async function build(tool: Tool, version: string, target: string): Promise<void>
   }
   renameSync(out, target);
   log(`built ${tool} ${version} in ${Math.round((Date.now() - started) / 1000)} s -> ${target}`);
+}
+
+function repoToolDir(tool: Tool): string {
+  return join(dirname(fileURLToPath(import.meta.url)), tool);
+}
+
+/** A change to a repository tool's sources (or its pinned modules) builds it anew. */
+function sourceHash(tool: Tool): string {
+  const hash = createHash("sha256");
+  for (const file of readdirSync(repoToolDir(tool)).sort()) hash.update(file).update(readFileSync(join(repoToolDir(tool), file)));
+  return hash.digest("hex").slice(0, 12);
 }
 
 function goVersion(tool: Tool): string {

@@ -1,5 +1,38 @@
 import * as grpc from "@grpc/grpc-js";
-import { ADS_METHOD_PATH, createAdsCodec, TYPE_URL, type DecodedDiscoveryResponse, type DiscoveryRequest, type ProtoRegistry, type ResourceKind } from "../../gateway/internal.ts";
+import {
+  ADS_METHOD_PATH,
+  createAdsCodec,
+  DELTA_ADS_METHOD_PATH,
+  TYPE_URL,
+  type DecodedDeltaDiscoveryResponse,
+  type DecodedDiscoveryResponse,
+  type DeltaDiscoveryRequest,
+  type DiscoveryRequest,
+  type ProtoRegistry,
+  type ResourceKind,
+} from "../../gateway/internal.ts";
+
+/** Resolves when `predicate` holds after some response; rejects after `timeoutMs`. */
+function waitUntil(nodeId: string, waiters: Set<() => void>, predicate: () => boolean, timeoutMs: number): Promise<void> {
+  if (predicate()) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    // Checked on every response and polled, for conditions on the server side (an ACK landing).
+    const poll = setInterval(() => check(), 5);
+    const timer = setTimeout(() => {
+      waiters.delete(check);
+      clearInterval(poll);
+      reject(new Error(`${nodeId}: condition not met within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const check = () => {
+      if (!predicate()) return;
+      clearTimeout(timer);
+      clearInterval(poll);
+      waiters.delete(check);
+      resolve();
+    };
+    waiters.add(check);
+  });
+}
 
 export interface ReceivedType {
   versionInfo: string;
@@ -47,26 +80,8 @@ export class AdsTestClient {
     this.first = undefined;
   }
 
-  /** Resolves when `predicate` holds after some response; rejects after `timeoutMs`. */
   waitFor(predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
-    if (predicate()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      // Checked on every response and polled, for conditions on the server side (an ACK landing).
-      const poll = setInterval(() => check(), 5);
-      const timer = setTimeout(() => {
-        this.waiters.delete(check);
-        clearInterval(poll);
-        reject(new Error(`${this.nodeId}: condition not met within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const check = () => {
-        if (!predicate()) return;
-        clearTimeout(timer);
-        clearInterval(poll);
-        this.waiters.delete(check);
-        resolve();
-      };
-      this.waiters.add(check);
-    });
+    return waitUntil(this.nodeId, this.waiters, predicate, timeoutMs);
   }
 
   close(): void {
@@ -98,6 +113,94 @@ export class AdsTestClient {
       const kept = previous ?? { versionInfo: "", nonce: "", resources: new Map(), responses: 0 };
       this.received.set(kind, { ...kept, nonce: response.nonce, responses: kept.responses + 1 });
       this.send({ versionInfo: kept.versionInfo, node: undefined, resourceNames: this.subscriptions.get(kind) ?? [], typeUrl: response.typeUrl, responseNonce: response.nonce, errorDetail: { code: 3, message: reason } });
+    }
+    for (const w of [...this.waiters]) w();
+  }
+}
+
+/** One resource as a delta client holds it. */
+export interface HeldResource {
+  version: string;
+  /** Decoded JSON; `{}` when the client does not decode. */
+  resource: Record<string, unknown>;
+}
+
+/**
+ * A raw incremental (DeltaAggregatedResources) ADS client on @grpc/grpc-js:
+ * applies each response's upserts and removals to what it holds per type, and
+ * ACKs it (or NACKs it when `nack` says so, keeping what it held).
+ */
+export class DeltaAdsTestClient {
+  /** name -> resource, per type: what the client runs. */
+  readonly held = new Map<ResourceKind, Map<string, HeldResource>>();
+  readonly responses: DecodedDeltaDiscoveryResponse[] = [];
+  private readonly call: grpc.ClientDuplexStream<DeltaDiscoveryRequest, DecodedDeltaDiscoveryResponse>;
+  private readonly client: grpc.Client;
+  private readonly waiters = new Set<() => void>();
+  private readonly nodeId: string;
+  private readonly registry: ProtoRegistry;
+  private readonly decodeResources: boolean;
+  private first: DeltaDiscoveryRequest["node"];
+  nack: ((response: DecodedDeltaDiscoveryResponse) => string | undefined) | undefined;
+
+  constructor(options: { address: string; registry: ProtoRegistry; nodeId: string; dataplane?: "gateway" | "proxyless"; decodeResources?: boolean; ownConnection?: boolean }) {
+    const codec = createAdsCodec(options.registry);
+    this.registry = options.registry;
+    this.nodeId = options.nodeId;
+    this.decodeResources = options.decodeResources ?? true;
+    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), options.ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {});
+    this.call = this.client.makeBidiStreamRequest(DELTA_ADS_METHOD_PATH, (r: DeltaDiscoveryRequest) => codec.encodeDeltaRequest(r), (b: Buffer) => codec.decodeDeltaResponse(b));
+    this.call.on("data", (response: DecodedDeltaDiscoveryResponse) => this.onResponse(response));
+    this.call.on("error", () => undefined);
+    this.first = { id: options.nodeId, cluster: "a", userAgentName: "fedgate-test", dataplane: options.dataplane };
+  }
+
+  /** Subscribes to more names (`*`: the wildcard; none on a type's first request: the legacy wildcard for LDS/CDS). */
+  subscribe(kind: ResourceKind, names: string[], initialResourceVersions: Record<string, string> = {}): void {
+    this.request({ typeUrl: TYPE_URL[kind], subscribe: names, initialResourceVersions });
+  }
+
+  unsubscribe(kind: ResourceKind, names: string[]): void {
+    this.request({ typeUrl: TYPE_URL[kind], unsubscribe: names });
+  }
+
+  /** name -> version of what the client holds: the `initial_resource_versions` of a reconnect. */
+  versions(kind: ResourceKind): Record<string, string> {
+    return Object.fromEntries([...(this.held.get(kind) ?? new Map<string, HeldResource>())].map(([name, r]) => [name, r.version]));
+  }
+
+  /** The responses of one type received so far. */
+  responsesOf(kind: ResourceKind): DecodedDeltaDiscoveryResponse[] {
+    return this.responses.filter((r) => r.typeUrl === TYPE_URL[kind]);
+  }
+
+  waitFor(predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
+    return waitUntil(this.nodeId, this.waiters, predicate, timeoutMs);
+  }
+
+  close(): void {
+    this.call.end();
+    this.client.close();
+  }
+
+  private request(r: Partial<DeltaDiscoveryRequest> & { typeUrl: string }): void {
+    this.call.write({ node: this.first, subscribe: [], unsubscribe: [], initialResourceVersions: {}, responseNonce: "", errorDetail: undefined, ...r });
+    this.first = undefined;
+  }
+
+  private onResponse(response: DecodedDeltaDiscoveryResponse): void {
+    this.responses.push(response);
+    const kind = (Object.keys(TYPE_URL) as ResourceKind[]).find((k) => TYPE_URL[k] === response.typeUrl);
+    if (!kind) return;
+    const reason = this.nack?.(response);
+    if (reason === undefined) {
+      const held = this.held.get(kind) ?? new Map<string, HeldResource>();
+      for (const r of response.resources) held.set(r.name, { version: r.version, resource: this.decodeResources ? this.registry.decodeAny(r.typeUrl, r.value) : {} });
+      for (const name of response.removedResources) held.delete(name);
+      this.held.set(kind, held);
+      this.request({ typeUrl: response.typeUrl, responseNonce: response.nonce });
+    } else {
+      this.request({ typeUrl: response.typeUrl, responseNonce: response.nonce, errorDetail: { code: 3, message: reason } });
     }
     for (const w of [...this.waiters]) w();
   }
