@@ -14,8 +14,6 @@ import type { HttpListenerSpec } from "./resources.ts";
 
 /** Request header block limit (HTTP/1.1 head, HTTP/2 header list): above it, 431. */
 export const MAX_HEADER_BYTES = 16 * 1024;
-/** A client must send its whole request head (or the HTTP/2 preface) within this. */
-export const HEADERS_TIMEOUT_MS = 10_000;
 /** How often Node's HTTP/1.1 server looks for stalled request heads. */
 const HEADERS_CHECK_INTERVAL_MS = 1_000;
 /** An idle HTTP/2 connection is closed after this. */
@@ -56,9 +54,12 @@ export class HttpListener {
         return s;
       },
     };
-    this.h1 = createH1Server({ maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0, connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS, noDelay: true }, (req, res) =>
+    // A client must send its whole request head (HTTP/2: its preface) within the bootstrap's handshake timeout.
+    this.h1 = createH1Server({ maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: ctx.handshakeTimeoutMs, requestTimeout: 0, connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS, noDelay: true }, (req, res) =>
       this.onH1Request(req, res),
     );
+    // Never listens itself (connections are handed over after the preface check); 'listening' starts its stalled-head checker.
+    this.h1.emit("listening");
     this.h1.on("clientError", (err: Error & { code?: string }, socket: Socket) => this.onH1ClientError(err, socket));
     this.h2 = createH2Server({ settings: { maxHeaderListSize: MAX_HEADER_BYTES }, maxSessionInvalidFrames: 100 });
     this.h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.onH2Stream(stream, headers));
@@ -90,6 +91,7 @@ export class HttpListener {
   closeUpstreams(): void {
     this.pool.close();
     this.h1.closeAllConnections();
+    this.h1.close();
   }
 
   private onConnection(socket: Socket): void {
@@ -100,7 +102,7 @@ export class HttpListener {
     const timer = setTimeout(() => {
       this.badInput("headers_timeout", undefined);
       socket.destroy();
-    }, HEADERS_TIMEOUT_MS);
+    }, this.ctx.handshakeTimeoutMs);
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
       const n = Math.min(head.length, H2_PREFACE.length);

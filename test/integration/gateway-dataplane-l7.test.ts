@@ -145,7 +145,9 @@ class RequestLoad {
 }
 
 l7("local backends killed under steady HTTP load: zero failed requests, served by the peer; restored: back to local", async (ctx) => {
-  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["a", "b"], members: { a: 2, b: 1 } }));
+  // Short ejections, so the restored endpoints are tried again soon.
+  const policy = { outlierDetection: { baseEjectionMs: 2_000 } };
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["a", "b"], members: { a: 2, b: 1 }, policy }));
   const [a1, a2] = t.get("a").web;
   const load = new RequestLoad(t.importPort("a"));
   await waitFor("load on local endpoints", () => load.served.length >= 40);

@@ -179,7 +179,7 @@ export class L7Topology {
     private readonly exporters: readonly string[],
   ) {}
 
-  static async start(options: { pki: ClusterSetPki; registry: ProtoRegistry; exporters: readonly string[]; members: Record<string, number>; policy?: ServicePolicyInput }): Promise<L7Topology> {
+  static async start(options: { pki: ClusterSetPki; registry: ProtoRegistry; exporters: readonly string[]; members: Record<string, number>; policy?: ServicePolicyInput; handshakeTimeoutMs?: number }): Promise<L7Topology> {
     const t = new L7Topology(options.pki, options.exporters);
     t.policy = options.policy ?? {};
     for (const [name, count] of Object.entries(options.members)) {
@@ -193,7 +193,7 @@ export class L7Topology {
         node: { id: `gw-${name}`, cluster: name },
         xds_servers: [{ server_uri: xds.address }],
         admin: { address: "127.0.0.1", port: 0 },
-        fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(L7_PORT)]: 0 }, handshake_timeout_ms: 5_000, drain_timeout_ms: 2_000, reconnect_initial_ms: 50, reconnect_max_ms: 500 },
+        fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(L7_PORT)]: 0 }, handshake_timeout_ms: options.handshakeTimeoutMs ?? 5_000, drain_timeout_ms: 2_000, reconnect_initial_ms: 50, reconnect_max_ms: 500 },
       });
       sim.gateway = await Gateway.start({ bootstrap, logger: silentLogger, registry: options.registry });
     }
