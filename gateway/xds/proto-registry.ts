@@ -139,6 +139,27 @@ export class ProtoRegistry {
     return { bytes: type.encode(type.fromObject(prepared)).finish(), problems };
   }
 
+  /**
+   * Validates one item of a repeated message field and encodes it as that
+   * field's wire entry (tag, length, bytes). Entries appended to the encoding
+   * of the rest of the message decode as the whole message would (protobuf
+   * merges fields in any order), so a resource that lists every service is
+   * validated item by item and only new items cost anything.
+   */
+  encodeRepeatedItem(typeName: string, fieldName: string, item: unknown, at: string): EncodeResult {
+    const field = this.type(typeName).fields[fieldName];
+    const itemType = field?.resolvedType;
+    if (!field?.repeated || !(itemType instanceof protobuf.Type)) return { bytes: undefined, problems: [{ path: at, message: `${typeName}.${fieldName} is not a repeated message field` }] };
+    const problems: Problem[] = [];
+    const repeated = rulesOf(field)?.repeated;
+    const itemRules = isPlainObject(repeated?.items) ? (repeated.items as Rules) : undefined;
+    const prepared = this.prepareValue(field, item, itemRules, at, problems);
+    if (problems.length || !isPlainObject(prepared)) return { bytes: undefined, problems };
+    const bytes = itemType.encode(itemType.fromObject(prepared)).finish();
+    // Wire type 2 (length-delimited): tag, then the item with its length.
+    return { bytes: protobuf.Writer.create().uint32((field.id << 3) | 2).bytes(bytes).finish(), problems };
+  }
+
   /** Decodes to the JSON form (Any as `@type`, enums as names, 64-bit as strings). */
   decode(typeName: string, bytes: Uint8Array): Record<string, unknown> {
     const type = this.type(typeName);

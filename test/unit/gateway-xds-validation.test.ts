@@ -105,4 +105,38 @@ cache("entries unused for a whole generation are dropped", () => {
   assert.is(c.size, 1);
 });
 
+const host = (n: number, domains = [`s${n}.example`]) => ({ name: `h${n}`, domains, routes: [{ match: { prefix: "/" }, route: { cluster: `c${n}` } }] });
+const routeConfig = (hosts: unknown[]) => ({ kind: "route" as const, name: "r", message: { name: "r", virtual_hosts: hosts } });
+
+cache("a RouteConfiguration is validated host by host: a new host costs one validation, and the bytes decode to the whole", () => {
+  const counted = ProtoRegistry.load();
+  let itemValidations = 0;
+  const encodeItem = counted.encodeRepeatedItem.bind(counted);
+  counted.encodeRepeatedItem = (...args) => {
+    itemValidations += 1;
+    return encodeItem(...args);
+  };
+  const c = new EncodedResourceCache({ registry: counted });
+  const hosts = Array.from({ length: 50 }, (_, i) => host(i));
+  const first = validateAndEncode(c, set([routeConfig(hosts)])).encoded?.route.get("r");
+  assert.is(itemValidations, 50);
+  c.endGeneration();
+  const grown = validateAndEncode(c, set([routeConfig([...hosts, host(50)])])).encoded?.route.get("r");
+  assert.is(itemValidations, 51, "only the new virtual host was validated");
+  assert.ok(first && grown && grown.hash !== first.hash);
+  assert.equal(registry.decode("envoy.config.route.v3.RouteConfiguration", grown.bytes), registry.decode("envoy.config.route.v3.RouteConfiguration", registry.encode("envoy.config.route.v3.RouteConfiguration", routeConfig([...hosts, host(50)]).message).bytes ?? new Uint8Array()));
+  const back = validateAndEncode(c, set([routeConfig(hosts)])).encoded?.route.get("r");
+  assert.is(back, first, "the previous content again: the same encoded object");
+  assert.is(itemValidations, 51);
+});
+
+cache("an invalid virtual host is reported at its index, and the route is not encoded", () => {
+  const c = new EncodedResourceCache({ registry });
+  for (let i = 0; i < 2; i++) {
+    const outcome = validateAndEncode(c, set([routeConfig([host(0), host(1, [])])]));
+    assert.is(outcome.encoded, undefined);
+    assert.ok(outcome.problems.some((p) => p.path.startsWith("route[r].virtual_hosts[1].domains")), JSON.stringify(outcome.problems));
+  }
+});
+
 cache.run();
