@@ -2,9 +2,11 @@ import { connect as netConnect, createServer } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { createLogger } from "../../common/index.ts";
 import { ProtoRegistry } from "../../gateway/index.ts";
 import { parseCertificatesPem } from "../../trust/index.ts";
 import { createClusterSetPki, type ClusterSetPki } from "../support/clusterset-pki.ts";
+import { forgeLeaf } from "../support/tls-fixtures.ts";
 import { EXPORT_SNI, exchange, Topology, waitFor } from "../support/gateway-harness.ts";
 
 const pki = await createClusterSetPki(["a", "b", "c"]);
@@ -142,6 +144,77 @@ sec("SDS rotation: new connections get the new certificate, open connections car
   open.write("after");
   await waitFor("the connection opened before the rotation still echoes", () => received === "b-1\nbeforeafter");
   open.destroy();
+});
+
+sec("an expired client certificate is refused with fedgate_trust_expired while others are served", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const now = Date.now();
+  const expired = await forgeLeaf({ intermediate: pki.identity("a").intermediate, spiffeId: `spiffe://${pki.trustDomain}/cluster/a/gateway`, notBefore: new Date(now - 7_200_000), notAfter: new Date(now - 3_600_000) });
+  const outcome = await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: { cert: expired.chainPem, key: expired.privateKeyPem } });
+  assert.is(outcome.kind, "refused");
+  assert.is(refusals(t, "fedgate_trust_expired"), 1);
+  assert.is(await exchange(t.importPort("a")), "b-1");
+});
+
+sec("a revoked cluster: refused at the handshake (reason revoked, one log line), its open connections cut, other clusters served", async (ctx) => {
+  const lines: string[] = [];
+  const logger = createLogger({ level: "warn", write: (line) => lines.push(line) });
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1, c: 0 }, logger }));
+  // A long-lived connection from A, admitted before the revocation.
+  const open = netConnect({ host: "127.0.0.1", port: t.importPort("a") });
+  let received = "";
+  let openClosed = false;
+  open.on("data", (c: Buffer) => (received += c.toString()));
+  open.on("error", () => open.destroy());
+  open.on("close", () => (openClosed = true));
+  open.write("before");
+  await waitFor("A's open connection echoes", () => received === "b-1\nbefore");
+  assert.is(await exchange(t.importPort("c")), "b-1");
+
+  // The root revokes A's intermediate; B's control plane hands the list to B's gateway in its bundle secret.
+  const crl = await pki.root.issueRevocationList({ intermediates: [pki.identity("a").intermediate.certificate], crlNumber: 1 });
+  const acks = t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" });
+  t.get("b").revocationsPem = crl.pem;
+  t.push("b");
+  await waitFor("B installed the revocation list", () => t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" }) > acks);
+  await waitFor("A's open connection is cut", () => openClosed);
+  assert.is(t.metric("b", "fedgate_gateway_downstream_refused_total", { listener: "fedgate-export-15443", reason: "revoked" }), 1, "the cut is counted");
+
+  // New handshakes from A (its gateway, or anything holding an A identity) are refused; C is served.
+  const direct = await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: await clientLeaf(pki, "a") });
+  assert.equal(direct, { kind: "refused", stage: "after-handshake" });
+  let viaGateway: unknown;
+  await exchange(t.importPort("a"), "ping", 5_000).catch((err: unknown) => (viaGateway = err));
+  assert.ok(viaGateway, "A's gateway cannot reach B any more");
+  assert.is(await exchange(t.importPort("c")), "b-1", "C is still served");
+  assert.ok(refusals(t, "revoked") >= 2, `refusals counted as revoked: ${refusals(t, "revoked")}`);
+  const refusedLines = lines.filter((l) => l.includes('"refused a TLS client"') && l.includes('"reason":"revoked"') && l.includes('"cluster":"b"'));
+  assert.is(refusedLines.length, refusals(t, "revoked"), "one log line per refusal");
+  assert.ok(refusedLines.every((l) => l.includes("FEDGATE_TRUST_CLUSTER_REVOKED")), refusedLines[0]);
+  assert.is(lines.filter((l) => l.includes("cut a connection of a revoked cluster")).length, 1);
+
+  // A forged list (signed by another root) is NACKed whole: B keeps the list it had, A stays refused.
+  const nacks = t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "nack" });
+  const forged = await rogueRoot.root.issueRevocationList({ intermediates: [], crlNumber: 2 });
+  t.get("b").revocationsPem = forged.pem;
+  t.push("b");
+  await waitFor("B NACKs the forged list", () => t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "nack" }) > nacks);
+  assert.is((await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: await clientLeaf(pki, "a") })).kind, "refused");
+  assert.is(await exchange(t.importPort("c")), "b-1");
+});
+
+sec("a gateway refuses to originate TLS to a revoked peer (upstream reason revoked)", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  assert.is(await exchange(t.importPort("a")), "b-1");
+  const crl = await pki.root.issueRevocationList({ intermediates: [pki.identity("b").intermediate.certificate], crlNumber: 1 });
+  const acks = t.metric("a", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" });
+  t.get("a").revocationsPem = crl.pem;
+  t.push("a");
+  await waitFor("A installed the revocation list", () => t.metric("a", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" }) > acks);
+  let failed: unknown;
+  await exchange(t.importPort("a"), "ping", 5_000).catch((err: unknown) => (failed = err));
+  assert.ok(failed, "A does not talk to revoked B");
+  assert.ok(t.metric("a", "fedgate_gateway_tls_handshake_failures_total", { side: "upstream", reason: "revoked" }) >= 1);
 });
 
 /** Captures the ClientHello a real TLS client sends for `servername`. */
