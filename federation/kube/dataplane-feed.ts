@@ -13,7 +13,7 @@ export interface DataplaneFeedOptions {
   exchange: Exchange;
   sink: XdsSink;
   self: FederationSnapshotInput["self"];
-  /** The gateway's current certificate, key and trust bundle; read on every snapshot, so rotation is a `refresh()`. */
+  /** The gateway's current certificate, key and trust bundle; read on every snapshot, so rotation is a `refresh()`. Revocation lists are the exchange's. */
   tls: () => FederationSnapshotInput["tls"];
   proxyless?: FederationSnapshotInput["proxyless"];
   logger?: Logger;
@@ -43,10 +43,12 @@ export class DataplaneFeed {
   start(): void {
     this.unsubscribe = this.o.controller.onDataplaneChange(() => this.refresh());
     const clusters = this.o.exchange.watchClusters({ signal: this.stopped.signal });
-    this.watching = (async () => {
-      // A cluster's registration (its gateway addresses) or liveness changed.
-      for (let next = await clusters.next(); !next.done; next = await clusters.next()) this.refresh();
-    })();
+    const trust = this.o.exchange.watchTrust({ signal: this.stopped.signal });
+    const refreshOn = async (changes: AsyncIterableIterator<unknown, undefined>) => {
+      for (let next = await changes.next(); !next.done; next = await changes.next()) this.refresh();
+    };
+    // A cluster's registration (its gateway addresses) or liveness changed; or new revocation lists were installed.
+    this.watching = Promise.all([refreshOn(clusters), refreshOn(trust)]).then(() => undefined);
     this.push();
   }
 
@@ -78,7 +80,8 @@ export class DataplaneFeed {
         clusters: this.o.exchange.clusters(),
         localEndpoints: this.o.controller.localEndpoints(),
         policies: this.o.controller.policies(),
-        tls: this.o.tls(),
+        // Revocation lists come from the bus, where the exchange checked each was signed by a root and fresh.
+        tls: { ...this.o.tls(), revocationsPem: this.o.exchange.revocations().pem },
         ...(this.o.proxyless ? { proxyless: this.o.proxyless } : {}),
       });
       this.snapshots++;
