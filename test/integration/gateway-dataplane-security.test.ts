@@ -241,38 +241,86 @@ function seeded(seed: number): () => number {
   };
 }
 
-sec("fuzz: mutated ClientHellos are all refused and counted, and the gateway keeps serving", async (ctx) => {
+/** The downstream TLS failure counters of B's gateway, by reason. */
+function downstreamFailures(t: Topology): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of t.get("b").gateway.metrics.registry.render().split("\n")) {
+    if (!line.startsWith("fedgate_gateway_tls_handshake_failures_total{") || !line.includes('side="downstream"')) continue;
+    const reason = /reason="([^"]*)"/.exec(line)?.[1] ?? "";
+    out.set(reason, (out.get(reason) ?? 0) + Number(line.split(" ").at(-1)));
+  }
+  return out;
+}
+
+type Mutation = "bit-flips" | "truncation" | "length-field" | "random-sni-bytes" | "unknown-sni";
+const MUTATION_KINDS: readonly Mutation[] = ["bit-flips", "truncation", "length-field", "random-sni-bytes", "unknown-sni"];
+
+/** One seeded mutation of a real ClientHello (record header at 0, handshake header at 5, session id length at 43). */
+function mutate(hello: Buffer, kind: Mutation, random: () => number): Buffer {
+  const out = Buffer.from(hello);
+  const byte = () => Math.floor(random() * 256);
+  const sniAt = hello.indexOf(Buffer.from(EXPORT_SNI));
+  switch (kind) {
+    case "bit-flips":
+      for (let k = 0; k < 1 + Math.floor(random() * 8); k++) {
+        const at = Math.floor(random() * out.length);
+        out[at] = out[at]! ^ (1 << Math.floor(random() * 8));
+      }
+      return out;
+    case "truncation":
+      return out.subarray(0, 1 + Math.floor(random() * (out.length - 1)));
+    case "length-field": {
+      // Record length, handshake length, session id length, server_name list length, host name length.
+      const fields = [3, 4, 6, 7, 8, 43, sniAt - 5, sniAt - 4, sniAt - 2, sniAt - 1];
+      out[fields[Math.floor(random() * fields.length)]!] = byte();
+      return out;
+    }
+    case "random-sni-bytes":
+      for (let k = 0; k < EXPORT_SNI.length; k++) out[sniAt + k] = byte();
+      return out;
+    case "unknown-sni":
+      // A well-formed hello for a name nobody exports.
+      for (let k = 0; k < EXPORT_SNI.length; k++) out[sniAt + k] = 0x61 + Math.floor(random() * 26);
+      return out;
+  }
+}
+
+sec("fuzz: a few hundred mutated ClientHellos are each refused and counted exactly once; the gateway keeps serving", async (ctx) => {
   const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS }));
   const hello = await captureClientHello(EXPORT_SNI);
+  assert.ok(hello.indexOf(Buffer.from(EXPORT_SNI)) > 43, "the captured hello carries the SNI");
   const random = seeded(7);
-  const MUTATIONS = 60;
-  const attempts: Promise<string>[] = [];
-  for (let i = 0; i < MUTATIONS; i++) {
-    const mutated = Buffer.from(hello);
-    const mode = i % 3;
-    if (mode === 0) for (let k = 0; k < 1 + Math.floor(random() * 8); k++) mutated[Math.floor(random() * mutated.length)] = Math.floor(random() * 256);
-    const bytes = mode === 1 ? mutated.subarray(0, Math.floor(random() * mutated.length)) : mode === 2 ? Buffer.concat([mutated.subarray(0, 5), Buffer.alloc(64, Math.floor(random() * 256))]) : mutated;
-    attempts.push(
-      new Promise((resolve) => {
+  const MUTATIONS = 300;
+  const BATCH = 60;
+  const before = downstreamFailures(t);
+  const answers: string[] = [];
+  for (let batch = 0; batch < MUTATIONS / BATCH; batch++) {
+    const attempts = Array.from({ length: BATCH }, (_, k) => {
+      const bytes = mutate(hello, MUTATION_KINDS[(batch * BATCH + k) % MUTATION_KINDS.length]!, random);
+      return new Promise<string>((resolve) => {
         let received = "";
         const s = netConnect({ host: "127.0.0.1", port: exportPort(t) }, () => s.write(bytes));
         s.on("data", (d: Buffer) => (received += d.toString("latin1")));
         s.on("error", () => s.destroy());
+        // The client never closes first: every attempt ends by the gateway's decision.
         s.on("close", () => resolve(received));
-      }),
-    );
+      });
+    });
+    assert.is(await exchange(t.importPort("a")), "b-1", `served while fuzz batch ${batch} runs`);
+    answers.push(...(await Promise.all(attempts)));
   }
-  assert.is(await exchange(t.importPort("a")), "b-1", "served while the fuzzing runs");
-  const answers = await Promise.all(attempts);
   assert.ok(answers.every((a) => !a.includes("b-1")), "no mutated hello reached a backend");
-  const text = t.get("b").gateway.metrics.registry.render();
-  const refused = text
-    .split("\n")
-    .filter((l) => l.startsWith("fedgate_gateway_tls_handshake_failures_total{") && l.includes('side="downstream"'))
-    .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
-  assert.ok(refused >= MUTATIONS, `every mutated hello counted (${refused})`);
-  assert.is(t.metric("b", "fedgate_gateway_upstream_connections_total", { cluster: "inbound|9000||echo.demo.svc.cluster.local" }), 1, "only the real client reached a backend");
-  assert.is(await exchange(t.importPort("a")), "b-1", "still serving afterwards");
+  const after = downstreamFailures(t);
+  const delta = new Map([...after].map(([reason, n]) => [reason, n - (before.get(reason) ?? 0)]));
+  // Health checks from A's gateway are bare TCP connects, counted as client_disconnected; nothing else adds to these counters.
+  delta.delete("client_disconnected");
+  const counted = [...delta.values()].reduce((a, b) => a + b, 0);
+  assert.is(counted, MUTATIONS, `every mutated hello counted once: ${JSON.stringify(Object.fromEntries(delta))}`);
+  assert.ok((delta.get("unknown_sni") ?? 0) >= MUTATIONS / MUTATION_KINDS.length, "every hello for an unexported name is unknown_sni");
+  assert.ok(delta.size >= 3, `several distinct reasons: ${[...delta.keys()].join(", ")}`);
+  assert.is(t.metric("b", "fedgate_gateway_upstream_connections_total", { cluster: "inbound|9000||echo.demo.svc.cluster.local" }), MUTATIONS / BATCH, "only the real clients reached a backend");
+  assert.equal(await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: await clientLeaf(pki, "a") }), { kind: "served", id: "b-1" }, "a normal mTLS call succeeds afterwards");
+  assert.is(await exchange(t.importPort("a")), "b-1", "still serving through the gateways");
 });
 
 sec.run();
