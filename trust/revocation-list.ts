@@ -23,6 +23,8 @@ export const MAX_CRL_ENTRIES = 16_384;
 /** Roots one revocation document may cover (a bundle holds two during a rotation). */
 export const MAX_CRLS_PER_DOCUMENT = 8;
 export const REVOCATIONS_KIND = "fedgate.revocations";
+/** A list dated this far ahead of the receiver's clock is still accepted (clusters' clocks drift a little). */
+const CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 /** One parsed, structurally valid CRL. Its signature is checked by `acceptRevocations`, against a bundle. */
 export class RevocationList {
@@ -235,9 +237,6 @@ export function acceptRevocations(text: string, options: AcceptRevocationsOption
   }
   return { revocations: changed ? Revocations.of(next) : current, changed };
 }
-
-/** A list dated this far ahead of the receiver's clock is still accepted (clusters' clocks drift a little). */
-const CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 // ---- the bus record ----
 
