@@ -2,7 +2,7 @@ import { connect as netConnect, createServer } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { createLogger } from "../../common/index.ts";
+import { createLogger, type Logger } from "../../common/index.ts";
 import { ProtoRegistry } from "../../gateway/index.ts";
 import { parseCertificatesPem } from "../../trust/index.ts";
 import { createClusterSetPki, type ClusterSetPki } from "../support/clusterset-pki.ts";
@@ -18,6 +18,9 @@ const HANDSHAKE_TIMEOUT_MS = 1_000;
 
 interface Ctx {
   topology?: Topology;
+  /** Every gateway's warn and error lines, for the one-line-per-refusal check. */
+  lines: string[];
+  logger: Logger;
 }
 
 async function clientLeaf(from: ClusterSetPki, cluster: string) {
@@ -50,7 +53,13 @@ function tlsAttempt(port: number, options: { servername: string; identity?: { ce
   });
 }
 
-const sec = suite<Ctx>("gateway export listener refuses bad clients and keeps serving", {});
+const sec = suite<Ctx>("gateway export listener refuses bad clients and keeps serving", {} as Ctx);
+
+sec.before.each((ctx) => {
+  const lines: string[] = [];
+  ctx.lines = lines;
+  ctx.logger = createLogger({ level: "warn", write: (line) => lines.push(line) });
+});
 
 sec.after.each(async (ctx) => {
   await ctx.topology?.close();
@@ -61,22 +70,40 @@ function exportPort(t: Topology): number {
   return t.exportPorts.get("b") ?? 0;
 }
 
+/** Every downstream refusal B counted was logged exactly once, with its reason. */
+function assertOneLinePerRefusal(t: Topology, lines: readonly string[]): void {
+  const counted = new Map<string, number>();
+  for (const line of t.get("b").gateway.metrics.registry.render().split("\n")) {
+    if (!line.startsWith("fedgate_gateway_tls_handshake_failures_total{") || !line.includes('side="downstream"')) continue;
+    const reason = /reason="([^"]*)"/.exec(line)?.[1] ?? "";
+    counted.set(reason, (counted.get(reason) ?? 0) + Number(line.split(" ").at(-1)));
+  }
+  const logged = new Map<string, number>();
+  for (const line of lines) {
+    if (!line.includes('"refused a TLS client"') || !line.includes('"cluster":"b"')) continue;
+    const reason = /"reason":"([^"]*)"/.exec(line)?.[1] ?? "";
+    logged.set(reason, (logged.get(reason) ?? 0) + 1);
+  }
+  assert.equal(Object.fromEntries([...logged].sort()), Object.fromEntries([...counted].filter(([, n]) => n > 0).sort()), "one log line per counted refusal, by reason");
+}
+
 function refusals(t: Topology, reason: string): number {
   return t.metric("b", "fedgate_gateway_tls_handshake_failures_total", { side: "downstream", reason });
 }
 
 sec("a trusted peer with the export's SNI is served; an unknown SNI is refused in the handshake and counted", async (ctx) => {
-  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, logger: ctx.logger }));
   const good = await clientLeaf(pki, "a");
   assert.equal(await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: good }), { kind: "served", id: "b-1" });
   const unknown = await tlsAttempt(exportPort(t), { servername: "outbound_.9999_._.secret.kube-system.svc.clusterset.local", identity: good });
   assert.equal(unknown, { kind: "refused", stage: "handshake" });
   assert.is(refusals(t, "unknown_sni"), 1);
   assert.is(t.metric("b", "fedgate_gateway_upstream_connections_total", { cluster: "inbound|9000||echo.demo.svc.cluster.local" }), 1, "only the good client reached a backend");
+  assertOneLinePerRefusal(t, ctx.lines);
 });
 
 sec("a client certificate from another trust domain, an untrusted root, or none at all is refused with a typed reason", async (ctx) => {
-  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, logger: ctx.logger }));
   const cases = [
     { name: "other trust domain", identity: await clientLeaf(otherDomain, "a"), reason: "fedgate_trust_wrong_trust_domain" },
     { name: "untrusted root", identity: await clientLeaf(rogueRoot, "a"), reason: "fedgate_trust_unknown_root" },
@@ -88,18 +115,20 @@ sec("a client certificate from another trust domain, an untrusted root, or none 
     assert.is(refusals(t, c.reason), 1, `${c.name} counted as ${c.reason}`);
   }
   assert.is(await exchange(t.importPort("a")), "b-1", "the trusted peer gateway is still served");
+  assertOneLinePerRefusal(t, ctx.lines);
 });
 
 sec("only the export's consumers may call it: another cluster of the trust domain is refused", async (ctx) => {
-  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, consumers: ["a"] }));
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, consumers: ["a"], logger: ctx.logger }));
   const outcome = await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: await clientLeaf(pki, "c") });
   assert.equal(outcome, { kind: "refused", stage: "after-handshake" });
   assert.is(refusals(t, "unauthorized_cluster"), 1);
   assert.equal(await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: await clientLeaf(pki, "a") }), { kind: "served", id: "b-1" });
+  assertOneLinePerRefusal(t, ctx.lines);
 });
 
 sec("garbage bytes and a stalled ClientHello are cut off while other clients keep being served", async (ctx) => {
-  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS }));
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS, logger: ctx.logger }));
   const closed = (write: Buffer | undefined) =>
     new Promise<void>((resolve) => {
       const s = netConnect({ host: "127.0.0.1", port: exportPort(t) }, () => {
@@ -121,10 +150,11 @@ sec("garbage bytes and a stalled ClientHello are cut off while other clients kee
   const text = t.get("b").gateway.metrics.registry.render();
   const garbageReasons = text.split("\n").filter((l) => l.startsWith("fedgate_gateway_tls_handshake_failures_total") && !/handshake_timeout|client_disconnected/.test(l));
   assert.is(garbageReasons.length, 1, `one garbage reason line: ${garbageReasons.join(" | ")}`);
+  assertOneLinePerRefusal(t, ctx.lines);
 });
 
 sec("SDS rotation: new connections get the new certificate, open connections carry on", async (ctx) => {
-  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, logger: ctx.logger }));
   const open = netConnect({ host: "127.0.0.1", port: t.importPort("a") });
   let received = "";
   open.on("data", (c: Buffer) => (received += c.toString()));
@@ -147,19 +177,19 @@ sec("SDS rotation: new connections get the new certificate, open connections car
 });
 
 sec("an expired client certificate is refused with fedgate_trust_expired while others are served", async (ctx) => {
-  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, logger: ctx.logger }));
   const now = Date.now();
   const expired = await forgeLeaf({ intermediate: pki.identity("a").intermediate, spiffeId: `spiffe://${pki.trustDomain}/cluster/a/gateway`, notBefore: new Date(now - 7_200_000), notAfter: new Date(now - 3_600_000) });
   const outcome = await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: { cert: expired.chainPem, key: expired.privateKeyPem } });
   assert.is(outcome.kind, "refused");
   assert.is(refusals(t, "fedgate_trust_expired"), 1);
   assert.is(await exchange(t.importPort("a")), "b-1");
+  assertOneLinePerRefusal(t, ctx.lines);
 });
 
 sec("a revoked cluster: refused at the handshake (reason revoked, one log line), its open connections cut, other clusters served", async (ctx) => {
-  const lines: string[] = [];
-  const logger = createLogger({ level: "warn", write: (line) => lines.push(line) });
-  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1, c: 0 }, logger }));
+  const lines = ctx.lines;
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1, c: 0 }, logger: ctx.logger }));
   // A long-lived connection from A, admitted before the revocation.
   const open = netConnect({ host: "127.0.0.1", port: t.importPort("a") });
   let received = "";
@@ -201,10 +231,11 @@ sec("a revoked cluster: refused at the handshake (reason revoked, one log line),
   await waitFor("B NACKs the forged list", () => t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "nack" }) > nacks);
   assert.is((await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: await clientLeaf(pki, "a") })).kind, "refused");
   assert.is(await exchange(t.importPort("c")), "b-1");
+  assertOneLinePerRefusal(t, ctx.lines);
 });
 
 sec("a gateway refuses to originate TLS to a revoked peer (upstream reason revoked)", async (ctx) => {
-  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, logger: ctx.logger }));
   assert.is(await exchange(t.importPort("a")), "b-1");
   const crl = await pki.root.issueRevocationList({ intermediates: [pki.identity("b").intermediate.certificate], crlNumber: 1 });
   const acks = t.metric("a", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" });
@@ -286,7 +317,7 @@ function mutate(hello: Buffer, kind: Mutation, random: () => number): Buffer {
 }
 
 sec("fuzz: a few hundred mutated ClientHellos are each refused and counted exactly once; the gateway keeps serving", async (ctx) => {
-  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS }));
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS, logger: ctx.logger }));
   const hello = await captureClientHello(EXPORT_SNI);
   assert.ok(hello.indexOf(Buffer.from(EXPORT_SNI)) > 43, "the captured hello carries the SNI");
   const random = seeded(7);
@@ -321,6 +352,7 @@ sec("fuzz: a few hundred mutated ClientHellos are each refused and counted exact
   assert.is(t.metric("b", "fedgate_gateway_upstream_connections_total", { cluster: "inbound|9000||echo.demo.svc.cluster.local" }), MUTATIONS / BATCH, "only the real clients reached a backend");
   assert.equal(await tlsAttempt(exportPort(t), { servername: EXPORT_SNI, identity: await clientLeaf(pki, "a") }), { kind: "served", id: "b-1" }, "a normal mTLS call succeeds afterwards");
   assert.is(await exchange(t.importPort("a")), "b-1", "still serving through the gateways");
+  assertOneLinePerRefusal(t, ctx.lines);
 });
 
 sec.run();
