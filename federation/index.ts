@@ -5,7 +5,7 @@
 export { Exchange, ExchangeError, DEFAULT_LEASE_TTL_MS, type ExchangeOptions, type ExchangeStats, type ServiceChange, type ClusterChange } from "./exchange/exchange.ts";
 export { connectBus, BusUnavailableError, type AdminBus, type Bus, type BusBucket, type BusEntry, type BusWatch, type ConnectBusOptions } from "./exchange/nats-bus.ts";
 export { createRecordSigner, createRecordVerifier, RecordSignatureError, type RecordSigner, type RecordVerifier } from "./exchange/record-signing.ts";
-export { DEFAULT_BUCKETS, MARKER_TTL_MS, TRUST_BUNDLE_KEY, type BucketNames } from "./exchange/buckets.ts";
+export { DEFAULT_BUCKETS, MARKER_TTL_MS, REVOCATIONS_KEY, TRUST_BUNDLE_KEY, type BucketNames } from "./exchange/buckets.ts";
 export {
   createBusAuthority,
   serverAuthConfig,

@@ -10,7 +10,7 @@ import { FedgateError, ValidationError, type Problem } from "../common/index.ts"
 export class TrustError extends FedgateError {}
 
 /** What kind of input a parser was reading when it hit garbage. */
-export type InputKind = "pem" | "der" | "certificate" | "csr" | "private-key" | "bundle" | "signed-bundle" | "secret" | "files" | "state";
+export type InputKind = "pem" | "der" | "certificate" | "csr" | "private-key" | "bundle" | "signed-bundle" | "crl" | "revocations" | "secret" | "files" | "state";
 
 /** Input could not be parsed at all: truncated, mutated, oversized or of the wrong type. */
 export class MalformedInputError extends TrustError {
@@ -162,6 +162,24 @@ export class StaleBundleError extends TrustError {
     super("FEDGATE_TRUST_BUNDLE_STALE", `bundle sequence ${offered} is not newer than installed sequence ${current}`);
     this.current = current;
     this.offered = offered;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Revocation lists.
+// ---------------------------------------------------------------------------
+
+/** A revocation list is not signed by a root of the receiver's bundle (a forgery, or another trust domain's). */
+export class RevocationUnknownSignerError extends TrustError {
+  constructor(message: string) {
+    super("FEDGATE_TRUST_REVOCATION_UNKNOWN_SIGNER", message);
+  }
+}
+
+/** A revocation list is older than the one installed for its root, or past its nextUpdate (a replay or a stale writer). */
+export class StaleRevocationError extends TrustError {
+  constructor(message: string) {
+    super("FEDGATE_TRUST_REVOCATION_STALE", message);
   }
 }
 

@@ -26,6 +26,8 @@ export {
   BundleTamperedError,
   BundleUnknownSignerError,
   StaleBundleError,
+  RevocationUnknownSignerError,
+  StaleRevocationError,
   RotationRefusedError,
   IssuerUnavailableError,
   type ChainRole,
@@ -61,6 +63,8 @@ export {
   RootCa,
   DEFAULT_ROOT_VALIDITY_MS,
   DEFAULT_INTERMEDIATE_VALIDITY_MS,
+  DEFAULT_REVOCATION_VALIDITY_MS,
+  type IssueRevocationListOptions,
   type RootCaOptions,
   type LoadRootCaOptions,
   type IssueIntermediateOptions,
@@ -82,6 +86,20 @@ export {
   type BundleSignature,
   type AcceptedBundle,
 } from "./bundle-signature.ts";
+
+// Revocation of clusters (root-signed CRLs).
+export {
+  RevocationList,
+  Revocations,
+  acceptRevocations,
+  acceptRevocationsRecord,
+  revocationsRecord,
+  REVOCATIONS_KIND,
+  MAX_CRL_ENTRIES,
+  type AcceptRevocationsOptions,
+  type AcceptedRevocations,
+  type RevocationsRecord,
+} from "./revocation-list.ts";
 
 // Root rotation.
 export { RootRotation, ROTATION_PHASES, type RotationPhase, type RotationState, type RootRotationOptions } from "./rotation.ts";

@@ -13,6 +13,8 @@ export const OID = {
   nameConstraints: "2.5.29.30",
   authorityKeyIdentifier: "2.5.29.35",
   extKeyUsage: "2.5.29.37",
+  // CRL extensions (RFC 5280 §5.2).
+  crlNumber: "2.5.29.20",
 
   // Extended key usages.
   serverAuth: "1.3.6.1.5.5.7.3.1",

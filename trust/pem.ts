@@ -11,6 +11,7 @@ export const PEM_LABEL = {
   certificate: "CERTIFICATE",
   csr: "CERTIFICATE REQUEST",
   privateKey: "PRIVATE KEY",
+  crl: "X509 CRL",
 } as const;
 
 export interface PemBlock {

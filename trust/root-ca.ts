@@ -23,6 +23,8 @@ import {
 } from "./keys.ts";
 import { KEY_USAGE, OID } from "./oids.ts";
 import { parseOptions } from "./options.ts";
+import { RevocationList } from "./revocation-list.ts";
+import { smallInteger } from "./der.ts";
 import type { PublicKeyType } from "./public-key.ts";
 import { isSignedBy } from "./signature.ts";
 import { isValidClusterName, isValidTrustDomain } from "./spiffe-id.ts";
@@ -34,6 +36,8 @@ export const MAX_ROOT_VALIDITY_MS = 30 * 365 * DAY_MS;
 export const DEFAULT_INTERMEDIATE_VALIDITY_MS = 365 * DAY_MS;
 /** CA certificates are backdated this much, so clusters with slightly lagging clocks accept them at once. */
 export const CA_BACKDATE_MS = 5 * 60 * 1000;
+/** How long a revocation list stays fresh; the ClusterSet admin reissues it (next cRLNumber) before then. */
+export const DEFAULT_REVOCATION_VALIDITY_MS = 7 * DAY_MS;
 
 const clockSchema = z.custom<Clock>(isClock, "must be an object with now(): Date");
 
@@ -56,6 +60,15 @@ const IntermediateCsrOptionsSchema = IntermediateOptionsSchema.omit({ algorithm:
   csr: z.union([z.string(), z.instanceof(Uint8Array)]),
 });
 export type IssueIntermediateFromCsrOptions = z.input<typeof IntermediateCsrOptionsSchema>;
+
+const RevocationOptionsSchema = z.object({
+  /** Intermediates (of whole clusters) to revoke; each must have been issued by this root. */
+  intermediates: z.array(z.custom<Certificate>((c) => c instanceof Object && "serialNumber" in c && "issuerDer" in c, "must be a parsed Certificate")).max(16_384),
+  /** Strictly increasing per root: receivers refuse a list whose number is not above the installed one. */
+  crlNumber: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  validityMs: z.number().int().min(60 * 1000).max(366 * DAY_MS).default(DEFAULT_REVOCATION_VALIDITY_MS),
+});
+export type IssueRevocationListOptions = z.input<typeof RevocationOptionsSchema>;
 
 const LoadOptionsSchema = z.object({
   certPem: z.string(),
@@ -227,6 +240,33 @@ export class RootCa {
       webcrypto,
     );
     return parseCertificate(new Uint8Array(cert.rawData));
+  }
+
+  /**
+   * Signs an X.509 CRL listing the given cluster intermediates: the standard
+   * form of "cluster X is revoked". The complete list every time (not a
+   * delta): a receiver replaces its list for this root with the newer one.
+   */
+  async issueRevocationList(options: IssueRevocationListOptions): Promise<RevocationList> {
+    const opts = parseOptions(RevocationOptionsSchema, options, "revocation list options");
+    const foreign = opts.intermediates.filter((c) => Buffer.compare(c.issuerDer, this.certificate.subjectDer) !== 0 || !isSignedBy(c, this.certificate.publicKey));
+    if (foreign.length) throw new IssuanceRefusedError(`cannot revoke certificates this root did not issue (serials ${foreign.map((c) => c.serialNumber).join(", ")})`);
+    const now = this.#clock.now();
+    const extensions: InstanceType<typeof x509.Extension>[] = [new x509.Extension(OID.crlNumber, false, smallInteger(opts.crlNumber))];
+    if (this.certificate.subjectKeyId) extensions.push(new x509.AuthorityKeyIdentifierExtension(this.certificate.subjectKeyId, false));
+    const crl = await x509.X509CrlGenerator.create(
+      {
+        issuer: new x509.Name(this.certificate.subjectDer),
+        thisUpdate: now,
+        nextUpdate: new Date(now.getTime() + opts.validityMs),
+        entries: [...new Map(opts.intermediates.map((c) => [c.serialNumber, c])).values()].map((c) => ({ serialNumber: c.serialNumber, revocationDate: now })),
+        extensions,
+        signingKey: this.#privateKey,
+        signingAlgorithm: signingProfile(this.keyType).params,
+      },
+      webcrypto,
+    );
+    return RevocationList.parse(new Uint8Array(crl.rawData));
   }
 
   /**

@@ -3,12 +3,12 @@ import type { Certificate } from "./certificate.ts";
 import { SIGNATURE_HASH } from "./oids.ts";
 
 /**
- * Whether `cert` was signed by the holder of `issuerKey`. Uses Node's native,
+ * Whether `cert` (a certificate, or any signed structure such as a CRL) was signed by the holder of `issuerKey`. Uses Node's native,
  * synchronous verifier, so it can run inside TLS callbacks such as
  * `checkServerIdentity`. Signature algorithms outside SIGNATURE_HASH (SHA-1,
  * MD5, ...) never verify.
  */
-export function isSignedBy(cert: Certificate, issuerKey: KeyObject): boolean {
+export function isSignedBy(cert: Pick<Certificate, "tbs" | "signatureAlgorithm" | "signature">, issuerKey: KeyObject): boolean {
   const hash = SIGNATURE_HASH[cert.signatureAlgorithm];
   if (!hash) return false;
   const keyIsRsa = issuerKey.asymmetricKeyType === "rsa";

@@ -15,6 +15,7 @@ import {
 import { KEY_USAGE, OID } from "./oids.ts";
 import { isSignedBy } from "./signature.ts";
 import { clusterPathPrefix, parseClusterSpiffeId, parseSpiffeId } from "./spiffe-id.ts";
+import type { Revocations } from "./revocation-list.ts";
 import type { TrustBundle } from "./trust-bundle.ts";
 
 /** A presented chain longer than this is refused outright. */
@@ -27,6 +28,8 @@ export interface VerifyPeerOptions {
   trustDomain?: string;
   /** Clusters whose identities are refused even though their chains are valid. */
   revokedClusters?: Iterable<string>;
+  /** Root-signed revocation lists; an identity under a listed intermediate is refused (`ClusterRevokedError`). */
+  revocations?: Revocations;
 }
 
 /** Who the peer is, once its chain has been verified. */
@@ -123,6 +126,7 @@ export function verifyPeer(chain: readonly (string | Uint8Array)[], bundle: Trus
   }
 
   // 5. Revocation of whole clusters.
+  if (options.revocations?.isRevoked(intermediate, anchor)) throw new ClusterRevokedError(cluster);
   if (options.revokedClusters && setOf(options.revokedClusters).has(cluster)) throw new ClusterRevokedError(cluster);
 
   const notAfter = new Date(Math.min(leaf.notAfter.getTime(), intermediate.notAfter.getTime(), anchor.notAfter.getTime()));

@@ -7,6 +7,7 @@
  * | clusters  | `<cluster>.lease` (liveness, TTL) | that cluster        |
  * | exports   | `<cluster>.<namespace>.<service>` | that cluster        |
  * | trust     | `bundle`                          | the ClusterSet admin|
+ * | trust     | `revocations` (root-signed CRLs)  | the ClusterSet admin|
  *
  * Cluster, namespace and service names are RFC 1123 DNS labels, so they never
  * contain the `.` that separates subject tokens; that is what lets the server
@@ -25,6 +26,7 @@ export const DEFAULT_BUCKETS: Readonly<BucketNames> = Object.freeze({
 });
 
 export const TRUST_BUNDLE_KEY = "bundle";
+export const REVOCATIONS_KEY = "revocations";
 
 /**
  * Delete and purge markers, and expired leases, are removed by the server this

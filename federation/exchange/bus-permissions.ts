@@ -1,6 +1,6 @@
 import { ValidationError, type Problem } from "../../common/index.ts";
 import { dnsLabelProblems } from "./dns-label.ts";
-import { TRUST_BUNDLE_KEY, kvStream, kvSubject, type BucketNames } from "./buckets.ts";
+import { REVOCATIONS_KEY, TRUST_BUNDLE_KEY, kvStream, kvSubject, type BucketNames } from "./buckets.ts";
 
 /**
  * Who may do what on the bus. The server enforces these lists from each
@@ -123,7 +123,7 @@ export function clusterPolicy(options: { cluster: string; buckets: BucketNames }
 
 /**
  * The ClusterSet admin may create and update the three KV streams, write the
- * trust bundle, and read every bucket. It writes no cluster's keys, and cannot
+ * trust bundle and the revocation lists, and read every bucket. It writes no cluster's keys, and cannot
  * purge or delete streams.
  */
 export function adminPolicy(buckets: BucketNames): BusUserPolicy {
@@ -138,6 +138,7 @@ export function adminPolicy(buckets: BucketNames): BusUserPolicy {
         .map(kvStream)
         .flatMap((stream) => [`$JS.API.STREAM.INFO.${stream}`, `$JS.API.STREAM.CREATE.${stream}`, `$JS.API.STREAM.UPDATE.${stream}`]),
       kvSubject(buckets.trust, TRUST_BUNDLE_KEY),
+      kvSubject(buckets.trust, REVOCATIONS_KEY),
       ...allBuckets(buckets).flatMap(readSubjects),
     ]),
     subscribe: Object.freeze([`${ADMIN_INBOX_PREFIX}.>`]),

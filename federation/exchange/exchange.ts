@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { metrics, type Counter, type Meter } from "@opentelemetry/api";
 import { Backoff, FedgateError, asError, keyedChangeStream, silentLogger, type Logger } from "../../common/index.ts";
-import { acceptSignedBundle, type TrustBundle } from "../../trust/index.ts";
-import { DEFAULT_BUCKETS, MARKER_TTL_MS, TRUST_BUNDLE_KEY, type BucketNames } from "./buckets.ts";
+import { acceptRevocations, acceptRevocationsRecord, acceptSignedBundle, Revocations, type TrustBundle } from "../../trust/index.ts";
+import { DEFAULT_BUCKETS, MARKER_TTL_MS, REVOCATIONS_KEY, TRUST_BUNDLE_KEY, type BucketNames } from "./buckets.ts";
 import { ClusterSetView, serviceKey, type ClusterView, type MergedService, type ViewChange } from "./clusterset-view.ts";
 import { canonicalJson } from "./canonical-json.ts";
 import { decodeRecord, encodeRecord, exportKey, type RejectReason } from "./record-codec.ts";
@@ -76,6 +76,9 @@ export class Exchange {
   };
   private readonly rejectedCounter: Counter;
   private bundle: TrustBundle;
+  private revocations_: Revocations = Revocations.NONE;
+  /** True while a rebuild reads the trust bucket, before it re-reads (and so re-verifies) every record. */
+  private readingTrust = false;
   private store: { clusters: BusBucket; exports: BusBucket; trust: BusBucket } | undefined;
   private watches: BusWatch[] = [];
   private timers: NodeJS.Timeout[] = [];
@@ -106,7 +109,7 @@ export class Exchange {
       serverNow: () => (this.serverClock ? this.serverClock.serverMs + (performance.now() - this.serverClock.localMs) : undefined),
       reconnectGraceMs: options.reconnectGraceMs ?? this.leaseTtlMs / 2,
     });
-    this.verifier = createRecordVerifier({ bundle: () => this.bundle, ...(options.revokedClusters ? { revokedClusters: options.revokedClusters } : {}) });
+    this.verifier = createRecordVerifier({ bundle: () => this.bundle, revocations: () => this.revocations_, ...(options.revokedClusters ? { revokedClusters: options.revokedClusters } : {}) });
     const meter = options.meter ?? metrics.getMeter("fedgate");
     this.rejectedCounter = meter.createCounter("fedgate_exchange_records_rejected_total", { description: "Bus records not applied, by reason" });
     meter
@@ -176,6 +179,11 @@ export class Exchange {
     return this.bundle;
   }
 
+  /** The root-signed revocation lists installed from the bus (empty until the admin publishes one). */
+  revocations(): Revocations {
+    return this.revocations_;
+  }
+
   /** Every service's state now (unless `currentState` is false), then each change, coalesced per service. */
   watchServices(options: { signal?: AbortSignal; currentState?: boolean } = {}): AsyncIterableIterator<ServiceChange, undefined> {
     const { signal, currentState = true } = options;
@@ -197,7 +205,7 @@ export class Exchange {
     });
   }
 
-  /** The installed trust bundle now, then each newly installed one. */
+  /** The installed trust bundle now, then each time a new bundle or new revocation lists are installed (read `revocations()`). */
   watchTrust(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<TrustBundle, undefined> {
     const { signal } = options;
     return keyedChangeStream({
@@ -301,7 +309,25 @@ export class Exchange {
     const store = this.requireStore();
     for (const w of this.watches) w.stop();
     this.view.beginResync();
-    const started = [store.clusters, store.exports, store.trust].map((bucket) => {
+    // Trust first: records are verified against the bundle and revocation lists the bus holds now, so a revoked cluster's records never enter the view, not even briefly.
+    this.watches = [];
+    this.readingTrust = true;
+    try {
+      await this.watchUntilReady([store.trust]);
+    } finally {
+      this.readingTrust = false;
+    }
+    await this.watchUntilReady([store.clusters, store.exports]);
+    // Only a complete re-read may remove what it did not see again.
+    this.view.endResync();
+    this.stats_.resyncs++;
+    await this.restoreOwnState(store);
+    this.view.setBusHealthy(true);
+  }
+
+  private async watchUntilReady(buckets: readonly BusBucket[]): Promise<void> {
+    if (this.closed) throw new ExchangeError("FEDGATE_EXCHANGE_CLOSED", "the exchange is closed");
+    const started = buckets.map((bucket) => {
       let ready!: () => void;
       let failed!: (err: Error) => void;
       const isReady = new Promise<void>((resolve, reject) => {
@@ -320,13 +346,8 @@ export class Exchange {
       });
       return { watch, isReady };
     });
-    this.watches = started.map((s) => s.watch);
+    this.watches.push(...started.map((s) => s.watch));
     await Promise.all(started.map((s) => s.isReady));
-    // Only a complete re-read may remove what it did not see again.
-    this.view.endResync();
-    this.stats_.resyncs++;
-    await this.restoreOwnState(store);
-    this.view.setBusHealthy(true);
   }
 
   /** After an outage the bus may have lost what we wrote (an R1 store wiped, say); write it again. */
@@ -374,15 +395,38 @@ export class Exchange {
   }
 
   private applyTrust(entry: BusEntry): void {
-    if (entry.key !== TRUST_BUNDLE_KEY || !entry.value) return;
+    if (!entry.value) return;
+    if (entry.key === REVOCATIONS_KEY) return this.applyRevocations(entry.value);
+    if (entry.key !== TRUST_BUNDLE_KEY) return;
     try {
       const accepted = acceptSignedBundle(Buffer.from(entry.value).toString("utf8"), { current: this.bundle });
       if (!accepted.changed) return;
       this.bundle = accepted.bundle;
+      // Lists of roots the new bundle retired stop counting.
+      this.revocations_ = acceptRevocations("", { bundle: this.bundle, current: this.revocations_ }).revocations;
       this.log.info("installed trust bundle", { sequence: accepted.bundle.sequence });
       for (const listener of this.trustListeners) listener();
     } catch (err) {
       this.reject(this.buckets.trust, entry.key, "trust", asError(err).message);
+    }
+  }
+
+  /**
+   * A forged, stale or malformed revocation record is refused and changes
+   * nothing. A newer one is installed, and the view is rebuilt from the bus so
+   * records already applied from a now-revoked cluster are verified again and
+   * dropped.
+   */
+  private applyRevocations(value: Uint8Array): void {
+    try {
+      const accepted = acceptRevocationsRecord(Buffer.from(value).toString("utf8"), { bundle: this.bundle, current: this.revocations_ });
+      if (!accepted.changed) return;
+      this.revocations_ = accepted.revocations;
+      this.log.info("installed revocation lists", { crlNumbers: accepted.revocations.lists.map((l) => String(l.crlNumber)) });
+      for (const listener of this.trustListeners) listener();
+      if (!this.readingTrust) void this.resync();
+    } catch (err) {
+      this.reject(this.buckets.trust, REVOCATIONS_KEY, "trust", asError(err).message);
     }
   }
 

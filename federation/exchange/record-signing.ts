@@ -1,6 +1,6 @@
 import { X509Certificate, createHash, createPrivateKey, sign, verify, type KeyObject } from "node:crypto";
 import { FedgateError, asError } from "../../common/index.ts";
-import { parseCertificatesPem, verifyPeer, type TrustBundle } from "../../trust/index.ts";
+import { ClusterRevokedError, parseCertificatesPem, verifyPeer, type Certificate, type Revocations, type TrustBundle } from "../../trust/index.ts";
 import { canonicalJson } from "./canonical-json.ts";
 import type { RecordSignature } from "./records.ts";
 
@@ -72,6 +72,8 @@ export interface RecordVerifierOptions {
   /** The trust bundle currently installed; records are checked against it. */
   bundle: () => TrustBundle;
   revokedClusters?: () => Iterable<string>;
+  /** The root-signed revocation lists currently installed; checked on every record. */
+  revocations?: () => Revocations;
   now?: () => Date;
 }
 
@@ -83,6 +85,8 @@ export interface RecordVerifier {
 interface VerifiedChain {
   bundle: TrustBundle;
   cluster: string;
+  intermediate: Certificate;
+  root: Certificate;
   key: KeyObject;
   notAfter: number;
 }
@@ -104,7 +108,7 @@ export function createRecordVerifier(options: RecordVerifierOptions): RecordVeri
     const der = signature.chain.map((c) => Buffer.from(c, "base64"));
     const peer = verifyPeer(der, bundle, { now: at });
     const leaf = new X509Certificate(der[0] as Buffer);
-    const verified = { bundle, cluster: peer.cluster, key: leaf.publicKey, notAfter: peer.notAfter.getTime() };
+    const verified = { bundle, cluster: peer.cluster, intermediate: peer.intermediate, root: peer.root, key: leaf.publicKey, notAfter: peer.notAfter.getTime() };
     if (cache.size >= MAX_CACHED_CHAINS) cache.delete(cache.keys().next().value as string);
     cache.set(id, verified);
     return verified;
@@ -120,6 +124,9 @@ export function createRecordVerifier(options: RecordVerifierOptions): RecordVeri
       }
       // Checked on every record, not cached: revocation must bite at once.
       if (revoked().has(chain.cluster)) throw new RecordSignatureError(`cluster ${chain.cluster} is revoked`);
+      if (options.revocations?.().isRevoked(chain.intermediate, chain.root)) {
+        throw new RecordSignatureError(`cluster ${chain.cluster} is revoked (its intermediate is on the root's revocation list)`, new ClusterRevokedError(chain.cluster));
+      }
       if (algOf(chain.key) !== signature.alg) throw new RecordSignatureError(`alg ${signature.alg} does not match the signer's key`);
       const ok = verify(HASH[signature.alg], payload(content), { key: chain.key, dsaEncoding: "ieee-p1363" }, Buffer.from(signature.value, "base64"));
       if (!ok) throw new RecordSignatureError("signature does not verify");

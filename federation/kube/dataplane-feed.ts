@@ -13,7 +13,7 @@ export interface DataplaneFeedOptions {
   exchange: Exchange;
   sink: XdsSink;
   self: FederationSnapshotInput["self"];
-  /** The gateway's current certificate, key and trust bundle; read on every snapshot, so rotation is a `refresh()`. */
+  /** The gateway's current certificate, key and trust bundle; read on every snapshot, so rotation is a `refresh()`. Revocation lists are the exchange's. */
   tls: () => FederationSnapshotInput["tls"];
   proxyless?: FederationSnapshotInput["proxyless"];
   logger?: Logger;
@@ -44,16 +44,11 @@ export class DataplaneFeed {
     this.unsubscribe = this.o.controller.onDataplaneChange(() => this.refresh());
     const clusters = this.o.exchange.watchClusters({ signal: this.stopped.signal });
     const trust = this.o.exchange.watchTrust({ signal: this.stopped.signal });
-    this.watching = Promise.all([
-      (async () => {
-        // A cluster's registration (its gateway addresses) or liveness changed.
-        for (let next = await clusters.next(); !next.done; next = await clusters.next()) this.refresh();
-      })(),
-      (async () => {
-        // A newer trust bundle arrived over the bus; `tls()` may hand it to the gateway.
-        for (let next = await trust.next(); !next.done; next = await trust.next()) this.refresh();
-      })(),
-    ]).then(() => undefined);
+    const refreshOn = async (changes: AsyncIterableIterator<unknown, undefined>) => {
+      for (let next = await changes.next(); !next.done; next = await changes.next()) this.refresh();
+    };
+    // A cluster's registration or liveness changed; or a newer trust bundle or revocation list arrived over the bus.
+    this.watching = Promise.all([refreshOn(clusters), refreshOn(trust)]).then(() => undefined);
     this.push();
   }
 
@@ -86,7 +81,8 @@ export class DataplaneFeed {
         localEndpoints: this.o.controller.localEndpoints(),
         policies: this.o.controller.policies(),
         importPorts: this.o.controller.importPorts(),
-        tls: this.o.tls(),
+        // Revocation lists come from the bus, where the exchange checked each was signed by a root and fresh.
+        tls: { ...this.o.tls(), revocationsPem: this.o.exchange.revocations().pem },
         ...(this.o.proxyless ? { proxyless: this.o.proxyless } : {}),
       });
       this.snapshots++;

@@ -1,7 +1,7 @@
 import type { Socket } from "node:net";
 import { createServer, type SecureContext, type Server, type TLSSocket } from "node:tls";
 import { asError } from "../../common/index.ts";
-import { admitTlsPeer } from "../../trust/index.ts";
+import { admitTlsPeer, type PeerIdentity } from "../../trust/index.ts";
 import { GatewayError } from "./errors.ts";
 import { listen } from "./import-listener.ts";
 import type { ListenerContext } from "./listener-context.ts";
@@ -22,10 +22,19 @@ class UnknownSniError extends GatewayError {
  * (`admitTlsPeer`, against the current bundle) before a byte is read, then its
  * cluster is checked against the export's consumers, then the connection is
  * balanced over the export's local endpoints.
+ *
+ * Revocation: a client whose cluster is on a root's revocation list (carried
+ * in the bundle secret) is refused at its handshake (`reason="revoked"`).
+ * Unlike Envoy, which checks only new handshakes, connections admitted before
+ * the list arrived are cut when it is installed (`enforceRevocations`): a
+ * revoked cluster is one whose key may be in an attacker's hands, and a
+ * long-lived connection would otherwise outlive the revocation indefinitely.
  */
 export class ExportListener {
   spec: ExportListenerSpec;
   private chains = new Map<string, ExportChainSpec>();
+  /** Admitted connections and who they are, so a later revocation can cut them. */
+  private readonly admitted = new Map<TLSSocket, { identity: PeerIdentity; bundleSecret: string }>();
   private readonly server: Server;
   private readonly ctx: ListenerContext;
 
@@ -78,6 +87,20 @@ export class ExportListener {
     this.server.close();
   }
 
+  /** Cuts admitted connections whose cluster the current revocation lists name; returns how many. */
+  enforceRevocations(): number {
+    let cut = 0;
+    for (const [socket, { identity, bundleSecret }] of this.admitted) {
+      if (!this.ctx.secrets.revocations(bundleSecret).isRevoked(identity.intermediate, identity.root)) continue;
+      this.admitted.delete(socket);
+      socket.destroy();
+      cut += 1;
+      this.ctx.metrics.downstreamRefused.labels({ listener: this.spec.name, reason: "revoked" }).add();
+      this.ctx.logger.warn("cut a connection of a revoked cluster", { listener: this.spec.name, reason: "revoked", caller: identity.cluster, spiffeId: identity.spiffeId });
+    }
+    return cut;
+  }
+
   private contextFor(servername: string): SecureContext | Error {
     const chain = this.chains.get(servername);
     if (!chain) {
@@ -120,7 +143,7 @@ export class ExportListener {
       this.refuse(chain ? "secrets_not_ready" : "unknown_sni", { sni: servername });
       return;
     }
-    const admitted = admitTlsPeer(socket, bundle);
+    const admitted = admitTlsPeer(socket, bundle, { revocations: this.ctx.secrets.revocations(chain.tls.bundleSecret) });
     if (!admitted.ok) {
       this.refuse(tlsReason(admitted.error), { sni: servername, err: admitted.error });
       return;
@@ -131,6 +154,8 @@ export class ExportListener {
       this.refuse("unauthorized_cluster", { sni: servername, caller });
       return;
     }
+    this.admitted.set(socket, { identity: admitted.identity, bundleSecret: chain.tls.bundleSecret });
+    socket.once("close", () => this.admitted.delete(socket));
     socket.pause();
     const cluster = this.ctx.cluster(chain.cluster);
     if (!cluster) {

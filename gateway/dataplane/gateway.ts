@@ -216,6 +216,7 @@ export class Gateway {
         if (prepared.problems.length) return prepared.problems;
         prepared.install();
         this.secretSpecs = parsed.values;
+        for (const l of this.listeners.values()) if (l.impl instanceof ExportListener) l.impl.enforceRevocations();
         this.logger.info("secrets installed", { names: [...parsed.values.keys()] });
         break;
       }

@@ -165,7 +165,7 @@ export interface LoadAssignmentSpec {
 
 export type SecretSpec =
   | { readonly kind: "certificate"; readonly name: string; readonly chainPem: string; readonly keyPem: string }
-  | { readonly kind: "validation"; readonly name: string; readonly caPem: string; readonly trustDomain: string };
+  | { readonly kind: "validation"; readonly name: string; readonly caPem: string; readonly trustDomain: string; readonly crlPem: string };
 
 // ---- schemas of the decoded JSON (loose: unknown fields are checked by hand where they matter) ----
 
@@ -577,6 +577,7 @@ const secretSchema = z.looseObject({
   validation_context: z
     .looseObject({
       trusted_ca: inline,
+      crl: inline.optional(),
       match_typed_subject_alt_names: z.array(z.looseObject({ san_type: z.string(), matcher: z.looseObject({ prefix: z.string().optional() }) })).default([]),
     })
     .optional(),
@@ -592,9 +593,9 @@ export function parseSecret(raw: unknown, at: string): Parsed<SecretSpec> {
       const sans = s.validation_context.match_typed_subject_alt_names;
       const td = sans.length === 1 && sans[0]!.san_type === "URI" ? SPIFFE_PREFIX.exec(sans[0]!.matcher.prefix ?? "")?.[1] : undefined;
       if (!td) problems.push({ path: `${at}.validation_context`, message: "needs exactly one URI SAN matcher with prefix spiffe://<trust-domain>/" });
-      return { kind: "validation", name: s.name, caPem: s.validation_context.trusted_ca.inline_string, trustDomain: td ?? "" };
+      return { kind: "validation", name: s.name, caPem: s.validation_context.trusted_ca.inline_string, trustDomain: td ?? "", crlPem: s.validation_context.crl?.inline_string ?? "" };
     }
     problems.push({ path: at, message: "only tls_certificate and validation_context secrets are supported" });
-    return { kind: "validation", name: s.name, caPem: "", trustDomain: "" };
+    return { kind: "validation", name: s.name, caPem: "", trustDomain: "", crlPem: "" };
   });
 }

@@ -1,6 +1,7 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { asError } from "../../common/index.ts";
+import { ClusterRevokedError } from "../../trust/index.ts";
 import { GatewayError, NoHealthyUpstreamError } from "./errors.ts";
 import type { SecretStore } from "./secret-store.ts";
 import type { UpstreamCluster, UpstreamHost } from "./upstream-cluster.ts";
@@ -100,9 +101,10 @@ function isConnectError(err: unknown): boolean {
   return typeof code === "string" && CONNECT_ERRORS.has(code);
 }
 
-/** A stable, low-cardinality reason for a TLS failure: fedgate's trust codes, OpenSSL's reason, or Node's code. */
+/** A stable, low-cardinality reason for a TLS failure: `revoked`, fedgate's trust codes, OpenSSL's reason, or Node's code. */
 export function tlsReason(err: unknown): string {
   const e = asError(err) as Error & { code?: unknown; reason?: unknown };
+  if (e instanceof ClusterRevokedError) return "revoked";
   if (typeof e.code === "string" && e.code.startsWith("FEDGATE_")) return e.code.toLowerCase();
   if (typeof e.reason === "string" && e.reason) return e.reason.toLowerCase().replace(/[^a-z0-9]+/g, "_");
   if (typeof e.code === "string") return e.code.toLowerCase();

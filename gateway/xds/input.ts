@@ -135,6 +135,8 @@ export const federationSnapshotSchema = z.object({
     gatewayCertChainPem: z.string().includes("-----BEGIN CERTIFICATE-----", { message: "must hold a PEM certificate" }),
     gatewayKeyPem: z.string().includes("PRIVATE KEY-----", { message: "must hold a PEM private key" }),
     trustBundlePems: z.array(z.string().includes("-----BEGIN CERTIFICATE-----")).min(1),
+    /** Root-signed revocation lists (PEM `X509 CRL` blocks) the exchange installed; "" when none. */
+    revocationsPem: z.string().refine((s) => s === "" || s.includes("-----BEGIN X509 CRL-----"), "must hold PEM X509 CRL blocks").default(""),
   }),
   /** How proxyless gRPC clients secure their connections (gRFC A29: bootstrap certificate providers). */
   proxyless: z

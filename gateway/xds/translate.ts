@@ -124,6 +124,7 @@ export function translate(snapshot: FederationSnapshot, flavour: Flavour): Trans
       validation_context: {
         trusted_ca: { inline_string: snapshot.tls.trustBundlePems.join("\n") },
         match_typed_subject_alt_names: [{ san_type: "URI", matcher: { prefix: `spiffe://${snapshot.tls.trustDomain}/` } }],
+        ...(snapshot.tls.revocationsPem ? { crl: { inline_string: snapshot.tls.revocationsPem } } : {}),
       },
     });
   }

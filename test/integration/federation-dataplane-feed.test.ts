@@ -1,7 +1,8 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { XdsServer, xdsNames } from "../../gateway/index.ts";
-import { DataplaneFeed, type FederationController } from "../../federation/index.ts";
+import { DataplaneFeed, DEFAULT_BUCKETS, REVOCATIONS_KEY, type FederationController } from "../../federation/index.ts";
+import { revocationsRecord } from "../../trust/index.ts";
 import { ControllerHarness, NAMESPACE } from "../support/controller-harness.ts";
 import { AdsTestClient } from "../support/xds-ads-client.ts";
 
@@ -86,6 +87,24 @@ feed("endpoint readiness flows to both data planes", async (ctx) => {
   assert.ok(ctx.feeds.every((f) => f.stats().rejections === 0), "every snapshot was accepted");
   assert.ok(ctx.feeds.every((f) => f.stats().snapshots > 1));
   await (t.controllers.get("cluster-a") as FederationController).idle();
+});
+
+feed("revocation lists the exchange installs reach the gateways in the trust-bundle secret (validation_context.crl)", async (ctx) => {
+  const { t } = ctx;
+  const client = new AdsTestClient({ address: (ctx.servers.get("cluster-b") as XdsServer).address, registry: (ctx.servers.get("cluster-b") as XdsServer).core.registry, nodeId: "gw-cluster-b-sds", dataplane: "gateway" });
+  ctx.clients.push(client);
+  client.subscribe("secret", ["fedgate-trust-bundle"]);
+  const crlOf = () => {
+    const secret = client.received.get("secret")?.resources.get("fedgate-trust-bundle") as { validation_context?: { crl?: { inline_string?: string } } } | undefined;
+    return secret?.validation_context?.crl?.inline_string;
+  };
+  await client.waitFor(() => client.received.get("secret")?.resources.has("fedgate-trust-bundle") === true, 30_000);
+  assert.is(crlOf(), undefined, "no list before the admin publishes one");
+  const crl = await t.h.pki.root.issueRevocationList({ intermediates: [t.h.pki.identity("cluster-a").intermediate.certificate], crlNumber: 1 });
+  const trustKv = await t.h.rawKv("admin", DEFAULT_BUCKETS.trust);
+  await trustKv.put(REVOCATIONS_KEY, revocationsRecord(t.h.pki.trustDomain, [crl]));
+  await client.waitFor(() => crlOf() === crl.pem, 30_000);
+  assert.ok(ctx.feeds.every((f) => f.stats().rejections === 0));
 });
 
 feed.run();

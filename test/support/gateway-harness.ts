@@ -1,5 +1,5 @@
 import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
-import { silentLogger } from "../../common/index.ts";
+import { silentLogger, type Logger } from "../../common/index.ts";
 import { Gateway, parseBootstrap, XdsServer, type ProtoRegistry, type FederationSnapshotInput, type ServicePolicyInput } from "../../gateway/index.ts";
 import type { ClusterSetPki } from "./clusterset-pki.ts";
 
@@ -127,6 +127,8 @@ export interface SimCluster {
   gateway: Gateway;
   backends: EchoBackend[];
   leafPem: { chainPem: string; keyPem: string };
+  /** Revocation lists (PEM) the control plane hands this gateway in its bundle secret. */
+  revocationsPem?: string;
 }
 
 export async function waitFor(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
@@ -145,6 +147,8 @@ export interface TopologyOptions {
   policy?: ServicePolicyInput;
   consumers?: readonly string[];
   handshakeTimeoutMs?: number;
+  /** Where the gateways log (each as a child with `cluster`); silent by default. */
+  logger?: Logger;
 }
 
 /** Snapshot for `self`: demo/echo (L4 port 9000) exported by `exporters`, peers reached at their gateways' bound export ports. */
@@ -155,6 +159,7 @@ export function topologySnapshot(options: {
   exportPorts: ReadonlyMap<string, number>;
   backends: readonly { port: number }[];
   leaf: { chainPem: string; keyPem: string };
+  revocationsPem?: string;
   policy?: ServicePolicyInput;
   consumers?: readonly string[];
   extraServices?: FederationSnapshotInput["services"];
@@ -178,7 +183,7 @@ export function topologySnapshot(options: {
     clusters: clusters.map((name) => ({ name, leaseLive: true, stale: false })),
     localEndpoints: new Map([[SERVICE.key, options.backends.map((b) => ({ address: "127.0.0.1", port: b.port, zone: zone(options.self), ready: true }))]]),
     policies: new Map([[SERVICE.key, options.policy ?? {}]]),
-    tls: { trustDomain: options.pki.trustDomain, gatewayCertChainPem: options.leaf.chainPem, gatewayKeyPem: options.leaf.keyPem, trustBundlePems: options.pki.bundle.caPems() },
+    tls: { trustDomain: options.pki.trustDomain, gatewayCertChainPem: options.leaf.chainPem, gatewayKeyPem: options.leaf.keyPem, trustBundlePems: options.pki.bundle.caPems(), revocationsPem: options.revocationsPem ?? "" },
   };
 }
 
@@ -223,7 +228,7 @@ export class Topology {
       const sim: SimCluster = { name, xds, backends, leafPem, gateway: undefined as unknown as Gateway };
       t.clusters.set(name, sim);
       t.push(name);
-      sim.gateway = await Gateway.start({ bootstrap: gatewayBootstrap(name, xds, options.handshakeTimeoutMs), logger: silentLogger, registry: options.registry });
+      sim.gateway = await Gateway.start({ bootstrap: gatewayBootstrap(name, xds, options.handshakeTimeoutMs), logger: options.logger?.child({ cluster: name }) ?? silentLogger, registry: options.registry });
     }
     for (const [name, sim] of t.clusters) {
       if (!options.exporters.includes(name)) continue;
@@ -246,6 +251,7 @@ export class Topology {
         exportPorts: this.exportPorts,
         backends: sim.backends,
         leaf: sim.leafPem,
+        ...(sim.revocationsPem ? { revocationsPem: sim.revocationsPem } : {}),
         policy: this.policy,
         consumers: this.consumers,
         extraServices: this.extraServices,

@@ -132,6 +132,17 @@ shapes("an allocation colliding with another service's port is reported, and the
   );
 });
 
+shapes("revocation lists ride the trust-bundle secret as validation_context.crl, and validate", () => {
+  const CRL = "-----BEGIN X509 CRL-----\nMIIB\n-----END X509 CRL-----\n";
+  const without = translate(parseFederationSnapshot(echoSnapshot({ localPort: 9000, remotePort: 7001, tls: TLS })), "gateway");
+  const bundleOf = (t: typeof without) => t.resources.secret.get("fedgate-trust-bundle")?.message as { validation_context: { crl?: { inline_string: string } } };
+  assert.is(bundleOf(without).validation_context.crl, undefined, "no field without lists");
+  const withCrl = translate(parseFederationSnapshot(echoSnapshot({ localPort: 9000, remotePort: 7001, tls: { ...TLS, revocationsPem: CRL } })), "gateway");
+  assert.equal(bundleOf(withCrl).validation_context.crl, { inline_string: CRL });
+  assert.equal(validateAndEncode(new EncodedResourceCache({ registry }), withCrl.resources).problems, []);
+  assert.throws(() => parseFederationSnapshot(echoSnapshot({ localPort: 9000, remotePort: 7001, tls: { ...TLS, revocationsPem: "not a crl" } })));
+});
+
 shapes("routes carry retries on the next priority and timeouts", () => {
   const t = translate(parseFederationSnapshot(echoSnapshot({ localPort: 9000, remotePort: 7001, tls: TLS })), "gateway");
   const route = t.resources.route.get("fedgate-import-50051")?.message as { virtual_hosts: { routes: { route: Record<string, unknown> }[] }[] };
