@@ -22,3 +22,4 @@ export {
   type RouteConfigSpec,
 } from "./dataplane/resources.ts";
 export { matchRoute, matchVirtualHost } from "./dataplane/http-router.ts";
+export { ReplayBody } from "./dataplane/replay-body.ts";
