@@ -5,6 +5,10 @@
  *   (b) one fedgate gateway hop (import listener -> local backend, plain);
  *   (c) fedgate gateway pair with mTLS (A's import listener -> B's export listener -> backend);
  *   (d) HAProxy pair with the same mTLS path (Debian haproxy, one thread each).
+ * Then the same four paths at L7 (HTTP/1.1 keep-alive, `Host` set to the
+ * service): the fedgate gateways run HTTP import listeners (per-request
+ * routing and balancing; the peer's export side stays an L4 SNI relay), and
+ * HAProxy's A side runs in `mode http`.
  * Each gateway and HAProxy runs in its own process; the backend (Node http,
  * "ok" or a 1 MiB body) too. Ratios are against (d).
  *
@@ -18,11 +22,12 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { XdsServer } from "../gateway/index.ts";
 import { createClusterSetPki } from "../test/support/clusterset-pki.ts";
-import { EXPORT_SNI, gatewayLeaf, SERVICE_PORT, topologySnapshot } from "../test/support/gateway-harness.ts";
+import type { FederationSnapshotInput } from "../gateway/index.ts";
+import { EXPORT_SNI, gatewayLeaf, SERVICE, SERVICE_PORT, topologySnapshot } from "../test/support/gateway-harness.ts";
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: number) => {
@@ -127,8 +132,16 @@ function unitMs(v: string): number {
   return m[2] === "us" ? n / 1000 : m[2] === "s" ? n * 1000 : n;
 }
 
-function wrk(port: number, pathName: string, connections: number): WrkResult {
-  const out = execFileSync("wrk", ["-t1", `-c${connections}`, `-d${SECONDS}s`, "--latency", `http://127.0.0.1:${port}${pathName}`], { encoding: "utf8" });
+/** The Host the L7 rows send: the service's ClusterSet name, which the HTTP import listener routes on. */
+const L7_HOST = `${SERVICE.name}.${SERVICE.namespace}.svc.clusterset.local`;
+
+/** The same topology with the service port named `http`: the control plane then gives gateways an HTTP import listener. */
+function asHttp(snapshot: FederationSnapshotInput): FederationSnapshotInput {
+  return { ...snapshot, services: snapshot.services.map((svc) => ({ ...svc, exports: svc.exports.map((e) => ({ ...e, ports: e.ports.map((p) => ({ ...p, name: "http" })) })) })) };
+}
+
+function wrk(port: number, pathName: string, connections: number, host?: string): WrkResult {
+  const out = execFileSync("wrk", ["-t1", `-c${connections}`, `-d${SECONDS}s`, "--latency", ...(host ? ["-H", `Host: ${host}`] : []), `http://127.0.0.1:${port}${pathName}`], { encoding: "utf8" });
   const transfer = /Transfer\/sec:\s+([\d.]+)(KB|MB|GB|B)/.exec(out);
   const scale = { B: 1 / 1e6, KB: 1 / 1024, MB: 1, GB: 1024 } as const;
   const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
@@ -169,9 +182,20 @@ async function main(): Promise<void> {
   xdsA.flush();
   const a = await startGateway(dir, "a", xdsA);
 
+  // L7: the same paths with HTTP import listeners (B's export side is the same L4 relay).
+  const xdsOneL7 = await XdsServer.start({});
+  xdsOneL7.setSnapshot(asHttp(topologySnapshot({ self: "a", pki, exporters: ["a"], exportPorts: new Map(), backends: [backendRef], leaf: leafA })));
+  xdsOneL7.flush();
+  const oneL7 = await startGateway(dir, "one-l7", xdsOneL7);
+  const xdsAL7 = await XdsServer.start({});
+  xdsAL7.setSnapshot(asHttp(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", bExport]]), backends: [], leaf: leafA })));
+  xdsAL7.flush();
+  const aL7 = await startGateway(dir, "a-l7", xdsAL7);
+
   // (d) HAProxy pair, same identities and SNI, TLS 1.3 both ways, client certificate verified.
   const haA = await freePort();
   const haB = await freePort();
+  const haAHttp = await freePort();
   await writeFile(path.join(dir, "a.pem"), leafA.chainPem + leafA.keyPem);
   await writeFile(path.join(dir, "b.pem"), leafB.chainPem + leafB.keyPem);
   await writeFile(path.join(dir, "ca.pem"), pki.bundle.caPems().join("\n"));
@@ -187,6 +211,14 @@ frontend import
   bind 127.0.0.1:${haA}
   default_backend peer
 backend peer
+  server b 127.0.0.1:${haB} ssl crt ${dir}/a.pem ca-file ${dir}/ca.pem verify none sni str(${EXPORT_SNI})
+frontend import_http
+  mode http
+  bind 127.0.0.1:${haAHttp}
+  default_backend peer_http
+backend peer_http
+  mode http
+  http-reuse always
   server b 127.0.0.1:${haB} ssl crt ${dir}/a.pem ca-file ${dir}/ca.pem verify none sni str(${EXPORT_SNI})
 `;
   const haConfigB = `global
@@ -212,19 +244,25 @@ backend local
   }
   await new Promise((r) => setTimeout(r, 500));
 
-  const paths: { name: string; port: number }[] = [
+  const listener = `fedgate-import-${SERVICE_PORT}`;
+  const paths: { name: string; port: number; l7?: boolean }[] = [
     { name: "(a) direct", port: backendPort },
-    { name: "(b) fedgate, one hop", port: one[`fedgate-import-${SERVICE_PORT}`]!.port },
-    { name: "(c) fedgate pair, mTLS", port: a[`fedgate-import-${SERVICE_PORT}`]!.port },
+    { name: "(b) fedgate, one hop", port: one[listener]!.port },
+    { name: "(c) fedgate pair, mTLS", port: a[listener]!.port },
     { name: "(d) HAProxy pair, mTLS", port: haA },
+    { name: "L7 (a) direct", port: backendPort, l7: true },
+    { name: "L7 (b) fedgate, one hop", port: oneL7[listener]!.port, l7: true },
+    { name: "L7 (c) fedgate pair, mTLS", port: aL7[listener]!.port, l7: true },
+    { name: "L7 (d) HAProxy pair, mTLS, mode http", port: haAHttp, l7: true },
   ];
   // Warm-up (TLS sessions, JIT).
-  for (const p of paths) wrk(p.port, "/", 8);
+  for (const p of paths) wrk(p.port, "/", 8, L7_HOST);
   const results = new Map<string, { small: WrkResult[]; big: WrkResult[] }>(paths.map((p) => [p.name, { small: [], big: [] }]));
   for (let round = 0; round < ROUNDS; round++) {
     for (const p of paths) {
-      results.get(p.name)!.small.push(wrk(p.port, "/", CONNECTIONS));
-      results.get(p.name)!.big.push(wrk(p.port, "/big", BIG_CONNECTIONS));
+      results.get(p.name)!.small.push(wrk(p.port, "/", CONNECTIONS, L7_HOST));
+      // Large bodies are measured on the L4 path only (issue 7).
+      if (!p.l7) results.get(p.name)!.big.push(wrk(p.port, "/big", BIG_CONNECTIONS));
     }
   }
   const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
@@ -240,15 +278,17 @@ backend local
     };
   });
   const ref = summary.find((s) => s.name.startsWith("(d)"))!;
+  const refL7 = summary.find((s) => s.name.startsWith("L7 (d)"))!;
   console.log(`\nwrk -t1, ${CONNECTIONS} connections on "/" (2-byte body), ${BIG_CONNECTIONS} on "/big" (1 MiB), ${SECONDS} s each, mean of ${ROUNDS} rounds\n`);
   console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | errors c/r/w/t/non-2xx |");
   console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const s of summary) {
-    console.log(
-      `| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / ref.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / ref.p99).toFixed(2)} | ${s.mbps.toFixed(0)} | ${(s.mbps / ref.mbps).toFixed(2)} | ${s.errors} |`,
-    );
+    const r = s.name.startsWith("L7") ? refL7 : ref;
+    const mb = s.name.startsWith("L7") ? "| – | –" : `| ${s.mbps.toFixed(0)} | ${(s.mbps / r.mbps).toFixed(2)}`;
+    console.log(`| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / r.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / r.p99).toFixed(2)} ${mb} | ${s.errors} |`);
   }
-  await Promise.all([xdsOne, xdsA, xdsB].map((x) => x.close()));
+  console.log(`\nL7 rows are against L7 (d). Load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
+  await Promise.all([xdsOne, xdsA, xdsB, xdsOneL7, xdsAL7].map((x) => x.close()));
   await rm(dir, { recursive: true, force: true });
 }
 

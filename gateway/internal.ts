@@ -24,3 +24,4 @@ export {
 export { matchRoute, matchVirtualHost } from "./dataplane/http-router.ts";
 export { DeltaAdsSession, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse } from "./xds/delta-ads-session.ts";
 export { DELTA_ADS_METHOD_PATH, type DecodedDeltaDiscoveryResponse } from "./xds/ads-codec.ts";
+export { ReplayBody } from "./dataplane/replay-body.ts";

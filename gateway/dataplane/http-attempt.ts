@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 import { endToEndHeaders, type Downstream } from "./http-downstream.ts";
 import { UpstreamConnectError, type HttpUpstreamPool } from "./http-upstream-pool.ts";
 import type { ReplayBody } from "./replay-body.ts";
+import type { RequestDeadline } from "./request-deadline.ts";
 import type { UpstreamCluster, UpstreamHost } from "./upstream-cluster.ts";
 
 /** Why an attempt produced no response; `connect_failure` and `refused_stream` mean the request never reached the server. */
@@ -33,8 +34,8 @@ export interface AttemptOptions {
   http2: boolean;
   /** 0: no per-try deadline. */
   perTryTimeoutMs: number;
-  /** Aborts the attempt (the route timeout fired or the client left). */
-  signal: AbortSignal;
+  /** Ends the attempt (the route timeout fired or the client left). */
+  deadline: RequestDeadline;
 }
 
 /**
@@ -53,7 +54,7 @@ function withDeadline(options: AttemptOptions, cancel: () => void, run: (settle:
       if (done) return;
       done = true;
       clearTimeout(timer);
-      options.signal.removeEventListener("abort", onAbort);
+      removeAbort();
       if (!r.ok) {
         options.body.detach();
         cancel();
@@ -62,7 +63,7 @@ function withDeadline(options: AttemptOptions, cancel: () => void, run: (settle:
     };
     const onAbort = () => settle({ ok: false, failure: "timeout" });
     const timer = options.perTryTimeoutMs > 0 ? setTimeout(() => settle({ ok: false, failure: "timeout" }), options.perTryTimeoutMs) : undefined;
-    options.signal.addEventListener("abort", onAbort);
+    const removeAbort = options.deadline.onAbort(onAbort);
     run(settle);
   });
 }
@@ -108,7 +109,7 @@ async function h2Attempt(options: AttemptOptions): Promise<AttemptResult> {
     if (err instanceof UpstreamConnectError) return { ok: false, failure: "connect_failure" };
     throw err;
   }
-  if (options.signal.aborted) return { ok: false, failure: "timeout" };
+  if (options.deadline.aborted) return { ok: false, failure: "timeout" };
   let stream;
   try {
     stream = session.request({ ...down.headers, ":method": down.method, ":path": down.path, ":authority": down.authority, ":scheme": "http" }, { endStream: false });

@@ -5,6 +5,7 @@ import type { Downstream } from "./http-downstream.ts";
 import type { HttpUpstreamPool } from "./http-upstream-pool.ts";
 import type { GatewayMetrics, MetricSeries } from "./metrics.ts";
 import { ReplayBody } from "./replay-body.ts";
+import { RequestDeadline } from "./request-deadline.ts";
 import type { RetryCondition, RouteSpec } from "./resources.ts";
 import { MAX_CONNECT_ATTEMPTS, type UpstreamCluster, type UpstreamHost } from "./upstream-cluster.ts";
 
@@ -74,10 +75,10 @@ export async function forward(ctx: ForwardContext, down: Downstream, route: Rout
   let firstPriority: number | undefined;
   let lastFailure: AttemptFailure | undefined;
 
-  const deadline = new AbortController();
+  const deadline = new RequestDeadline();
   const timer = route.timeoutMs > 0 ? setTimeout(() => deadline.abort(), route.timeoutMs) : undefined;
   down.onClose(() => deadline.abort());
-  const active = ctx.metrics.upstreamActiveRequests.labels({ cluster: name });
+  const active = cluster.series.activeRequests;
   try {
     for (let attempts = 1; attempts <= MAX_CONNECT_ATTEMPTS; attempts++) {
       const host = pickHost(cluster, tried, retry?.skipPreviousPriorities ? triedPriorities : undefined);
@@ -86,9 +87,9 @@ export async function forward(ctx: ForwardContext, down: Downstream, route: Rout
       triedPriorities.add(host.priority);
       firstPriority ??= host.priority;
       active.add(1);
-      const result = await attempt({ pool: ctx.pool, cluster, host, down, body, http2, perTryTimeoutMs: retry?.perTryTimeoutMs ?? 0, signal: deadline.signal });
+      const result = await attempt({ pool: ctx.pool, cluster, host, down, body, http2, perTryTimeoutMs: retry?.perTryTimeoutMs ?? 0, deadline });
       if (!result.ok) active.add(-1);
-      if (deadline.signal.aborted) {
+      if (deadline.aborted) {
         if (result.ok) {
           result.response.cancel();
           active.add(-1);
@@ -106,7 +107,7 @@ export async function forward(ctx: ForwardContext, down: Downstream, route: Rout
           else cluster.reportSuccess(host);
           if (firstPriority !== host.priority) ctx.metrics.httpFailovers.labels({ cluster: name }).add();
           if (attempts > 1) cluster.series.failovers.add();
-          return await relayResponse(ctx, down, r, { cluster: name, host, attempts, signal: deadline.signal, done: () => active.add(-1) });
+          return await relayResponse(ctx, down, r, { cluster: name, host, attempts, deadline, done: () => active.add(-1) });
         }
         r.cancel();
         active.add(-1);
@@ -165,7 +166,7 @@ function pickHost(cluster: UpstreamCluster, tried: ReadonlySet<UpstreamHost>, tr
   return fresh[0];
 }
 
-async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamResponse, served: { cluster: string; host: UpstreamHost; attempts: number; signal: AbortSignal; done: () => void }): Promise<void> {
+async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamResponse, served: { cluster: string; host: UpstreamHost; attempts: number; deadline: RequestDeadline; done: () => void }): Promise<void> {
   const servedBy = served.host.spec.servingCluster;
   ctx.requests(served.cluster, servedBy, r.status).add();
   const headers: OutgoingHttpHeaders = { ...r.headers, "x-fedgate-cluster": servedBy };
@@ -198,7 +199,7 @@ async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamR
     r.body.on("close", () => finish(r.body.readableEnded));
     down.onClose(() => finish(false));
     // The route timeout bounds the whole exchange: a response still streaming is cut.
-    served.signal.addEventListener("abort", () => finish(false));
+    served.deadline.onAbort(() => finish(false));
     r.body.pipe(sink, { end: false });
   });
 }

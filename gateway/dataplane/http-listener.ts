@@ -82,16 +82,20 @@ export class HttpListener {
     return typeof address === "object" && address ? address.port : 0;
   }
 
-  /** Stops accepting; open connections carry on until the gateway drains them. Pooled upstream connections close when idle. */
+  /**
+   * Stops accepting; idle keep-alive clients are closed, requests in flight
+   * carry on until the gateway drains them. Pooled upstream connections close
+   * when idle (`UPSTREAM_IDLE_TIMEOUT_MS`).
+   */
   close(): void {
     this.server.close();
+    this.h1.close();
   }
 
   /** Closes pooled upstream connections (gateway shutdown). */
   closeUpstreams(): void {
     this.pool.close();
     this.h1.closeAllConnections();
-    this.h1.close();
   }
 
   private onConnection(socket: Socket): void {

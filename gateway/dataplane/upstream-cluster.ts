@@ -72,6 +72,7 @@ export class UpstreamCluster {
     ejections: MetricSeries;
     hcUnhealthy: MetricSeries;
     hcHealthy: MetricSeries;
+    activeRequests: MetricSeries;
   };
 
   constructor(options: UpstreamClusterOptions) {
@@ -91,6 +92,7 @@ export class UpstreamCluster {
       ejections: m.ejections.labels({ cluster }),
       hcUnhealthy: m.healthTransitions.labels({ cluster, state: "unhealthy" }),
       hcHealthy: m.healthTransitions.labels({ cluster, state: "healthy" }),
+      activeRequests: m.upstreamActiveRequests.labels({ cluster }),
     };
     this.restartHealthChecks();
   }

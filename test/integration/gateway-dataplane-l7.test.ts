@@ -180,6 +180,19 @@ l7("route timeout answers 504 (gRPC: DEADLINE_EXCEEDED); a 5xx of an idempotent 
   assert.is(failing.headers["x-fedgate-attempts"], "2", "tried on the other endpoint");
   const post = await get(t.importPort("a"), "/status/503", { method: "POST", body: "x" });
   assert.is(post.headers["x-fedgate-attempts"], "2", "a small POST body is buffered whole, so it is replayed too");
+  for (const b of t.get("a").grpc) b.delayMs = 2_000;
+  const client = greeterClient(t.importPort("a"));
+  try {
+    const err = await client.greet("late").then(
+      () => undefined,
+      (e: { code?: number; details?: string }) => e,
+    );
+    assert.is(err?.code, 4, "the gateway's route timeout (300 ms, well before the client's 10 s deadline) ends the call with DEADLINE_EXCEEDED");
+    assert.is(t.metric("a", "fedgate_gateway_http_timeouts_total", { cluster: GREETER_CLUSTER }), 1);
+  } finally {
+    client.close();
+  }
+  await waitFor("no request left in flight", () => t.metric("a", "fedgate_gateway_upstream_active_requests", { cluster: WEB_CLUSTER }) === 0 && t.metric("a", "fedgate_gateway_upstream_active_requests", { cluster: GREETER_CLUSTER }) === 0);
 });
 
 l7.run();

@@ -108,10 +108,11 @@ export class HttpBackend {
 
 const bytes = (b: Buffer) => b;
 
-/** A gRPC backend (@grpc/grpc-js) with one unary method answering `<id>:<request>`; `fail` makes it answer UNAVAILABLE. */
+/** A gRPC backend (@grpc/grpc-js) with one unary method answering `<id>:<request>`; `fail` makes it answer UNAVAILABLE, `delayMs` answer late. */
 export class GrpcBackend {
   port = 0;
   fail = false;
+  delayMs = 0;
   private server: grpc.Server | undefined;
   constructor(readonly id: string) {}
 
@@ -128,8 +129,11 @@ export class GrpcBackend {
       {
         Greet: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
           if (this.fail) return cb({ code: grpc.status.UNAVAILABLE, details: `${this.id} unavailable` });
-          call.sendMetadata(new grpc.Metadata());
-          cb(null, Buffer.from(`${this.id}:${call.request.toString()}`));
+          setTimeout(() => {
+            if (call.cancelled) return;
+            call.sendMetadata(new grpc.Metadata());
+            cb(null, Buffer.from(`${this.id}:${call.request.toString()}`));
+          }, this.delayMs);
         },
       },
     );
