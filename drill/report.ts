@@ -23,7 +23,10 @@ export function formatDrillReport(r: DrillReport): string {
   for (const leg of r.legs) lines.push(`  ${leg.name.padEnd(32)} ${leg.gateway.connectFailures} / ${leg.gateway.failovers} / ${leg.gateway.ejections}`);
   lines.push("  (failed: connections closed before the backend's greeting arrived; cut: closed after it;");
   lines.push("   first: until the first reply from the new cluster; settled: until the reply from it after which nothing else served)");
-  const errors = r.legs.flatMap((leg) => leg.shift.errors.map((e) => `  ${leg.name}: ${e}`));
+  const errors = r.legs.flatMap((leg) => [
+    ...leg.shift.errors.map((e) => `  ${leg.name}, ${leg.caller}: ${e}`),
+    ...leg.bystander.shift.errors.map((e) => `  ${leg.name}, ${leg.bystander.caller} (bystander): ${e}`),
+  ]);
   if (errors.length) lines.push("", "Failures as the clients saw them (first few per event)", ...errors);
   lines.push("");
   lines.push("Export listener admission");
