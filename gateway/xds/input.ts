@@ -111,7 +111,6 @@ export const servicePolicySchema = z.object({
 });
 
 export type ServicePolicyInput = z.input<typeof servicePolicySchema>;
-
 export type ServicePolicy = z.output<typeof servicePolicySchema>;
 
 /** The gateway port the controller allocated to one imported service port (what the derived EndpointSlice points at). */
