@@ -65,7 +65,6 @@ interface Member {
   xdsPorts: number[];
   adminPort: number;
   exportPort: number;
-  importPorts: { first: number; last: number };
   controllers: ManagedProcess[];
   gateway: ManagedProcess;
   workloads: Map<string, EchoBackend[]>;
@@ -77,6 +76,7 @@ export class LocalClusterSet {
   private readonly members = new Map<string, Member>();
   private readonly log: Logger;
   private nats: NatsEnv | undefined;
+  private kubes: KubeCluster[] = [];
   private root: RootCa | undefined;
 
   private constructor(options: { dir: string; logger: Logger }) {
@@ -108,8 +108,14 @@ export class LocalClusterSet {
   private async bringUp(options: LocalClusterSetOptions): Promise<void> {
     const authority = await createBusAuthority({ clusterSet: CLUSTER_SET });
     this.log.info("starting NATS and the kube-apiservers", { clusters: options.clusters });
-    const [nats, kubes] = await Promise.all([startNats({ serverConfig: serverAuthConfig(authority) }), startClusters(options.clusters)]);
-    this.nats = nats;
+    const [natsStart, kubesStart] = await Promise.allSettled([startNats({ serverConfig: serverAuthConfig(authority) }), startClusters(options.clusters)]);
+    // Keep whichever started, so a failed bring-up still tears it down.
+    if (natsStart.status === "fulfilled") this.nats = natsStart.value;
+    if (kubesStart.status === "fulfilled") this.kubes = kubesStart.value;
+    if (natsStart.status === "rejected") throw natsStart.reason;
+    if (kubesStart.status === "rejected") throw kubesStart.reason;
+    const nats = natsStart.value;
+    const kubes = kubesStart.value;
     const admin = await connectBus({ servers: nats.urls, name: "fedgate-drill-admin", ...connectOptionsFor(await mintAdminCredentials(authority)) });
     await admin.ensureBuckets({ buckets: DEFAULT_BUCKETS, replicas: 1, history: 1 });
     await admin.close();
@@ -183,7 +189,6 @@ export class LocalClusterSet {
         xdsPorts,
         adminPort,
         exportPort,
-        importPorts: { first, last: first + IMPORT_PORTS_PER_CLUSTER - 1 },
         controllers: xdsPorts.map((_, i) => this.spawn(name, dir, "controller", i)),
         gateway: this.spawn(name, dir, "gateway"),
         workloads: new Map(),
@@ -335,9 +340,11 @@ export class LocalClusterSet {
   async stop(): Promise<void> {
     await Promise.all([...this.members.values()].map((m) => Promise.all([m.gateway.stop(), ...m.controllers.map((c) => c.stop())])));
     for (const m of this.members.values()) for (const backends of m.workloads.values()) for (const b of backends) await b.kill();
-    await Promise.all([...this.members.values()].map((m) => m.kube.stop()));
+    await Promise.all(this.kubes.map((k) => k.stop()));
     await this.nats?.stop();
     this.members.clear();
+    this.kubes = [];
+    this.nats = undefined;
   }
 }
 
