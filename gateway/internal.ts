@@ -9,4 +9,16 @@ export { redactSecrets } from "./xds/introspection-http.ts";
 export type { ProtoMessage } from "./xds/proto-registry.ts";
 export { UpstreamCluster, UpstreamHost } from "./dataplane/upstream-cluster.ts";
 export { MetricsRegistry, gatewayMetrics, type GatewayMetrics } from "./dataplane/metrics.ts";
-export { parseCluster, parseListener, parseLoadAssignment, parseSecret, type ClusterSpec, type EndpointSpec, type LoadAssignmentSpec, type ListenerSpec } from "./dataplane/resources.ts";
+export {
+  parseCluster,
+  parseListener,
+  parseLoadAssignment,
+  parseRouteConfiguration,
+  parseSecret,
+  type ClusterSpec,
+  type EndpointSpec,
+  type LoadAssignmentSpec,
+  type ListenerSpec,
+  type RouteConfigSpec,
+} from "./dataplane/resources.ts";
+export { matchRoute, matchVirtualHost } from "./dataplane/http-router.ts";

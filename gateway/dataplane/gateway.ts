@@ -8,10 +8,23 @@ import type { Bootstrap } from "./bootstrap.ts";
 import { ConnectionSet } from "./connection-set.ts";
 import { ListenFailedError } from "./errors.ts";
 import { ExportListener } from "./export-listener.ts";
+import { HttpListener } from "./http-listener.ts";
 import { ImportListener } from "./import-listener.ts";
 import type { ListenerContext } from "./listener-context.ts";
 import { gatewayMetrics, MetricsRegistry, type GatewayMetrics } from "./metrics.ts";
-import { parseCluster, parseListener, parseLoadAssignment, parseSecret, type ClusterSpec, type ListenerSpec, type LoadAssignmentSpec, type Parsed, type SecretSpec } from "./resources.ts";
+import {
+  parseCluster,
+  parseListener,
+  parseLoadAssignment,
+  parseRouteConfiguration,
+  parseSecret,
+  type ClusterSpec,
+  type ListenerSpec,
+  type LoadAssignmentSpec,
+  type Parsed,
+  type RouteConfigSpec,
+  type SecretSpec,
+} from "./resources.ts";
 import { SecretStore } from "./secret-store.ts";
 import { UpstreamCluster } from "./upstream-cluster.ts";
 
@@ -25,12 +38,12 @@ export interface GatewayOptions {
 interface RunningListener {
   spec: ListenerSpec;
   bound: { host: string; port: number };
-  impl: ImportListener | ExportListener;
+  impl: ImportListener | ExportListener | HttpListener;
 }
 
 /**
  * fedgate's gateway data plane: an xDS client of the control plane that runs
- * the import listeners (L4, one per imported service port) and the mTLS
+ * the import listeners (L4 or HTTP, one per imported service port) and the mTLS
  * export listener, with their upstream clusters, SDS secrets, an admin
  * endpoint (readiness, Prometheus metrics) and graceful draining.
  *
@@ -50,6 +63,7 @@ export class Gateway {
   private clusterSpecs = new Map<string, ClusterSpec>();
   private assignments = new Map<string, LoadAssignmentSpec>();
   private secretSpecs = new Map<string, SecretSpec>();
+  private routeSpecs = new Map<string, RouteConfigSpec>();
   private readonly received = new Set<ResourceKind>();
   private readonly ads: AdsClient;
   private readonly admin: Server;
@@ -64,6 +78,7 @@ export class Gateway {
     this.adminPort = init.admin.port;
     this.ctx = {
       cluster: (name) => this.clusters.get(name),
+      route: (name) => this.routeSpecs.get(name),
       secrets: this.secrets,
       metrics: this.metrics,
       logger: this.logger,
@@ -108,6 +123,7 @@ export class Gateway {
     if (this.draining || !this.received.has("cluster") || !this.received.has("listener")) return false;
     for (const c of this.clusters.values()) if (!c.hasAssignment) return false;
     for (const name of this.referencedSecrets()) if (!this.secrets.has(name)) return false;
+    for (const name of this.referencedRoutes()) if (!this.routeSpecs.has(name)) return false;
     for (const name of this.listenerSpecs.keys()) if (!this.listeners.has(name)) return false;
     return true;
   }
@@ -124,6 +140,7 @@ export class Gateway {
     for (const l of this.listeners.values()) l.impl.close();
     this.ads.close();
     const cut = await this.connections.drain(this.bootstrap.fedgate.drain_timeout_ms);
+    this.closeUpstreams();
     for (const c of this.clusters.values()) c.close();
     return cut;
   }
@@ -134,6 +151,7 @@ export class Gateway {
     for (const l of this.listeners.values()) l.impl.close();
     this.ads.close();
     await this.connections.drain(0);
+    this.closeUpstreams();
     for (const c of this.clusters.values()) c.close();
     this.admin.closeAllConnections();
     await new Promise<void>((resolve) => this.admin.close(() => resolve()));
@@ -145,11 +163,20 @@ export class Gateway {
       listeners: [...this.listenerSpecs.values()],
       clusters: [...this.clusterSpecs.values()],
       endpoints: [...this.assignments.values()],
+      routes: [...this.routeSpecs.values()].map((r) => ({ ...r, virtualHosts: r.virtualHosts.map((v) => ({ ...v, routes: v.routes.map((x) => ({ ...x, retry: x.retry && { ...x.retry, retryOn: [...x.retry.retryOn] } })) })) })),
       secrets: [...this.secretSpecs.values()].map((s) => ({ name: s.name, kind: s.kind })),
       hosts: Object.fromEntries(
         [...this.clusters].map(([name, c]) => [name, c.allHosts().map((h) => ({ endpoint: h.key, priority: h.priority, healthy: h.spec.healthy, hcFailing: h.hcFailing, ejectedUntil: h.ejectedUntil }))]),
       ),
     };
+  }
+
+  private closeUpstreams(): void {
+    for (const l of this.listeners.values()) if (l.impl instanceof HttpListener) l.impl.closeUpstreams();
+  }
+
+  private referencedRoutes(): string[] {
+    return [...this.listenerSpecs.values()].flatMap((l) => (l.kind === "http" ? [l.routeConfig] : []));
   }
 
   private referencedSecrets(): Set<string> {
@@ -192,13 +219,17 @@ export class Gateway {
         this.logger.info("secrets installed", { names: [...parsed.values.keys()] });
         break;
       }
-      case "route":
-        if (resources.length) return [{ path: "", message: "RouteConfigurations (L7) are not supported yet" }];
+      case "route": {
+        const parsed = parseAll(resources, parseRouteConfiguration);
+        if (parsed.problems.length) return parsed.problems;
+        this.routeSpecs = parsed.values;
         break;
+      }
     }
     this.received.add(kind);
     this.ads.subscribe("endpoint", [...this.clusterSpecs.values()].map((c) => c.edsName));
     this.ads.subscribe("secret", [...this.referencedSecrets()]);
+    this.ads.subscribe("route", this.referencedRoutes());
     return [];
   }
 
@@ -241,6 +272,7 @@ export class Gateway {
         running.spec = next;
         if (running.impl instanceof ExportListener && next.kind === "sni-mtls") running.impl.update(next);
         if (running.impl instanceof ImportListener && next.kind === "tcp") running.impl.spec = next;
+        if (running.impl instanceof HttpListener && next.kind === "http") running.impl.spec = next;
         continue;
       }
       running.impl.close();
@@ -250,7 +282,12 @@ export class Gateway {
       if (this.listeners.has(name)) continue;
       const want = this.bindAddress(spec);
       try {
-        const impl = spec.kind === "tcp" ? await ImportListener.start({ spec, ...want, ctx: this.ctx }) : await ExportListener.start({ spec, ...want, ctx: this.ctx });
+        const impl =
+          spec.kind === "tcp"
+            ? await ImportListener.start({ spec, ...want, ctx: this.ctx })
+            : spec.kind === "http"
+              ? await HttpListener.start({ spec, ...want, ctx: this.ctx })
+              : await ExportListener.start({ spec, ...want, ctx: this.ctx });
         this.listeners.set(name, { spec, bound: { host: want.host, port: impl.port }, impl });
         this.logger.info("listener up", { listener: name, host: want.host, port: impl.port });
       } catch (err) {

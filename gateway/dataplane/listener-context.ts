@@ -1,12 +1,15 @@
 import type { Logger } from "../../common/index.ts";
 import type { ConnectionSet } from "./connection-set.ts";
 import type { GatewayMetrics } from "./metrics.ts";
+import type { RouteConfigSpec } from "./resources.ts";
 import type { SecretStore } from "./secret-store.ts";
 import type { UpstreamCluster } from "./upstream-cluster.ts";
 
 /** What a running listener needs from the gateway; read at connection time, so updates apply to new connections only. */
 export interface ListenerContext {
   cluster(name: string): UpstreamCluster | undefined;
+  /** An RDS route configuration, read per request. */
+  route(name: string): RouteConfigSpec | undefined;
   readonly secrets: SecretStore;
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;

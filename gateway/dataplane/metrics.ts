@@ -85,6 +85,12 @@ export function gatewayMetrics(registry: MetricsRegistry) {
     ejections: registry.counter("fedgate_gateway_outlier_ejections_total", "Endpoints ejected by outlier detection, by cluster."),
     healthTransitions: registry.counter("fedgate_gateway_health_check_transitions_total", "Active health check state changes, by cluster and new state."),
     tlsFailures: registry.counter("fedgate_gateway_tls_handshake_failures_total", "TLS handshakes refused or failed, by side (downstream/upstream) and reason."),
+    httpRequests: registry.counter("fedgate_gateway_http_requests_total", "L7 requests answered, by route cluster, serving fedgate cluster (served_by, empty when no upstream answered) and response class (2xx..5xx)."),
+    httpRetries: registry.counter("fedgate_gateway_http_retries_total", "L7 request attempts after the first, by cluster and reason (connect_failure, refused_stream, reset, timeout, 5xx, grpc_unavailable, ...)."),
+    httpFailovers: registry.counter("fedgate_gateway_http_failovers_total", "L7 requests answered by a later priority than their first attempt, by cluster."),
+    httpTimeouts: registry.counter("fedgate_gateway_http_timeouts_total", "L7 requests cut by their route timeout (504 / DEADLINE_EXCEEDED), by cluster."),
+    upstreamActiveRequests: registry.gauge("fedgate_gateway_upstream_active_requests", "L7 request attempts in flight, by cluster."),
+    httpDownstreamErrors: registry.counter("fedgate_gateway_http_downstream_errors_total", "Bad or stalled downstream HTTP input, by listener and reason (header_overflow, malformed, headers_timeout, h2_protocol, ...)."),
     xdsUpdates: registry.counter("fedgate_gateway_xds_updates_total", "xDS responses handled, by type and result (ack/nack)."),
     xdsConnected: registry.gauge("fedgate_gateway_xds_connected", "1 while the ADS stream is up."),
   };

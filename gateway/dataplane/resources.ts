@@ -14,6 +14,18 @@ const TCP_PROXY = `${ANY}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`
 const UPSTREAM_TLS = `${ANY}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`;
 const DOWNSTREAM_TLS = `${ANY}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`;
 const TLS_INSPECTOR = `${ANY}envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`;
+const HCM = `${ANY}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`;
+const ROUTER = `${ANY}envoy.extensions.filters.http.router.v3.Router`;
+const HTTP_PROTOCOL_OPTIONS = `${ANY}envoy.extensions.upstreams.http.v3.HttpProtocolOptions`;
+const PREVIOUS_HOSTS = `${ANY}envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate`;
+const PREVIOUS_PRIORITIES = `${ANY}envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig`;
+/** Envoy's route defaults (route_components.proto). */
+const DEFAULT_ROUTE_TIMEOUT_MS = 15_000;
+const DEFAULT_NUM_RETRIES = 1;
+const DEFAULT_RETRY_BASE_MS = 25;
+/** The retry_on conditions the HTTP listener implements (Envoy's names). */
+export const RETRY_CONDITIONS = ["connect-failure", "refused-stream", "reset", "5xx", "gateway-error", "retriable-4xx", "unavailable", "cancelled", "resource-exhausted", "deadline-exceeded", "internal"] as const;
+export type RetryCondition = (typeof RETRY_CONDITIONS)[number];
 /** Envoy's defaults (cluster.proto, outlier_detection.proto). */
 const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 const DEFAULT_CONSECUTIVE_FAILURES = 5;
@@ -55,7 +67,48 @@ export interface ExportListenerSpec {
   readonly chains: readonly ExportChainSpec[];
 }
 
-export type ListenerSpec = ImportListenerSpec | ExportListenerSpec;
+/** An L7 import listener: HTTP connection manager whose routes come by RDS. */
+export interface HttpListenerSpec {
+  readonly kind: "http";
+  readonly name: string;
+  readonly address: SocketAddress;
+  readonly routeConfig: string;
+}
+
+export type ListenerSpec = ImportListenerSpec | ExportListenerSpec | HttpListenerSpec;
+
+export interface RetryPolicySpec {
+  readonly retryOn: ReadonlySet<RetryCondition>;
+  readonly numRetries: number;
+  /** 0: none (only the route timeout bounds a try). */
+  readonly perTryTimeoutMs: number;
+  readonly backOffBaseMs: number;
+  readonly backOffMaxMs: number;
+  /** `previous_priorities`: a retry skips the priorities already tried. */
+  readonly skipPreviousPriorities: boolean;
+  /** `previous_hosts`: a retry avoids endpoints already tried. */
+  readonly skipPreviousHosts: boolean;
+}
+
+export interface RouteSpec {
+  readonly prefix: string;
+  readonly cluster: string;
+  /** Whole-request deadline; 0: none. gRPC's `max_stream_duration` wins when set. */
+  readonly timeoutMs: number;
+  readonly retry: RetryPolicySpec | undefined;
+}
+
+export interface VirtualHostSpec {
+  readonly name: string;
+  /** Lower-cased; exact, `*`, `*.suffix` or `prefix*` (Envoy's forms), with or without `:port`. */
+  readonly domains: readonly string[];
+  readonly routes: readonly RouteSpec[];
+}
+
+export interface RouteConfigSpec {
+  readonly name: string;
+  readonly virtualHosts: readonly VirtualHostSpec[];
+}
 
 export interface OutlierSpec {
   readonly consecutiveFailures: number;
@@ -86,6 +139,8 @@ export interface ClusterSpec {
   readonly outlier: OutlierSpec | undefined;
   readonly healthCheck: HealthCheckSpec | undefined;
   readonly tlsMatches: readonly TlsMatchSpec[];
+  /** `HttpProtocolOptions.explicit_http_config.http2_protocol_options`: L7 requests go upstream as h2. */
+  readonly http2: boolean;
 }
 
 export interface EndpointSpec {
@@ -178,7 +233,18 @@ function parseWith<S extends z.ZodType, T>(schema: S, raw: unknown, at: string, 
 
 const tcpProxyFilter = z.looseObject({
   name: z.string(),
-  typed_config: typed.and(z.looseObject({ cluster: z.string().optional(), weighted_clusters: z.unknown().optional() })),
+  typed_config: typed.and(
+    z.looseObject({
+      cluster: z.string().optional(),
+      weighted_clusters: z.unknown().optional(),
+      // HTTP connection manager fields.
+      rds: z.looseObject({ route_config_name: z.string().min(1), config_source: z.looseObject({ ads: z.unknown().optional() }).optional() }).optional(),
+      route_config: z.unknown().optional(),
+      scoped_routes: z.unknown().optional(),
+      codec_type: z.string().default("AUTO"),
+      http_filters: z.array(z.looseObject({ name: z.string(), typed_config: typed.optional() })).default([]),
+    }),
+  ),
 });
 const listenerSchema = z.looseObject({
   name: z.string().min(1),
@@ -214,6 +280,14 @@ export function parseListener(raw: unknown, at: string): Parsed<ListenerSpec> {
       return cfg.cluster ?? "";
     };
     const tlsChains = l.filter_chains.filter((c) => c.transport_socket);
+    const hcmChain = l.filter_chains.findIndex((c) => c.filters.some((f) => f.typed_config["@type"] === HCM));
+    if (hcmChain >= 0) {
+      const chainAt = `${at}.filter_chains[${hcmChain}]`;
+      if (l.filter_chains.length !== 1 || tlsChains.length) problems.push({ path: `${at}.filter_chains`, message: "an HTTP listener takes exactly one plain filter chain" });
+      const filters = l.filter_chains[hcmChain]!.filters;
+      if (filters.length !== 1) problems.push({ path: `${chainAt}.filters`, message: "the HTTP connection manager must be the only network filter" });
+      return { kind: "http", name: l.name, address, routeConfig: httpConnectionManager(`${chainAt}.filters[0].typed_config`, filters.find((f) => f.typed_config["@type"] === HCM)!.typed_config, problems) };
+    }
     if (tlsChains.length === 0) {
       if (l.filter_chains.length !== 1) problems.push({ path: `${at}.filter_chains`, message: "a plain listener takes exactly one filter chain" });
       const chain = l.filter_chains[0]!;
@@ -239,6 +313,132 @@ export function parseListener(raw: unknown, at: string): Parsed<ListenerSpec> {
       for (const sni of names) chains.push({ sni, cluster, consumers, tls });
     });
     return { kind: "sni-mtls", name: l.name, address, chains };
+  });
+}
+
+function httpConnectionManager(at: string, cfg: z.infer<typeof tcpProxyFilter>["typed_config"], problems: Problem[]): string {
+  if (cfg.route_config !== undefined || cfg.scoped_routes !== undefined) problems.push({ path: at, message: "routes must come by RDS (no inline route_config or scoped_routes)" });
+  if (!cfg.rds) problems.push({ path: `${at}.rds`, message: "an RDS route_config_name is required" });
+  else if (cfg.rds.config_source && cfg.rds.config_source.ads === undefined) problems.push({ path: `${at}.rds.config_source`, message: "only the ADS config source is supported" });
+  if (cfg.codec_type !== "AUTO") problems.push({ path: `${at}.codec_type`, message: `only AUTO (HTTP/1.1 and h2c by preface) is supported, got ${cfg.codec_type}` });
+  const filters = cfg.http_filters;
+  if (filters.length !== 1 || filters[0]!.typed_config?.["@type"] !== ROUTER) {
+    problems.push({ path: `${at}.http_filters`, message: `only the router filter is supported (got ${filters.map((f) => f.name).join(", ") || "none"})` });
+  }
+  return cfg.rds?.route_config_name ?? "";
+}
+
+// ---- RouteConfiguration ----
+
+const retryPolicySchema = z.looseObject({
+  retry_on: z.string().default(""),
+  num_retries: u32.optional(),
+  per_try_timeout: duration.optional(),
+  per_try_idle_timeout: z.unknown().optional(),
+  retry_back_off: z.looseObject({ base_interval: duration, max_interval: duration.optional() }).optional(),
+  retry_priority: z.looseObject({ name: z.string(), typed_config: typed.and(z.looseObject({ update_frequency: z.number().int().optional() })).optional() }).optional(),
+  retry_host_predicate: z.array(z.looseObject({ name: z.string(), typed_config: typed.optional() })).default([]),
+  host_selection_retry_max_attempts: z.union([z.string(), z.number()]).optional(),
+  retriable_status_codes: z.array(z.number()).default([]),
+  retriable_headers: z.array(z.unknown()).default([]),
+  rate_limited_retry_back_off: z.unknown().optional(),
+});
+
+const routeSchema = z.looseObject({
+  match: z.looseObject({
+    prefix: z.string().optional(),
+    path: z.string().optional(),
+    safe_regex: z.unknown().optional(),
+    path_separated_prefix: z.string().optional(),
+    headers: z.array(z.unknown()).default([]),
+    query_parameters: z.array(z.unknown()).default([]),
+    grpc: z.unknown().optional(),
+  }),
+  route: z
+    .looseObject({
+      cluster: z.string().optional(),
+      weighted_clusters: z.unknown().optional(),
+      cluster_header: z.string().optional(),
+      timeout: duration.optional(),
+      retry_policy: retryPolicySchema.optional(),
+      max_stream_duration: z.looseObject({ max_stream_duration: duration.optional(), grpc_timeout_header_max: duration.optional() }).optional(),
+    })
+    .optional(),
+  redirect: z.unknown().optional(),
+  direct_response: z.unknown().optional(),
+});
+
+const routeConfigSchema = z.looseObject({
+  name: z.string().min(1),
+  virtual_hosts: z
+    .array(
+      z.looseObject({
+        name: z.string().min(1),
+        domains: z.array(z.string().min(1)).min(1),
+        routes: z.array(routeSchema).default([]),
+        retry_policy: z.unknown().optional(),
+        require_tls: z.string().optional(),
+      }),
+    )
+    .default([]),
+  vhds: z.unknown().optional(),
+});
+
+function retryPolicy(at: string, r: z.infer<typeof retryPolicySchema>, problems: Problem[]): RetryPolicySpec {
+  const retryOn = new Set<RetryCondition>();
+  for (const c of r.retry_on.split(",").map((x) => x.trim()).filter(Boolean)) {
+    if ((RETRY_CONDITIONS as readonly string[]).includes(c)) retryOn.add(c as RetryCondition);
+    else problems.push({ path: `${at}.retry_on`, message: `unsupported retry condition ${c}` });
+  }
+  if (r.per_try_idle_timeout !== undefined || r.retriable_status_codes.length || r.retriable_headers.length || r.rate_limited_retry_back_off !== undefined) {
+    problems.push({ path: at, message: "per_try_idle_timeout, retriable_status_codes, retriable_headers and rate-limited back-off are not supported" });
+  }
+  if (r.retry_priority && r.retry_priority.typed_config?.["@type"] !== PREVIOUS_PRIORITIES) problems.push({ path: `${at}.retry_priority`, message: `only previous_priorities is supported, got ${r.retry_priority.name}` });
+  for (const [i, p] of r.retry_host_predicate.entries()) {
+    if (p.typed_config?.["@type"] !== PREVIOUS_HOSTS) problems.push({ path: `${at}.retry_host_predicate[${i}]`, message: `only previous_hosts is supported, got ${p.name}` });
+  }
+  const base = ms(r.retry_back_off?.base_interval, DEFAULT_RETRY_BASE_MS);
+  return {
+    retryOn,
+    numRetries: r.num_retries?.value ?? DEFAULT_NUM_RETRIES,
+    perTryTimeoutMs: ms(r.per_try_timeout, 0),
+    backOffBaseMs: base,
+    backOffMaxMs: Math.max(base, ms(r.retry_back_off?.max_interval, base * 10)),
+    skipPreviousPriorities: r.retry_priority !== undefined,
+    skipPreviousHosts: r.retry_host_predicate.length > 0,
+  };
+}
+
+export function parseRouteConfiguration(raw: unknown, at: string): Parsed<RouteConfigSpec> {
+  return parseWith(routeConfigSchema, raw, at, (rc, problems): RouteConfigSpec => {
+    if (rc.vhds !== undefined) problems.push({ path: `${at}.vhds`, message: "VHDS is not supported" });
+    const virtualHosts = rc.virtual_hosts.map((vh, i): VirtualHostSpec => {
+      const vhAt = `${at}.virtual_hosts[${i}]`;
+      if (vh.retry_policy !== undefined || (vh.require_tls !== undefined && vh.require_tls !== "NONE")) problems.push({ path: vhAt, message: "virtual-host retry_policy and require_tls are not supported (set them per route)" });
+      for (const d of vh.domains) {
+        const stars = d.split("*").length - 1;
+        if (stars > 1 || (stars === 1 && d !== "*" && !d.startsWith("*") && !d.endsWith("*"))) problems.push({ path: `${vhAt}.domains`, message: `unsupported domain pattern ${d}` });
+      }
+      const routes = vh.routes.map((r, j): RouteSpec => {
+        const rAt = `${vhAt}.routes[${j}]`;
+        const m = r.match;
+        if (m.prefix === undefined || m.path !== undefined || m.safe_regex !== undefined || m.path_separated_prefix !== undefined || m.headers.length || m.query_parameters.length || m.grpc !== undefined) {
+          problems.push({ path: `${rAt}.match`, message: "only a prefix match is supported" });
+        }
+        if (!r.route || r.redirect !== undefined || r.direct_response !== undefined) problems.push({ path: rAt, message: "only route actions are supported (no redirect or direct_response)" });
+        const action = r.route;
+        if (action && (!action.cluster || action.weighted_clusters !== undefined || action.cluster_header !== undefined)) problems.push({ path: `${rAt}.route`, message: "a route must name one cluster" });
+        const streamMs = ms(action?.max_stream_duration?.max_stream_duration, 0);
+        return {
+          prefix: m.prefix ?? "/",
+          cluster: action?.cluster ?? "",
+          timeoutMs: streamMs > 0 ? streamMs : ms(action?.timeout, DEFAULT_ROUTE_TIMEOUT_MS),
+          retry: action?.retry_policy && retryPolicy(`${rAt}.route.retry_policy`, action.retry_policy, problems),
+        };
+      });
+      return { name: vh.name, domains: vh.domains.map((d) => d.toLowerCase()), routes };
+    });
+    return { name: rc.name, virtualHosts };
   });
 }
 
@@ -281,7 +481,12 @@ const clusterSchema = z.looseObject({
     )
     .default([]),
   transport_socket: z.unknown().optional(),
-  typed_extension_protocol_options: z.unknown().optional(),
+  typed_extension_protocol_options: z
+    .record(
+      z.string(),
+      typed.and(z.looseObject({ explicit_http_config: z.looseObject({ http_protocol_options: z.unknown().optional(), http2_protocol_options: z.unknown().optional() }).optional() })),
+    )
+    .default({}),
 });
 
 export function parseCluster(raw: unknown, at: string): Parsed<ClusterSpec> {
@@ -298,6 +503,12 @@ export function parseCluster(raw: unknown, at: string): Parsed<ClusterSpec> {
       const ctx = m.transport_socket.typed_config.common_tls_context;
       return { match: stringFields(m.match), sni: m.transport_socket.typed_config.sni, tls: { certSecret: ctx.tls_certificate_sds_secret_configs[0]!.name, bundleSecret: ctx.validation_context_sds_secret_config.name } };
     });
+    let http2 = false;
+    for (const [key, opts] of Object.entries(c.typed_extension_protocol_options)) {
+      const explicit = opts.explicit_http_config;
+      if (opts["@type"] !== HTTP_PROTOCOL_OPTIONS || !explicit) problems.push({ path: `${at}.typed_extension_protocol_options.${key}`, message: "only HttpProtocolOptions with explicit_http_config is supported" });
+      else http2 = explicit.http2_protocol_options !== undefined;
+    }
     const od = c.outlier_detection;
     return {
       name: c.name,
@@ -312,6 +523,7 @@ export function parseCluster(raw: unknown, at: string): Parsed<ClusterSpec> {
       },
       healthCheck: hc && { intervalMs: ms(hc.interval, 0), timeoutMs: ms(hc.timeout, 0), unhealthyThreshold: hc.unhealthy_threshold.value, healthyThreshold: hc.healthy_threshold.value },
       tlsMatches,
+      http2,
     };
   });
 }

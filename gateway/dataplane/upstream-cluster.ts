@@ -171,9 +171,12 @@ export class UpstreamCluster {
     }
   }
 
-  /** A connect failure: counts towards ejection (Envoy counts local-origin failures as 5xx unless split). */
-  reportFailure(host: UpstreamHost): void {
-    this.series.connectFailures.add();
+  /**
+   * A connect failure, or (L7) a 5xx, reset or timeout: counts towards ejection
+   * (Envoy counts local-origin failures as 5xx unless split).
+   */
+  reportFailure(host: UpstreamHost, kind: "connect" | "response" = "connect"): void {
+    if (kind === "connect") this.series.connectFailures.add();
     const od = this.spec.outlier;
     if (!od) return;
     const now = this.now();

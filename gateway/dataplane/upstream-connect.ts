@@ -12,7 +12,7 @@ export interface Upstream {
 }
 
 /** A failed TLS origination, with the reason the metrics carry. */
-class UpstreamTlsError extends GatewayError {
+export class UpstreamTlsError extends GatewayError {
   constructor(
     readonly reason: string,
     options: { cause?: unknown },
@@ -49,7 +49,8 @@ export async function connectUpstream(options: { cluster: UpstreamCluster; secre
   throw new NoHealthyUpstreamError(cluster.spec.name, attempts, { cause: lastError });
 }
 
-function dial(cluster: UpstreamCluster, host: UpstreamHost, secrets: SecretStore): Promise<Socket> {
+/** Opens one connection to one endpoint (TLS to peer gateways, by the cluster's transport_socket_matches). */
+export function dial(cluster: UpstreamCluster, host: UpstreamHost, secrets: SecretStore): Promise<Socket> {
   const { host: address, port } = host.spec.address;
   const tls = cluster.tlsFor(host);
   return new Promise<Socket>((resolve, reject) => {

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { connect, type Socket } from "node:net";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { suite } from "uvu";
@@ -58,35 +58,43 @@ life("an endpoint update applies to new connections; an open connection to a rem
   await old!.kill();
 });
 
-life("a listener it cannot honour (an HTTP import, L7 not supported yet) is NACKed; the running config keeps serving", async (ctx) => {
+life("a listener it cannot honour (an HTTP import whose port is taken) is NACKed; the running config keeps serving", async (ctx) => {
   const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["a"], members: { a: 1 } }));
-  t.extraServices = [
-    {
-      key: "demo/web",
-      namespace: "demo",
-      name: "web",
-      exports: [
-        {
-          cluster: "a",
-          namespace: "demo",
-          name: "web",
-          ports: [{ name: "http", protocol: "TCP", port: 8080 }],
-          type: "ClusterSetIP",
-          sessionAffinity: "None",
-          readyEndpoints: [{ zone: "z-a", ready: 1 }],
-          gateway: { host: "127.0.0.1", port: 15443 },
-        },
-      ],
-    },
-  ];
-  t.push("a");
-  const xds = t.get("a").xds;
-  await waitFor("listener NACK recorded by the control plane", () => (xds.status().nodes.find((n) => n.node?.id === "gw-a")?.types.listener?.nacks ?? 0) >= 1);
-  const nack = xds.status().nodes.find((n) => n.node?.id === "gw-a")?.types.listener?.lastNack;
-  assert.match(nack?.message ?? "", /fedgate-import-8080.*single tcp_proxy/);
-  assert.ok(t.metric("a", "fedgate_gateway_xds_updates_total", { type: "listener", result: "nack" }) >= 1);
-  assert.is(await exchange(t.importPort("a")), "a-1");
-  assert.is(t.get("a").gateway.listenerAddresses()["fedgate-import-8080"], undefined);
+  const squatter = createServer();
+  await new Promise<void>((resolve) => squatter.listen(0, "127.0.0.1", () => resolve()));
+  const taken = (squatter.address() as AddressInfo).port;
+  try {
+    t.extraServices = [
+      {
+        key: "demo/web",
+        namespace: "demo",
+        name: "web",
+        exports: [
+          {
+            cluster: "a",
+            namespace: "demo",
+            name: "web",
+            ports: [{ name: "http", protocol: "TCP", port: taken }],
+            type: "ClusterSetIP",
+            sessionAffinity: "None",
+            readyEndpoints: [{ zone: "z-a", ready: 1 }],
+            gateway: { host: "127.0.0.1", port: 15443 },
+          },
+        ],
+      },
+    ];
+    t.push("a");
+    const xds = t.get("a").xds;
+    await waitFor("listener NACK recorded by the control plane", () => (xds.status().nodes.find((n) => n.node?.id === "gw-a")?.types.listener?.nacks ?? 0) >= 1);
+    const nack = xds.status().nodes.find((n) => n.node?.id === "gw-a")?.types.listener?.lastNack;
+    assert.match(nack?.message ?? "", new RegExp(`fedgate-import-${taken}.*cannot bind`));
+    assert.ok(t.metric("a", "fedgate_gateway_xds_updates_total", { type: "listener", result: "nack" }) >= 1);
+    assert.is(await exchange(t.importPort("a")), "a-1");
+    assert.is(t.get("a").gateway.listenerAddresses()[`fedgate-import-${taken}`], undefined);
+    assert.not.ok(t.get("a").gateway.ready(), "not ready while a listener is not bound");
+  } finally {
+    squatter.close();
+  }
 });
 
 life("the control plane going away leaves the data plane serving; it reconnects with backoff and takes new config", async (ctx) => {

@@ -8,11 +8,14 @@ import {
   parseFederationSnapshot,
   parseListener,
   parseLoadAssignment,
+  parseRouteConfiguration,
+  matchRoute,
+  matchVirtualHost,
   ProtoRegistry,
   translate,
   TYPE_URL,
   UpstreamCluster,
-  validateAndEncode, EncodedResourceCache, type ClusterSpec, type EndpointSpec, type LoadAssignmentSpec } from "../../gateway/internal.ts";
+  validateAndEncode, EncodedResourceCache, type ClusterSpec, type EndpointSpec, type LoadAssignmentSpec, type RouteConfigSpec } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
 import { gatewayLeaf, topologySnapshot } from "../support/gateway-harness.ts";
 
@@ -25,6 +28,7 @@ function cluster(outlier?: Partial<NonNullable<ClusterSpec["outlier"]>>): { c: U
     outlier: outlier && { consecutiveFailures: 2, intervalMs: 10_000, baseEjectionMs: 1_000, maxEjectionMs: 2_500, maxEjectionPercent: 100, ...outlier },
     healthCheck: undefined,
     tlsMatches: [{ match: { "fedgate.io/tls": "mtls" }, sni: "sni", tls: { certSecret: "c", bundleSecret: "b" } }],
+    http2: false,
   };
   return { c: new UpstreamCluster({ spec, metrics: gatewayMetrics(new MetricsRegistry()), logger: silentLogger, now: () => clock.t }), clock };
 }
@@ -113,9 +117,30 @@ const tcpListener = (filters: unknown[]) => ({
 const tcpProxy = { name: "tcp", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", cluster: "c" } };
 const hcm = { name: "hcm", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" } };
 
+const hcmRds = {
+  name: "hcm",
+  typed_config: {
+    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+    rds: { route_config_name: "r", config_source: { ads: {} } },
+    http_filters: [{ name: "router", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } }],
+  },
+};
+const routeConfig = (match: Record<string, unknown>, route: Record<string, unknown>) => ({ name: "r", virtual_hosts: [{ name: "v", domains: ["*"], routes: [{ match, route: { cluster: "c", ...route } }] }] });
+
 const cases: { name: string; run: () => { ok: boolean; problems?: { path: string; message: string }[] }; expect: RegExp | "ok" }[] = [
   { name: "tcp_proxy listener", run: () => parseListener(tcpListener([tcpProxy]), "l"), expect: "ok" },
-  { name: "HTTP connection manager (L7 not yet)", run: () => parseListener(tcpListener([hcm]), "l"), expect: /single tcp_proxy/ },
+  { name: "HTTP connection manager without RDS or router", run: () => parseListener(tcpListener([hcm]), "l"), expect: /RDS route_config_name.*only the router filter/ },
+  { name: "HTTP connection manager with RDS and the router", run: () => parseListener(tcpListener([hcmRds]), "l"), expect: "ok" },
+  { name: "HTTP connection manager next to tcp_proxy", run: () => parseListener(tcpListener([hcmRds, tcpProxy]), "l"), expect: /must be the only network filter/ },
+  { name: "route configuration with prefix routes", run: () => parseRouteConfiguration(routeConfig({ prefix: "/" }, {}), "r"), expect: "ok" },
+  { name: "regex route and weighted clusters", run: () => parseRouteConfiguration(routeConfig({ safe_regex: {} }, { cluster: undefined, weighted_clusters: {} }), "r"), expect: /only a prefix match.*name one cluster/ },
+  {
+    name: "unknown retry condition and retry priority",
+    run: () => parseRouteConfiguration(routeConfig({ prefix: "/" }, { retry_policy: { retry_on: "5xx,envoy-ratelimited", retry_priority: { name: "other", typed_config: { "@type": "x" } } } }), "r"),
+    expect: /unsupported retry condition envoy-ratelimited.*only previous_priorities/,
+  },
+  { name: "domain with a star in the middle", run: () => parseRouteConfiguration({ name: "r", virtual_hosts: [{ name: "v", domains: ["a.*.b"], routes: [] }] }, "r"), expect: /unsupported domain pattern/ },
+  { name: "cluster with other protocol options", run: () => parseCluster({ name: "c", type: "EDS", typed_extension_protocol_options: { x: { "@type": "type.googleapis.com/other" } } }, "c"), expect: /HttpProtocolOptions/ },
   { name: "listener without address", run: () => parseListener({ name: "l", filter_chains: [{ filters: [tcpProxy] }] }, "l"), expect: /address/ },
   { name: "STATIC cluster", run: () => parseCluster({ name: "c", type: "STATIC" }, "c"), expect: /only EDS/ },
   { name: "LEAST_REQUEST cluster", run: () => parseCluster({ name: "c", type: "EDS", lb_policy: "LEAST_REQUEST" }, "c"), expect: /ROUND_ROBIN/ },
@@ -148,7 +173,7 @@ parse("round trip: the control plane's gateway resources (export consumers inclu
   const outcome = validateAndEncode(new EncodedResourceCache({ registry }), translate(snapshot, "gateway").resources);
   const encoded = outcome.encoded;
   assert.ok(encoded, JSON.stringify(outcome.problems));
-  const decode = (kind: "listener" | "cluster" | "endpoint") => [...encoded[kind].values()].map((r) => registry.decodeAny(TYPE_URL[kind], r.bytes));
+  const decode = (kind: "listener" | "cluster" | "endpoint" | "route") => [...encoded[kind].values()].map((r) => registry.decodeAny(TYPE_URL[kind], r.bytes));
   const listeners = decode("listener").map((l) => parseListener(l, "l"));
   const exportListener = listeners.find((l) => l.ok && l.value.kind === "sni-mtls");
   assert.ok(exportListener?.ok && exportListener.value.kind === "sni-mtls");
@@ -158,5 +183,80 @@ parse("round trip: the control plane's gateway resources (export consumers inclu
   assert.ok(decode("endpoint").every((e) => parseLoadAssignment(e, "e").ok));
 });
 
+parse("round trip: an L7 import (HTTP and gRPC on one port) becomes an HTTP listener and a route configuration with the policy's timeout and retries", async () => {
+  const pki = await createClusterSetPki(["a"]);
+  const registry = ProtoRegistry.load();
+  const input = topologySnapshot({ self: "a", pki, exporters: ["a"], exportPorts: new Map(), backends: [{ port: 7000 }], leaf: await gatewayLeaf(pki, "a"), policy: { timeoutMs: 2_500, retries: { attempts: 3, perTryTimeoutMs: 800 } } });
+  const web = { ...input.services[0]!.exports[0]!, ports: [{ name: "http", protocol: "TCP" as const, port: 9000 }] };
+  const greeter = { ...web, name: "greeter", ports: [{ name: "grpc", protocol: "TCP" as const, port: 9000, appProtocol: "grpc" }] };
+  const snapshot = parseFederationSnapshot({
+    ...input,
+    services: [
+      { key: "demo/echo", namespace: "demo", name: "echo", exports: [web] },
+      { key: "demo/greeter", namespace: "demo", name: "greeter", exports: [greeter] },
+    ],
+    policies: new Map([["demo/echo", input.policies!.get("demo/echo")!], ["demo/greeter", input.policies!.get("demo/echo")!]]),
+  });
+  const outcome = validateAndEncode(new EncodedResourceCache({ registry }), translate(snapshot, "gateway").resources);
+  assert.ok(outcome.encoded, JSON.stringify(outcome.problems));
+  const encoded = outcome.encoded;
+  const decode = (kind: "listener" | "cluster" | "route") => [...encoded[kind].values()].map((r) => registry.decodeAny(TYPE_URL[kind], r.bytes));
+  const http = decode("listener").map((l) => parseListener(l, "l")).find((l) => l.ok && l.value.kind === "http");
+  assert.ok(http?.ok && http.value.kind === "http");
+  const routes = decode("route").map((r) => parseRouteConfiguration(r, "r"));
+  assert.is(routes.length, 1);
+  const rc = routes[0]!;
+  assert.ok(rc.ok, JSON.stringify(!rc.ok && rc.problems));
+  assert.is(rc.value.name, http.value.routeConfig);
+  const echo = matchVirtualHost(rc.value, "echo.demo.svc.clusterset.local:9000");
+  const grpcHost = matchVirtualHost(rc.value, "greeter.demo.svc.clusterset.local");
+  assert.ok(echo && grpcHost && echo !== grpcHost);
+  const route = matchRoute(echo, "/any/path")!;
+  assert.is(route.timeoutMs, 2_500);
+  assert.equal({ ...route.retry!, retryOn: [...route.retry!.retryOn].sort() }, {
+    retryOn: ["5xx", "connect-failure", "gateway-error", "refused-stream", "reset"],
+    numRetries: 3,
+    perTryTimeoutMs: 800,
+    backOffBaseMs: 25,
+    backOffMaxMs: 250,
+    skipPreviousPriorities: true,
+    skipPreviousHosts: true,
+  });
+  assert.ok(matchRoute(grpcHost, "/demo.Greeter/Greet")!.retry!.retryOn.has("unavailable"));
+  const clusters = decode("cluster").map((c) => parseCluster(c, "c"));
+  assert.equal(clusters.flatMap((c) => (c.ok && c.value.name.startsWith("outbound|") ? [[c.value.name.split("|")[3], c.value.http2]] : [])).sort(), [
+    ["echo.demo.svc.clusterset.local", false],
+    ["greeter.demo.svc.clusterset.local", true],
+  ]);
+});
+
+const router = suite("HTTP routing: virtual hosts by domain, routes by prefix");
+
+const vhosts: RouteConfigSpec = {
+  name: "r",
+  virtualHosts: [
+    { name: "exact", domains: ["web.demo", "web.demo:9000"], routes: [{ prefix: "/api", cluster: "api", timeoutMs: 0, retry: undefined }, { prefix: "/", cluster: "web", timeoutMs: 0, retry: undefined }] },
+    { name: "suffix", domains: ["*.demo"], routes: [{ prefix: "/", cluster: "suffix", timeoutMs: 0, retry: undefined }] },
+    { name: "prefix", domains: ["web.*"], routes: [{ prefix: "/", cluster: "prefix", timeoutMs: 0, retry: undefined }] },
+    { name: "any", domains: ["*"], routes: [{ prefix: "/only", cluster: "any", timeoutMs: 0, retry: undefined }] },
+  ],
+};
+
+for (const [authority, path, cluster] of [
+  ["web.demo", "/api/x", "api"],
+  ["WEB.demo:9000", "/x", "web"],
+  ["x.demo:8080", "/x", "suffix"],
+  ["other.demo", "/x", "suffix"],
+  ["web.other", "/x", "prefix"],
+  ["elsewhere", "/only/x", "any"],
+  ["elsewhere", "/x", undefined],
+] as const) {
+  router(`${authority}${path} goes to ${cluster ?? "no route"}`, () => {
+    const vh = matchVirtualHost(vhosts, authority);
+    assert.is(vh && matchRoute(vh, path)?.cluster, cluster);
+  });
+}
+
 up.run();
 parse.run();
+router.run();

@@ -1,0 +1,143 @@
+import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http";
+import { constants } from "node:http2";
+import type { Readable } from "node:stream";
+import { endToEndHeaders, type Downstream } from "./http-downstream.ts";
+import { UpstreamConnectError, type HttpUpstreamPool } from "./http-upstream-pool.ts";
+import type { ReplayBody } from "./replay-body.ts";
+import type { UpstreamCluster, UpstreamHost } from "./upstream-cluster.ts";
+
+/** Why an attempt produced no response; `connect_failure` and `refused_stream` mean the request never reached the server. */
+export type AttemptFailure = "connect_failure" | "refused_stream" | "reset" | "timeout";
+
+export interface UpstreamResponse {
+  readonly status: number;
+  readonly headers: OutgoingHttpHeaders;
+  /** The raw headers, for gRPC's trailers-only status. */
+  readonly raw: IncomingHttpHeaders;
+  /** The response ended with its headers (no body, no trailers: gRPC trailers-only). */
+  readonly headersOnly: boolean;
+  readonly body: Readable;
+  trailers(): IncomingHttpHeaders | undefined;
+  /** Abandons the response (and its stream or connection). */
+  cancel(): void;
+}
+
+export type AttemptResult = { ok: true; response: UpstreamResponse } | { ok: false; failure: AttemptFailure };
+
+export interface AttemptOptions {
+  pool: HttpUpstreamPool;
+  cluster: UpstreamCluster;
+  host: UpstreamHost;
+  down: Downstream;
+  body: ReplayBody;
+  http2: boolean;
+  /** 0: no per-try deadline. */
+  perTryTimeoutMs: number;
+  /** Aborts the attempt (the route timeout fired or the client left). */
+  signal: AbortSignal;
+}
+
+/**
+ * One try of a request on one endpoint, up to its response headers. The
+ * request body comes from the replay buffer, so a failed try leaves it whole
+ * for the next one.
+ */
+export function attempt(options: AttemptOptions): Promise<AttemptResult> {
+  return options.http2 ? h2Attempt(options) : h1Attempt(options);
+}
+
+function withDeadline(options: AttemptOptions, cancel: () => void, run: (settle: (r: AttemptResult) => void) => void): Promise<AttemptResult> {
+  return new Promise((resolve) => {
+    let done = false;
+    const settle = (r: AttemptResult) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      options.signal.removeEventListener("abort", onAbort);
+      if (!r.ok) {
+        options.body.detach();
+        cancel();
+      }
+      resolve(r);
+    };
+    const onAbort = () => settle({ ok: false, failure: "timeout" });
+    const timer = options.perTryTimeoutMs > 0 ? setTimeout(() => settle({ ok: false, failure: "timeout" }), options.perTryTimeoutMs) : undefined;
+    options.signal.addEventListener("abort", onAbort);
+    run(settle);
+  });
+}
+
+function h1Attempt(options: AttemptOptions): Promise<AttemptResult> {
+  const { down } = options;
+  const req = httpRequest({
+    agent: options.pool.agent(options.cluster, options.host),
+    method: down.method,
+    path: down.path,
+    headers: { ...down.headers, host: down.authority },
+    setHost: false,
+  });
+  return withDeadline(options, () => req.destroy(), (settle) => {
+    req.on("error", (err: Error) => {
+      // A kept-alive connection the server had closed: the request was not processed.
+      settle({ ok: false, failure: err instanceof UpstreamConnectError ? "connect_failure" : req.reusedSocket ? "refused_stream" : "reset" });
+    });
+    req.on("response", (res) => {
+      settle({
+        ok: true,
+        response: {
+          status: res.statusCode ?? 502,
+          headers: endToEndHeaders(res.headers),
+          raw: res.headers,
+          headersOnly: false,
+          body: res,
+          trailers: () => res.trailers,
+          cancel: () => req.destroy(),
+        },
+      });
+    });
+    options.body.attach(req);
+  });
+}
+
+async function h2Attempt(options: AttemptOptions): Promise<AttemptResult> {
+  const { down } = options;
+  let session;
+  try {
+    session = await options.pool.session(options.cluster, options.host);
+  } catch (err) {
+    if (err instanceof UpstreamConnectError) return { ok: false, failure: "connect_failure" };
+    throw err;
+  }
+  if (options.signal.aborted) return { ok: false, failure: "timeout" };
+  let stream;
+  try {
+    stream = session.request({ ...down.headers, ":method": down.method, ":path": down.path, ":authority": down.authority, ":scheme": "http" }, { endStream: false });
+  } catch (err) {
+    // The session is closing or went away: the stream was never opened.
+    if ((err as { code?: unknown }).code === "ERR_HTTP2_GOAWAY_SESSION" || (err as { code?: unknown }).code === "ERR_HTTP2_INVALID_SESSION") return { ok: false, failure: "refused_stream" };
+    throw err;
+  }
+  const s = stream;
+  let trailers: IncomingHttpHeaders | undefined;
+  s.on("trailers", (t: IncomingHttpHeaders) => (trailers = t));
+  return withDeadline(options, () => s.close(constants.NGHTTP2_CANCEL), (settle) => {
+    const failed = () => settle({ ok: false, failure: s.rstCode === constants.NGHTTP2_REFUSED_STREAM ? "refused_stream" : "reset" });
+    s.on("error", failed);
+    s.on("close", failed);
+    s.on("response", (headers: IncomingHttpHeaders & { ":status"?: number }, flags: number) => {
+      settle({
+        ok: true,
+        response: {
+          status: Number(headers[":status"] ?? 502),
+          headers: endToEndHeaders(headers),
+          raw: headers,
+          headersOnly: (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0,
+          body: s,
+          trailers: () => trailers,
+          cancel: () => s.close(constants.NGHTTP2_CANCEL),
+        },
+      });
+    });
+    options.body.attach(s);
+  });
+}

@@ -1,0 +1,121 @@
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import { constants, type IncomingHttpHeaders as H2Headers, type ServerHttp2Stream } from "node:http2";
+import type { Readable, Writable } from "node:stream";
+
+/** Headers that describe one hop's connection; never forwarded (RFC 9110 §7.6.1, RFC 9113 §8.2.2). */
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "host", "http2-settings", "trailer"]);
+
+/** One downstream request, HTTP/1.1 or HTTP/2, as the forwarder sees it. */
+export interface Downstream {
+  readonly protocol: "h1" | "h2";
+  readonly method: string;
+  readonly path: string;
+  readonly authority: string;
+  /** End-to-end request headers: lower-case, no pseudo-headers, no hop-by-hop ones (`te: trailers` kept). */
+  readonly headers: OutgoingHttpHeaders;
+  readonly body: Readable;
+  /** A gRPC call (`content-type: application/grpc…`): errors are answered as gRPC statuses. */
+  readonly grpc: boolean;
+  readonly headersSent: boolean;
+  readonly closed: boolean;
+  /** Sends the status and headers; returns where the body goes, or nothing when `endStream`. */
+  respond(status: number, headers: OutgoingHttpHeaders, endStream: boolean): Writable | undefined;
+  /** Ends the response, with trailers when there are any. */
+  end(trailers: IncomingHttpHeaders | undefined): void;
+  /** Cuts the response (reset stream / closed connection): the client sees a failure, not a short answer. */
+  abort(): void;
+  onClose(listener: () => void): void;
+}
+
+/** End-to-end headers of a message: hop-by-hop, pseudo-headers and those the `connection` header names dropped. */
+export function endToEndHeaders(headers: IncomingHttpHeaders | H2Headers): OutgoingHttpHeaders {
+  const named = new Set(String(headers.connection ?? "").toLowerCase().split(",").map((s) => s.trim()).filter(Boolean));
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (v === undefined || k.startsWith(":") || HOP_BY_HOP.has(k) || named.has(k)) continue;
+    out[k] = v;
+  }
+  const te = headers.te;
+  if (typeof te === "string" && te.toLowerCase().includes("trailers")) out.te = "trailers";
+  return out;
+}
+
+function isGrpc(headers: IncomingHttpHeaders | H2Headers): boolean {
+  return String(headers["content-type"] ?? "").startsWith("application/grpc");
+}
+
+export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstream {
+  return {
+    protocol: "h1",
+    method: req.method ?? "GET",
+    path: req.url ?? "/",
+    authority: req.headers.host ?? "",
+    headers: endToEndHeaders(req.headers),
+    body: req,
+    grpc: isGrpc(req.headers),
+    get headersSent() {
+      return res.headersSent;
+    },
+    get closed() {
+      return res.writableEnded || res.destroyed;
+    },
+    respond(status, headers, endStream) {
+      res.writeHead(status, headers);
+      if (endStream) {
+        res.end();
+        return undefined;
+      }
+      return res;
+    },
+    end(trailers) {
+      if (trailers && Object.keys(trailers).length) res.addTrailers(trailers);
+      res.end();
+    },
+    abort() {
+      res.destroy();
+    },
+    onClose(listener) {
+      res.once("close", listener);
+    },
+  };
+}
+
+export function h2Downstream(stream: ServerHttp2Stream, headers: H2Headers): Downstream {
+  let trailers: IncomingHttpHeaders | undefined;
+  const grpc = isGrpc(headers);
+  stream.on("wantTrailers", () => {
+    if (trailers && Object.keys(trailers).length) stream.sendTrailers(endToEndHeaders(trailers));
+    else stream.close(constants.NGHTTP2_NO_ERROR);
+  });
+  return {
+    protocol: "h2",
+    method: String(headers[":method"] ?? ""),
+    path: String(headers[":path"] ?? ""),
+    authority: String(headers[":authority"] ?? headers.host ?? ""),
+    headers: endToEndHeaders(headers),
+    body: stream,
+    grpc,
+    get headersSent() {
+      return stream.headersSent;
+    },
+    get closed() {
+      return stream.closed || stream.destroyed;
+    },
+    respond(status, headers, endStream) {
+      // Trailers (gRPC's status) are only waited for on gRPC answers; other h2 answers end with their body.
+      const waitForTrailers = !endStream && String(headers["content-type"] ?? "").startsWith("application/grpc");
+      stream.respond({ ...headers, ":status": status }, { endStream, waitForTrailers });
+      return endStream ? undefined : stream;
+    },
+    end(t) {
+      trailers = t;
+      stream.end();
+    },
+    abort() {
+      stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    },
+    onClose(listener) {
+      stream.once("close", listener);
+    },
+  };
+}

@@ -1,0 +1,198 @@
+import { createServer as createH1Server, type IncomingMessage, type Server as H1Server, type ServerResponse } from "node:http";
+import { createServer as createH2Server, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import { createServer, type Server, type Socket } from "node:net";
+import { Duplex } from "node:stream";
+import { asError } from "../../common/index.ts";
+import { h1Downstream, h2Downstream, type Downstream } from "./http-downstream.ts";
+import { forward, localReply, type ForwardContext } from "./http-forwarder.ts";
+import { matchRoute, matchVirtualHost } from "./http-router.ts";
+import { HttpUpstreamPool } from "./http-upstream-pool.ts";
+import { listen } from "./import-listener.ts";
+import type { ListenerContext } from "./listener-context.ts";
+import type { MetricSeries } from "./metrics.ts";
+import type { HttpListenerSpec } from "./resources.ts";
+
+/** Request header block limit (HTTP/1.1 head, HTTP/2 header list): above it, 431. */
+export const MAX_HEADER_BYTES = 16 * 1024;
+/** How often Node's HTTP/1.1 server looks for stalled request heads. */
+const HEADERS_CHECK_INTERVAL_MS = 1_000;
+/** An idle HTTP/2 connection is closed after this. */
+const H2_IDLE_TIMEOUT_MS = 120_000;
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/**
+ * An L7 import listener: HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on one
+ * port, told apart by the connection preface. Each request is routed by
+ * Host / :authority and path through the listener's RDS route configuration
+ * and forwarded on its own (per-request balancing, also within one long-lived
+ * h2 connection). Bad input is answered (431, 400, 408) or cut, counted by
+ * reason and logged, and never stops the listener.
+ */
+export class HttpListener {
+  spec: HttpListenerSpec;
+  private readonly server: Server;
+  private readonly h1: H1Server;
+  private readonly h2: Http2Server;
+  private readonly ctx: ListenerContext;
+  private readonly pool: HttpUpstreamPool;
+  private readonly forwardCtx: ForwardContext;
+  private readonly requestSeries = new Map<string, MetricSeries>();
+
+  private constructor(spec: HttpListenerSpec, ctx: ListenerContext) {
+    this.spec = spec;
+    this.ctx = ctx;
+    this.pool = new HttpUpstreamPool({ secrets: ctx.secrets, onTlsFailure: (reason) => ctx.metrics.tlsFailures.labels({ side: "upstream", reason }).add() });
+    this.forwardCtx = {
+      pool: this.pool,
+      metrics: ctx.metrics,
+      logger: ctx.logger,
+      requests: (cluster, servedBy, status) => {
+        const code = `${Math.floor(status / 100)}xx`;
+        const key = `${cluster}\n${servedBy}\n${code}`;
+        let s = this.requestSeries.get(key);
+        if (!s) this.requestSeries.set(key, (s = ctx.metrics.httpRequests.labels({ cluster, served_by: servedBy, class: code })));
+        return s;
+      },
+    };
+    // A client must send its whole request head (HTTP/2: its preface) within the bootstrap's handshake timeout.
+    this.h1 = createH1Server({ maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: ctx.handshakeTimeoutMs, requestTimeout: 0, connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS, noDelay: true }, (req, res) =>
+      this.onH1Request(req, res),
+    );
+    // Never listens itself (connections are handed over after the preface check); 'listening' starts its stalled-head checker.
+    this.h1.emit("listening");
+    this.h1.on("clientError", (err: Error & { code?: string }, socket: Socket) => this.onH1ClientError(err, socket));
+    this.h2 = createH2Server({ settings: { maxHeaderListSize: MAX_HEADER_BYTES }, maxSessionInvalidFrames: 100 });
+    this.h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.onH2Stream(stream, headers));
+    this.h2.on("sessionError", (err: Error) => this.badInput("h2_protocol", err));
+    this.h2.on("session", (session) => {
+      session.setTimeout(H2_IDLE_TIMEOUT_MS, () => session.close());
+      session.on("frameError", () => this.badInput("h2_frame", undefined));
+    });
+    this.server = createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+  }
+
+  static async start(options: { spec: HttpListenerSpec; host: string; port: number; ctx: ListenerContext }): Promise<HttpListener> {
+    const listener = new HttpListener(options.spec, options.ctx);
+    await listen(listener.server, options.host, options.port, options.spec.name);
+    return listener;
+  }
+
+  get port(): number {
+    const address = this.server.address();
+    return typeof address === "object" && address ? address.port : 0;
+  }
+
+  /** Stops accepting; open connections carry on until the gateway drains them. Pooled upstream connections close when idle. */
+  close(): void {
+    this.server.close();
+  }
+
+  /** Closes pooled upstream connections (gateway shutdown). */
+  closeUpstreams(): void {
+    this.pool.close();
+    this.h1.closeAllConnections();
+    this.h1.close();
+  }
+
+  private onConnection(socket: Socket): void {
+    const name = this.spec.name;
+    this.ctx.connections.add(socket, { total: this.ctx.metrics.downstreamConnections.labels({ listener: name }), active: this.ctx.metrics.downstreamActive.labels({ listener: name }) });
+    socket.on("error", () => socket.destroy());
+    let head = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      this.badInput("headers_timeout", undefined);
+      socket.destroy();
+    }, this.ctx.handshakeTimeoutMs);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, H2_PREFACE.length);
+      const h2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (h2 && n < H2_PREFACE.length) return;
+      clearTimeout(timer);
+      socket.removeListener("data", onData);
+      if (h2) {
+        this.h2.emit("connection", replayed(socket, head));
+        return;
+      }
+      socket.pause();
+      socket.unshift(head);
+      this.h1.emit("connection", socket);
+      socket.resume();
+    };
+    socket.on("data", onData);
+    socket.once("close", () => clearTimeout(timer));
+  }
+
+  private onH1Request(req: IncomingMessage, res: ServerResponse): void {
+    res.on("error", () => res.destroy());
+    req.on("error", () => req.destroy());
+    this.dispatch(h1Downstream(req, res));
+  }
+
+  private onH2Stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    stream.on("error", () => stream.destroy());
+    this.dispatch(h2Downstream(stream, headers));
+  }
+
+  private dispatch(down: Downstream): void {
+    const config = this.ctx.route(this.spec.routeConfig);
+    const fail = (status: number, grpcStatus: number, message: string) => localReply(this.forwardCtx, down, "", status, down.grpc ? grpcStatus : undefined, message);
+    if (!down.authority || !down.path.startsWith("/")) {
+      this.badInput("malformed", undefined);
+      return fail(400, 13, "a request needs a Host (or :authority) and an origin-form path");
+    }
+    // gRPC UNIMPLEMENTED (12) for a name nothing routes; UNAVAILABLE (14) while config is missing.
+    if (!config) return fail(503, 14, "no route configuration yet");
+    const vhost = matchVirtualHost(config, down.authority);
+    const route = vhost && matchRoute(vhost, down.path);
+    if (!route) return fail(404, 12, `no route for ${down.authority}${down.path}`);
+    const cluster = this.ctx.cluster(route.cluster);
+    if (!cluster) return fail(503, 14, `unknown cluster ${route.cluster}`);
+    forward(this.forwardCtx, down, route, cluster).catch((err: unknown) => {
+      this.ctx.logger.error("request forwarding failed", { listener: this.spec.name, err: asError(err) });
+      if (!down.headersSent) localReply(this.forwardCtx, down, route.cluster, 502, down.grpc ? 13 : undefined, "gateway error");
+      else down.abort();
+    });
+  }
+
+  private onH1ClientError(err: Error & { code?: string }, socket: Socket): void {
+    if (err.code === "ECONNRESET" || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason] =
+      err.code === "HPE_HEADER_OVERFLOW" ? [431, "header_overflow"] : err.code === "ERR_HTTP_REQUEST_TIMEOUT" || err.code === "HPE_HEADERS_TIMEOUT" ? [408, "headers_timeout"] : [400, "malformed"];
+    this.badInput(reason, err);
+    const text = status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request";
+    socket.end(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  }
+
+  private badInput(reason: string, err: Error | undefined): void {
+    this.ctx.metrics.httpDownstreamErrors.labels({ listener: this.spec.name, reason }).add();
+    this.ctx.logger.warn("bad downstream HTTP input", { listener: this.spec.name, reason, err: err && asError(err) });
+  }
+}
+
+/**
+ * The socket as a stream that first yields the bytes already read. Node's
+ * HTTP/2 session reads the socket's handle directly and would miss bytes
+ * given back with `unshift`; on a plain stream it reads through JS instead.
+ */
+function replayed(socket: Socket, head: Buffer): Duplex {
+  const stream = new Duplex({
+    read: () => socket.resume(),
+    write: (chunk: Buffer, _encoding, callback) => socket.write(chunk, callback),
+    final: (callback) => socket.end(() => callback()),
+    destroy: (err, callback) => {
+      socket.destroy();
+      callback(err);
+    },
+  });
+  stream.push(head);
+  socket.on("data", (chunk: Buffer) => {
+    if (!stream.push(chunk)) socket.pause();
+  });
+  socket.once("end", () => stream.push(null));
+  socket.once("close", () => stream.destroy());
+  return stream;
+}

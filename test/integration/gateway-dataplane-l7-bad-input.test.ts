@@ -1,0 +1,154 @@
+import { Agent, request as h1request } from "node:http";
+import { connect, type Socket } from "node:net";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { ProtoRegistry } from "../../gateway/index.ts";
+import { createClusterSetPki } from "../support/clusterset-pki.ts";
+import { waitFor } from "../support/gateway-harness.ts";
+import { L7Topology, WEB_HOST } from "../support/l7-harness.ts";
+
+const pki = await createClusterSetPki(["a"]);
+const registry = ProtoRegistry.load();
+const LISTENER = "fedgate-import-9000";
+/** Longest a fuzz case waits for the gateway to answer or close before the client gives up. */
+const CASE_WAIT_MS = 2_000;
+const FUZZ_CASES = 300;
+const FUZZ_CONCURRENCY = 12;
+
+/** Sends raw bytes on a fresh connection; resolves with what came back once the gateway closes (or after `waitMs`). */
+function raw(port: number, bytes: Buffer | string, waitMs = CASE_WAIT_MS): Promise<{ reply: string; closedByGateway: boolean }> {
+  return new Promise((resolve) => {
+    const socket: Socket = connect({ host: "127.0.0.1", port });
+    let reply = "";
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ reply, closedByGateway: false });
+    }, waitMs);
+    socket.on("connect", () => socket.write(bytes));
+    socket.on("data", (c: Buffer) => (reply += c.toString("latin1")));
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve({ reply, closedByGateway: true });
+    });
+  });
+}
+
+function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const agent = new Agent({ keepAlive: false });
+    const req = h1request({ host: "127.0.0.1", port, path, agent, headers: { host: WEB_HOST } }, (res) => {
+      let body = "";
+      res.on("data", (c: Buffer) => (body += c.toString()));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** mulberry32: a small seeded PRNG, so a failing case can be replayed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const VALID_H1 = Buffer.from(`POST /fuzz HTTP/1.1\r\nHost: ${WEB_HOST}\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello`);
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream & 0x7fffffff, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** A valid h2c opening: preface, empty SETTINGS, a HEADERS frame (HPACK literals without indexing) ending the stream. */
+function validH2(): Buffer {
+  const literal = (name: string, value: string) => Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
+  const block = Buffer.concat([literal(":method", "GET"), literal(":path", "/fuzz"), literal(":scheme", "http"), literal(":authority", WEB_HOST)]);
+  return Buffer.concat([H2_PREFACE, frame(0x4, 0, 0, Buffer.alloc(0)), frame(0x1, 0x5, 1, block)]);
+}
+
+function mutate(input: Buffer, rand: () => number, keepPrefix: number): Buffer {
+  const bytes = [...input];
+  const edits = 1 + Math.floor(rand() * 6);
+  for (let i = 0; i < edits; i++) {
+    const at = keepPrefix + Math.floor(rand() * Math.max(1, bytes.length - keepPrefix));
+    const op = Math.floor(rand() * 5);
+    if (op === 0) bytes[at] = Math.floor(rand() * 256);
+    else if (op === 1) bytes.splice(at, 1);
+    else if (op === 2) bytes.splice(at, 0, ...Array.from({ length: 1 + Math.floor(rand() * 8) }, () => Math.floor(rand() * 256)));
+    else if (op === 3) bytes.splice(at);
+    else bytes.splice(at, 0, ...bytes.slice(at, at + Math.floor(rand() * 64)));
+  }
+  return Buffer.from(bytes);
+}
+
+interface Ctx {
+  topology?: L7Topology;
+}
+
+const bad = suite<Ctx>("gateway HTTP import listener: bad input is refused, counted, and does not stop it", {});
+
+bad.after.each(async (ctx) => {
+  await ctx.topology?.close();
+  ctx.topology = undefined;
+});
+
+bad("oversized headers get 431, a malformed request 400, a stalled head or preface is cut; a normal request still works", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["a"], members: { a: 1 }, handshakeTimeoutMs: 1_000 }));
+  const port = t.importPort("a");
+  const big = await raw(port, `GET / HTTP/1.1\r\nHost: ${WEB_HOST}\r\nX-Big: ${"x".repeat(32 * 1024)}\r\n\r\n`);
+  assert.match(big.reply, /^HTTP\/1\.1 431 /);
+  const malformed = await raw(port, "GET / HTTP/1.1\r\nHost\r\n\r\n");
+  assert.match(malformed.reply, /^HTTP\/1\.1 400 /);
+  const noHost = await raw(port, "GET / HTTP/1.0\r\n\r\n");
+  assert.match(noHost.reply, /^HTTP\/1\.[01] 400 /, "no Host: 400");
+  const slowHead = await raw(port, `GET / HTTP/1.1\r\nHost: ${WEB_HOST}\r\n`, 10_000);
+  assert.ok(slowHead.closedByGateway, "a request head that never ends is cut");
+  assert.match(slowHead.reply, /^HTTP\/1\.1 408 /);
+  const slowPreface = await raw(port, "PRI * HTTP/2", 10_000);
+  assert.ok(slowPreface.closedByGateway, "a preface that never ends is cut");
+  const m = (reason: string) => t.metric("a", "fedgate_gateway_http_downstream_errors_total", { listener: LISTENER, reason });
+  assert.is(m("header_overflow"), 1);
+  assert.is(m("malformed"), 2);
+  assert.is(m("headers_timeout"), 2);
+  const ok = await get(port, "/after");
+  assert.is(ok.status, 200);
+  assert.is(ok.body, "a-1 GET /after ");
+});
+
+bad(`fuzz: ${FUZZ_CASES} mutated HTTP/1.1 requests and h2 frame sequences (seeded), then a normal request works`, async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["a"], members: { a: 1 }, handshakeTimeoutMs: 1_000 }));
+  const port = t.importPort("a");
+  const rand = prng(0x5eed);
+  const cases = Array.from({ length: FUZZ_CASES }, (_, i) => (i % 2 === 0 ? mutate(VALID_H1, rand, 0) : mutate(validH2(), rand, i % 4 === 1 ? H2_PREFACE.length : 0)));
+  let next = 0;
+  let answered = 0;
+  await Promise.all(
+    Array.from({ length: FUZZ_CONCURRENCY }, async () => {
+      while (next < cases.length) {
+        const r = await raw(port, cases[next++]!);
+        if (r.reply.length > 0) answered += 1;
+      }
+    }),
+  );
+  const errors = ["malformed", "header_overflow", "headers_timeout", "h2_protocol", "h2_frame"].reduce((sum, reason) => sum + t.metric("a", "fedgate_gateway_http_downstream_errors_total", { listener: LISTENER, reason }), 0);
+  console.log(`    ${FUZZ_CASES} cases: ${answered} got bytes back; ${errors} counted as bad input`);
+  assert.ok(errors >= FUZZ_CASES / 10, "bad input counted");
+  const ok = await get(port, "/after-fuzz");
+  assert.is(ok.status, 200);
+  assert.is(ok.body, "a-1 GET /after-fuzz ");
+  await waitFor("fuzz connections closed", () => t.metric("a", "fedgate_gateway_downstream_active_connections", { listener: LISTENER }) === 0);
+});
+
+bad.run();

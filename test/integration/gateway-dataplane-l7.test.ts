@@ -1,0 +1,185 @@
+import { request as h1request, Agent } from "node:http";
+import { connect as h2connect, type ClientHttp2Session } from "node:http2";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { ProtoRegistry } from "../../gateway/index.ts";
+import { createClusterSetPki } from "../support/clusterset-pki.ts";
+import { waitFor } from "../support/gateway-harness.ts";
+import { greeterClient, GREETER_CLUSTER, L7Topology, WEB_CLUSTER, WEB_HOST } from "../support/l7-harness.ts";
+
+const pki = await createClusterSetPki(["a", "b"]);
+const registry = ProtoRegistry.load();
+
+interface Reply {
+  status: number;
+  body: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+function get(port: number, path: string, options: { agent?: Agent; host?: string; method?: string; body?: string } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = h1request({ host: "127.0.0.1", port, path, method: options.method ?? "GET", agent: options.agent, headers: { host: options.host ?? `${WEB_HOST}:9000` } }, (res) => {
+      let body = "";
+      res.on("data", (c: Buffer) => (body += c.toString()));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(options.body);
+  });
+}
+
+function h2get(session: ClientHttp2Session, path: string, authority = WEB_HOST): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ":path": path, ":authority": authority });
+    let body = "";
+    let headers: Record<string, string | string[] | undefined> = {};
+    stream.on("response", (h) => (headers = h as typeof headers));
+    stream.on("data", (c: Buffer) => (body += c.toString()));
+    stream.on("end", () => resolve({ status: Number(headers[":status"]), body, headers }));
+    stream.on("error", reject);
+    stream.end();
+  });
+}
+
+interface Ctx {
+  topology?: L7Topology;
+}
+
+const l7 = suite<Ctx>("gateway data plane: HTTP/1.1, h2c and gRPC through an mTLS gateway pair", {});
+
+l7.after.each(async (ctx) => {
+  await ctx.topology?.close();
+  ctx.topology = undefined;
+});
+
+l7("HTTP/1.1 keep-alive requests to A's import port are served by B through B's mTLS export, with x-fedgate-cluster", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    for (let i = 0; i < 5; i++) {
+      const r = await get(t.importPort("a"), `/hello/${i}`, { agent });
+      assert.is(r.status, 200);
+      assert.is(r.body, `b-1 GET /hello/${i} `);
+      assert.is(r.headers["x-fedgate-cluster"], "b");
+    }
+    const post = await get(t.importPort("a"), "/echo", { agent, method: "POST", body: "payload" });
+    assert.is(post.body, "b-1 POST /echo payload");
+  } finally {
+    agent.destroy();
+  }
+  assert.is(t.metric("a", "fedgate_gateway_http_requests_total", { cluster: WEB_CLUSTER, served_by: "b", class: "2xx" }), 6);
+  assert.is(t.metric("a", "fedgate_gateway_downstream_connections_total", { listener: "fedgate-import-9000" }), 1, "one keep-alive client connection");
+  assert.is(t.metric("a", "fedgate_gateway_upstream_connections_total", { cluster: WEB_CLUSTER }), 1, "one pooled mTLS connection to B");
+  const unknown = await get(t.importPort("a"), "/", { host: "nobody.example" });
+  assert.is(unknown.status, 404);
+});
+
+l7("h2c with prior knowledge on the same port; one long-lived h2 connection is balanced per request", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["a"], members: { a: 3 } }));
+  const session = h2connect(`http://127.0.0.1:${t.importPort("a")}`);
+  try {
+    const served: string[] = [];
+    for (let i = 0; i < 9; i++) {
+      const r = await h2get(session, `/h2/${i}`);
+      assert.is(r.status, 200);
+      assert.is(r.headers["x-fedgate-cluster"], "a");
+      served.push(r.body.split(" ")[0]!);
+    }
+    assert.equal([...new Set(served)].sort(), ["a-1", "a-2", "a-3"], "every backend served some of one connection's requests");
+    assert.is(served.filter((s) => s === "a-1").length, 3, "weighted round robin per request");
+  } finally {
+    session.close();
+  }
+  assert.is(t.metric("a", "fedgate_gateway_downstream_connections_total", { listener: "fedgate-import-9000" }), 1);
+});
+
+l7("gRPC through the pair: unary calls served by B, trailers (status) preserved, UNAVAILABLE retried elsewhere", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["a", "b"], members: { a: 1, b: 1 } }));
+  const client = greeterClient(t.importPort("a"));
+  try {
+    const local = await client.greet("x");
+    assert.equal(local, { reply: "a-1:x", servedBy: "a" });
+    t.get("a").grpc[0]!.fail = true;
+    const retried = await client.greet("y");
+    assert.equal(retried, { reply: "b-1:y", servedBy: "b" }, "UNAVAILABLE from a-1 retried on the peer");
+    assert.ok(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: GREETER_CLUSTER, reason: "grpc_unavailable" }) >= 1);
+    t.get("b").grpc[0]!.fail = true;
+    const err = await client.greet("z").then(
+      () => undefined,
+      (e: { code?: number }) => e,
+    );
+    assert.is(err?.code, 14, "UNAVAILABLE everywhere reaches the client as UNAVAILABLE");
+  } finally {
+    client.close();
+  }
+});
+
+/** Steady HTTP/1.1 keep-alive load: `workers` loops of GET until stopped; records who served each and every failure. */
+class RequestLoad {
+  readonly served: string[] = [];
+  readonly failures: string[] = [];
+  private running = true;
+  private readonly loops: Promise<void>[];
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 4 });
+
+  constructor(port: number, workers = 4) {
+    this.loops = Array.from({ length: workers }, async (_, w) => {
+      for (let i = 0; this.running; i++) {
+        try {
+          const r = await get(port, `/load/${w}/${i}`, { agent: this.agent });
+          if (r.status !== 200) this.failures.push(`${r.status} ${r.body}`);
+          else this.served.push(String(r.headers["x-fedgate-cluster"]));
+        } catch (err) {
+          this.failures.push(String(err));
+        }
+      }
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+    this.agent.destroy();
+  }
+}
+
+l7("local backends killed under steady HTTP load: zero failed requests, served by the peer; restored: back to local", async (ctx) => {
+  // Short ejections, so the restored endpoints are tried again soon.
+  const policy = { outlierDetection: { baseEjectionMs: 2_000 } };
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["a", "b"], members: { a: 2, b: 1 }, policy }));
+  const [a1, a2] = t.get("a").web;
+  const load = new RequestLoad(t.importPort("a"));
+  await waitFor("load on local endpoints", () => load.served.length >= 40);
+  await a1!.kill();
+  await a2!.kill();
+  const atKill = load.served.length;
+  await waitFor("load after both local endpoints died", () => load.served.length >= atKill + 80);
+  await a1!.listen();
+  await a2!.listen();
+  // Ejected endpoints come back when their ejection ends; a fresh assignment is not needed.
+  await waitFor("traffic back on the local cluster", () => load.served.slice(-20).every((c) => c === "a") && load.served.length > atKill + 100, 60_000);
+  await load.stop();
+  assert.equal(load.failures, [], "no request failed");
+  assert.ok(load.served.slice(0, atKill).every((c) => c === "a"), "served locally at first");
+  assert.ok(load.served.slice(atKill + 10, atKill + 80).every((c) => c === "b"), "served by the peer while local endpoints were down");
+  assert.ok(t.metric("a", "fedgate_gateway_http_failovers_total", { cluster: WEB_CLUSTER }) >= 1, "failovers counted");
+  assert.ok(t.metric("a", "fedgate_gateway_http_requests_total", { cluster: WEB_CLUSTER, served_by: "b", class: "2xx" }) >= 70);
+  console.log(`    served ${load.served.length} requests, ${load.served.filter((c) => c === "b").length} by the peer; retries ${JSON.stringify(t.get("a").gateway.metrics.registry.render().split("\n").filter((l) => l.startsWith("fedgate_gateway_http_retries_total{")))}`);
+});
+
+l7("route timeout answers 504 (gRPC: DEADLINE_EXCEEDED); a 5xx of an idempotent request is retried on another endpoint", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["a"], members: { a: 2 }, policy: { timeoutMs: 300 } }));
+  const slow = await get(t.importPort("a"), "/slow/2000");
+  assert.is(slow.status, 504);
+  assert.is(t.metric("a", "fedgate_gateway_http_timeouts_total", { cluster: WEB_CLUSTER }), 1);
+  const fast = await get(t.importPort("a"), "/slow/10");
+  assert.is(fast.status, 200, "the next request is served");
+  const failing = await get(t.importPort("a"), "/status/503");
+  assert.is(failing.status, 503, "both endpoints answered 503: the last answer is passed on");
+  assert.is(failing.headers["x-fedgate-attempts"], "2", "tried on the other endpoint");
+  const post = await get(t.importPort("a"), "/status/503", { method: "POST", body: "x" });
+  assert.is(post.headers["x-fedgate-attempts"], "2", "a small POST body is buffered whole, so it is replayed too");
+});
+
+l7.run();

@@ -1,0 +1,275 @@
+import * as grpc from "@grpc/grpc-js";
+import { createServer as createH1Server } from "node:http";
+import { createServer as createH2Server, type ServerHttp2Stream } from "node:http2";
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { Duplex } from "node:stream";
+import { silentLogger } from "../../common/index.ts";
+import { Gateway, parseBootstrap, XdsServer, type FederationSnapshotInput, type ProtoRegistry, type ServicePolicyInput } from "../../gateway/index.ts";
+import type { ClusterSetPki } from "./clusterset-pki.ts";
+import { gatewayLeaf, waitFor } from "./gateway-harness.ts";
+
+/**
+ * Loopback fixtures for the gateway's L7 path: HTTP backends speaking
+ * HTTP/1.1 and h2c on one port, gRPC backends (@grpc/grpc-js), and simulated
+ * clusters each with a control plane and a gateway whose import listener on
+ * port 9000 carries both services (told apart by Host / :authority).
+ */
+
+export const L7_PORT = 9000;
+export const WEB = { key: "demo/web", namespace: "demo", name: "web" } as const;
+export const GREETER = { key: "demo/greeter", namespace: "demo", name: "greeter" } as const;
+export const WEB_HOST = "web.demo.svc.clusterset.local";
+export const GREETER_AUTHORITY = `greeter.demo.svc.clusterset.local:${L7_PORT}`;
+export const WEB_CLUSTER = `outbound|${L7_PORT}||${WEB_HOST}`;
+export const GREETER_CLUSTER = `outbound|${L7_PORT}||greeter.demo.svc.clusterset.local`;
+export const GREET_PATH = "/demo.Greeter/Greet";
+
+/**
+ * An HTTP backend: answers `<id> <method> <path> <body>` with `x-backend: <id>`;
+ * `/status/<n>` answers n, `/slow/<ms>` waits first. h1 and h2c (by preface).
+ */
+export class HttpBackend {
+  port = 0;
+  hits = 0;
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  constructor(readonly id: string) {}
+
+  static async start(id: string): Promise<HttpBackend> {
+    const b = new HttpBackend(id);
+    await b.listen();
+    return b;
+  }
+
+  async listen(port = this.port): Promise<void> {
+    const handle = (method: string, path: string, body: string, answer: (status: number, text: string) => void) => {
+      this.hits += 1;
+      const status = /^\/status\/(\d+)/.exec(path);
+      const slow = /^\/slow\/(\d+)/.exec(path);
+      const reply = () => answer(status ? Number(status[1]) : 200, `${this.id} ${method} ${path} ${body}`);
+      if (slow) setTimeout(reply, Number(slow[1]));
+      else reply();
+    };
+    const h1 = createH1Server((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => handle(req.method ?? "", req.url ?? "", body, (status, text) => res.writeHead(status, { "x-backend": this.id, "content-type": "text/plain" }).end(text)));
+    });
+    const h2 = createH2Server();
+    h2.on("stream", (stream: ServerHttp2Stream, headers) => {
+      let body = "";
+      stream.on("error", () => stream.destroy());
+      stream.on("data", (c: Buffer) => (body += c.toString()));
+      stream.on("end", () =>
+        handle(String(headers[":method"]), String(headers[":path"]), body, (status, text) => {
+          if (stream.destroyed) return;
+          stream.respond({ ":status": status, "x-backend": this.id, "content-type": "text/plain" });
+          stream.end(text);
+        }),
+      );
+    });
+    const server = createServer((s) => {
+      this.sockets.add(s);
+      s.on("close", () => this.sockets.delete(s));
+      s.on("error", () => s.destroy());
+      s.once("data", (first: Buffer) => {
+        if (first.subarray(0, 3).toString() !== "PRI") {
+          s.pause();
+          s.unshift(first);
+          h1.emit("connection", s);
+          s.resume();
+          return;
+        }
+        // HTTP/2 sessions read a socket's handle directly; hand them a JS stream that replays the first bytes.
+        const stream = new Duplex({ read: () => s.resume(), write: (c: Buffer, _e, cb) => s.write(c, cb), destroy: (err, cb) => (s.destroy(), cb(err)) });
+        stream.push(first);
+        s.on("data", (c: Buffer) => void (stream.push(c) || s.pause()));
+        s.once("end", () => stream.push(null));
+        s.once("close", () => stream.destroy());
+        h2.emit("connection", stream);
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, "127.0.0.1", () => resolve());
+    });
+    this.server = server;
+    this.port = (server.address() as AddressInfo).port;
+  }
+
+  /** Stops listening and resets open connections (a dead pod). */
+  async kill(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+const bytes = (b: Buffer) => b;
+
+/** A gRPC backend (@grpc/grpc-js) with one unary method answering `<id>:<request>`; `fail` makes it answer UNAVAILABLE. */
+export class GrpcBackend {
+  port = 0;
+  fail = false;
+  private server: grpc.Server | undefined;
+  constructor(readonly id: string) {}
+
+  static async start(id: string): Promise<GrpcBackend> {
+    const b = new GrpcBackend(id);
+    await b.listen();
+    return b;
+  }
+
+  async listen(): Promise<void> {
+    const server = new grpc.Server();
+    server.addService(
+      { Greet: { path: GREET_PATH, requestStream: false, responseStream: false, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes } },
+      {
+        Greet: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+          if (this.fail) return cb({ code: grpc.status.UNAVAILABLE, details: `${this.id} unavailable` });
+          call.sendMetadata(new grpc.Metadata());
+          cb(null, Buffer.from(`${this.id}:${call.request.toString()}`));
+        },
+      },
+    );
+    this.port = await new Promise<number>((resolve, reject) => server.bindAsync(`127.0.0.1:${this.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+    this.server = server;
+  }
+
+  async kill(): Promise<void> {
+    this.server?.forceShutdown();
+    this.server = undefined;
+  }
+}
+
+/** A gRPC client of the greeter through a gateway's import port; returns the reply and the response metadata. */
+export function greeterClient(port: number): { greet(name: string, deadlineMs?: number): Promise<{ reply: string; servedBy: string }>; close(): void } {
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { "grpc.default_authority": GREETER_AUTHORITY });
+  return {
+    greet: (name, deadlineMs = 10_000) =>
+      new Promise((resolve, reject) => {
+        let servedBy = "";
+        const call = client.makeUnaryRequest(GREET_PATH, bytes, bytes, Buffer.from(name), new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, value) => {
+          if (err) return reject(err);
+          resolve({ reply: value?.toString() ?? "", servedBy });
+        });
+        call.on("metadata", (md: grpc.Metadata) => (servedBy = String(md.get("x-fedgate-cluster")[0] ?? "")));
+      }),
+    close: () => client.close(),
+  };
+}
+
+interface L7Cluster {
+  name: string;
+  xds: XdsServer;
+  gateway: Gateway;
+  web: HttpBackend[];
+  grpc: GrpcBackend[];
+  leaf: { chainPem: string; keyPem: string };
+}
+
+/** Simulated clusters exporting demo/web (HTTP) and demo/greeter (gRPC) on port 9000; every cluster imports both. */
+export class L7Topology {
+  readonly clusters = new Map<string, L7Cluster>();
+  readonly exportPorts = new Map<string, number>();
+  policy: ServicePolicyInput = {};
+  private constructor(
+    private readonly pki: ClusterSetPki,
+    private readonly exporters: readonly string[],
+  ) {}
+
+  static async start(options: { pki: ClusterSetPki; registry: ProtoRegistry; exporters: readonly string[]; members: Record<string, number>; policy?: ServicePolicyInput; handshakeTimeoutMs?: number }): Promise<L7Topology> {
+    const t = new L7Topology(options.pki, options.exporters);
+    t.policy = options.policy ?? {};
+    for (const [name, count] of Object.entries(options.members)) {
+      const web = await Promise.all(Array.from({ length: count }, (_, i) => HttpBackend.start(`${name}-${i + 1}`)));
+      const grpcBackends = await Promise.all(Array.from({ length: count }, (_, i) => GrpcBackend.start(`${name}-${i + 1}`)));
+      const xds = await XdsServer.start({});
+      const sim: L7Cluster = { name, xds, web, grpc: grpcBackends, leaf: await gatewayLeaf(options.pki, name), gateway: undefined as unknown as Gateway };
+      t.clusters.set(name, sim);
+      t.push(name);
+      const bootstrap = parseBootstrap({
+        node: { id: `gw-${name}`, cluster: name },
+        xds_servers: [{ server_uri: xds.address }],
+        admin: { address: "127.0.0.1", port: 0 },
+        fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(L7_PORT)]: 0 }, handshake_timeout_ms: options.handshakeTimeoutMs ?? 5_000, drain_timeout_ms: 2_000, reconnect_initial_ms: 50, reconnect_max_ms: 500 },
+      });
+      sim.gateway = await Gateway.start({ bootstrap, logger: silentLogger, registry: options.registry });
+    }
+    for (const [name, sim] of t.clusters) {
+      if (!options.exporters.includes(name)) continue;
+      await waitFor(`${name}'s export listener`, () => sim.gateway.listenerAddresses()["fedgate-export-15443"] !== undefined);
+      t.exportPorts.set(name, sim.gateway.listenerAddresses()["fedgate-export-15443"]!.port);
+    }
+    for (const name of t.clusters.keys()) t.push(name);
+    for (const sim of t.clusters.values()) await waitFor(`${sim.name} ready with peers`, () => sim.gateway.ready() && t.peersWired(sim));
+    return t;
+  }
+
+  push(name: string): void {
+    const sim = this.get(name);
+    const zone = (c: string) => `z-${c}`;
+    const exportsOf = (svc: { namespace: string; name: string }, port: { name: string; appProtocol?: string }) =>
+      this.exporters.map((cluster) => ({
+        cluster,
+        namespace: svc.namespace,
+        name: svc.name,
+        ports: [{ ...port, protocol: "TCP" as const, port: L7_PORT }],
+        type: "ClusterSetIP" as const,
+        sessionAffinity: "None" as const,
+        readyEndpoints: [{ zone: zone(cluster), ready: 1 }],
+        gateway: { host: "127.0.0.1", port: this.exportPorts.get(cluster) ?? 15443 },
+      }));
+    const endpoints = (list: readonly { port: number }[]) => list.map((b) => ({ address: "127.0.0.1", port: b.port, zone: zone(name), ready: true }));
+    const snapshot: FederationSnapshotInput = {
+      self: { cluster: name, region: `r-${name}`, zone: zone(name) },
+      services: [
+        { ...WEB, exports: exportsOf(WEB, { name: "http" }) },
+        { ...GREETER, exports: exportsOf(GREETER, { name: "grpc", appProtocol: "grpc" }) },
+      ],
+      clusters: [...new Set([name, ...this.exporters])].map((c) => ({ name: c, leaseLive: true, stale: false })),
+      localEndpoints: new Map([
+        [WEB.key, endpoints(sim.web)],
+        [GREETER.key, endpoints(sim.grpc)],
+      ]),
+      policies: new Map([
+        [WEB.key, this.policy],
+        [GREETER.key, this.policy],
+      ]),
+      tls: { trustDomain: this.pki.trustDomain, gatewayCertChainPem: sim.leaf.chainPem, gatewayKeyPem: sim.leaf.keyPem, trustBundlePems: this.pki.bundle.caPems() },
+    };
+    sim.xds.setSnapshot(snapshot);
+    sim.xds.flush();
+  }
+
+  get(name: string): L7Cluster {
+    const sim = this.clusters.get(name);
+    if (!sim) throw new RangeError(`no cluster ${name}`);
+    return sim;
+  }
+
+  importPort(name: string): number {
+    const port = this.get(name).gateway.listenerAddresses()[`fedgate-import-${L7_PORT}`]?.port;
+    if (!port) throw new Error(`${name} has no import listener`);
+    return port;
+  }
+
+  metric(name: string, metric: string, labels: Record<string, string> = {}): number {
+    return this.get(name).gateway.metrics.registry.value(metric, labels);
+  }
+
+  async close(): Promise<void> {
+    for (const sim of this.clusters.values()) {
+      await sim.gateway.close();
+      await sim.xds.close();
+      for (const b of sim.web) await b.kill();
+      for (const b of sim.grpc) await b.kill();
+    }
+  }
+
+  private peersWired(sim: L7Cluster): boolean {
+    const ports = new Set(sim.gateway.configSummary().endpoints.flatMap((e) => e.localities.flatMap((l) => l.endpoints.map((x) => x.address.port))));
+    return [...this.exportPorts].every(([peer, port]) => peer === sim.name || ports.has(port));
+  }
+}
