@@ -1,13 +1,13 @@
 import { readFileSync } from "node:fs";
+import { Agent } from "node:http";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import type { ServicePolicySpec } from "../federation/index.ts";
 import { xdsNames } from "../gateway/index.ts";
 import { RootCa } from "../trust/index.ts";
 import { waitFor } from "../test/env/index.ts";
-import { exchange } from "../test/support/gateway-harness.ts";
 import { DRILL_NAMESPACE, DRILL_TRUST_DOMAIN, type LocalClusterSet } from "./local-clusterset.ts";
-import { SteadyLoad, clusterOf, shiftAfter, type Shift } from "./steady-load.ts";
+import { SteadyLoad, clusterOf, httpCall, shiftAfter, tcpCall, type LoadCall, type Shift } from "./steady-load.ts";
 
 /**
  * The failover drill on a local ClusterSet of three clusters (A, B, C):
@@ -19,17 +19,25 @@ import { SteadyLoad, clusterOf, shiftAfter, type Shift } from "./steady-load.ts"
  * 2. A's endpoints come back: A's traffic returns to A.
  * 3. B's gateway process is killed: C's traffic moves to A.
  * 4. B's gateway restarts: C's traffic returns to B.
+ * Then, under steady L7 load (HTTP/1.1, kept-alive) on service web, exported
+ * and called the same way:
+ * 5. A's HTTP endpoints die: A's requests move to B.
+ * 6. They come back: A's requests return to A.
  * And at A's export listener, a client of another trust domain is refused
  * while a ClusterSet member is served.
  */
 
 export const DRILL_SERVICE = "echo";
 export const DRILL_SERVICE_PORT = 9000;
+/** The L7 service: HTTP echo backends answering with `x-backend: <cluster>/<replica>`. */
+export const DRILL_WEB_SERVICE = "web";
+export const DRILL_WEB_PORT = 8080;
 const LOAD_WORKERS = 4;
 /** Traffic has settled once this many consecutive replies came from the expected cluster. */
 const SETTLED_STREAK = 40;
 const SETTLE_TIMEOUT_MS = 60_000;
 const STEADY_STATE_MS = 2_000;
+const STARTUP_STREAK = 20;
 
 /** Short ejections and 1 s health checks, so a restored backend or gateway is back within seconds. */
 const failoverTuning = (clusterOrder: string[]): ServicePolicySpec => ({
@@ -38,7 +46,11 @@ const failoverTuning = (clusterOrder: string[]): ServicePolicySpec => ({
   healthCheck: { intervalMs: 1_000, timeoutMs: 500, unhealthyThreshold: 2, healthyThreshold: 1 },
 });
 
+export type Protocol = "L4" | "L7";
+
 export interface LegReport {
+  /** L4: a new TCP connection per request; L7: HTTP/1.1 requests over kept-alive connections. */
+  protocol: Protocol;
   name: string;
   /** Whose load the leg watches, and where its traffic should end up. */
   caller: string;
@@ -86,43 +98,73 @@ export interface DrillReport {
   steadyState: { caller: string; servedBy: Record<string, number>; failures: number }[];
   legs: LegReport[];
   security: SecurityCheck[];
-  totals: { requests: number; failedNewConnections: number; failedInFlight: number };
+  totals: { requests: number; failedNewConnections: number; failedInFlight: number; failedRequests: number };
 }
 
 export async function runFailoverDrill(set: LocalClusterSet, progress: (line: string) => void = () => {}): Promise<DrillReport> {
   const [a, b, c] = set.clusterNames as [string, string, string];
-  progress(`deploying ${DRILL_SERVICE} in ${a} and ${b}, exporting it, preferring ${b} from ${c}`);
-  for (const exporter of [a, b]) await set.deployEcho(exporter, DRILL_SERVICE, { replicas: 2, port: DRILL_SERVICE_PORT });
-  await set.setPolicy(a, DRILL_SERVICE, failoverTuning([b]));
-  await set.setPolicy(c, DRILL_SERVICE, failoverTuning([b, a]));
-  await set.exportService(a, DRILL_SERVICE);
-  await set.exportService(b, DRILL_SERVICE);
-
-  const ports = { [a]: await set.importPort(a, DRILL_SERVICE), [c]: await set.importPort(c, DRILL_SERVICE) };
-  progress(`import ports from the derived EndpointSlices: ${a} ${ports[a]}, ${c} ${ports[c]}`);
-  for (const [caller, expected] of [
-    [a, a],
-    [c, b],
+  progress(`deploying ${DRILL_SERVICE} (L4) and ${DRILL_WEB_SERVICE} (HTTP) in ${a} and ${b}, exporting them, preferring ${b} from ${c}`);
+  for (const [service, port, protocol] of [
+    [DRILL_SERVICE, DRILL_SERVICE_PORT, "tcp"],
+    [DRILL_WEB_SERVICE, DRILL_WEB_PORT, "http"],
   ] as const) {
-    await waitFor(
-      `${caller}'s calls served by ${expected}`,
-      async () => (clusterOf(await exchange(ports[caller] as number, "ping", 5_000, set.host)) === expected ? true : undefined),
-      { timeoutMs: SETTLE_TIMEOUT_MS, intervalMs: 200 },
-    );
+    for (const exporter of [a, b]) await set.deployEcho(exporter, service, { replicas: 2, port, protocol });
+    await set.setPolicy(a, service, failoverTuning([b]));
+    await set.setPolicy(c, service, failoverTuning([b, a]));
+    await set.exportService(a, service);
+    await set.exportService(b, service);
   }
 
-  const loads = { [a]: new SteadyLoad({ host: set.host, port: ports[a] as number, workers: LOAD_WORKERS }), [c]: new SteadyLoad({ host: set.host, port: ports[c] as number, workers: LOAD_WORKERS }) };
-  const loadOf = (caller: string) => loads[caller] as SteadyLoad;
+  const agent = new Agent({ keepAlive: true, maxSockets: LOAD_WORKERS * 2 });
+  const calls = new Map<string, LoadCall>();
+  for (const caller of [a, c]) {
+    const tcpPort = await set.importPort(caller, DRILL_SERVICE);
+    const httpPort = await set.importPort(caller, DRILL_WEB_SERVICE);
+    progress(`${caller}'s import ports from its derived EndpointSlices: ${DRILL_SERVICE} ${tcpPort}, ${DRILL_WEB_SERVICE} ${httpPort}`);
+    calls.set(`L4:${caller}`, tcpCall(set.host, tcpPort));
+    calls.set(`L7:${caller}`, httpCall({ host: set.host, port: httpPort, authority: `${DRILL_WEB_SERVICE}.${DRILL_NAMESPACE}.svc.clusterset.local:${DRILL_WEB_PORT}`, agent }));
+  }
+  const callOf = (protocol: Protocol, caller: string) => calls.get(`${protocol}:${caller}`) as LoadCall;
+  for (const protocol of ["L4", "L7"] as const) {
+    for (const [caller, expected] of [
+      [a, a],
+      [c, b],
+    ] as const) {
+      // A streak, not one reply: until the policy reaches the gateway, two peers may share a priority.
+      await waitFor(
+        `${caller}'s ${protocol} calls served by ${expected}`,
+        async () => {
+          for (let i = 0; i < STARTUP_STREAK; i++) if (clusterOf(await callOf(protocol, caller)()) !== expected) return undefined;
+          return true;
+        },
+        { timeoutMs: SETTLE_TIMEOUT_MS, intervalMs: 200 },
+      );
+    }
+  }
+
+  const loads = new Map<string, SteadyLoad>();
+  const startLoads = (protocol: Protocol) => {
+    for (const caller of [a, c]) loads.set(caller, new SteadyLoad({ call: callOf(protocol, caller), workers: LOAD_WORKERS }));
+  };
+  const loadOf = (caller: string) => loads.get(caller) as SteadyLoad;
+  const finished: SteadyLoad[] = [];
+  const stopLoads = async () => {
+    const stopping = [...loads.values()];
+    loads.clear();
+    await Promise.all(stopping.map((l) => l.stop()));
+    finished.push(...stopping);
+  };
   const legs: LegReport[] = [];
+  startLoads("L4");
   try {
     await sleep(STEADY_STATE_MS);
     const steadyState = [a, c].map((caller) => {
       const shift = shiftAfter(loadOf(caller).samples, 0, caller);
-      return { caller, servedBy: shift.servedBy, failures: shift.failedNewConnections + shift.failedInFlight };
+      return { caller, servedBy: shift.servedBy, failures: shift.failedNewConnections + shift.failedInFlight + shift.failedRequests };
     });
     progress(`steady state: ${steadyState.map((s) => `${s.caller} served by ${JSON.stringify(s.servedBy)}`).join("; ")}`);
 
-    const leg = async (name: string, caller: string, bystander: string, expected: string, act: () => Promise<void>) => {
+    const leg = async (protocol: Protocol, name: string, caller: string, bystander: string, expected: string, act: () => Promise<void>) => {
       progress(`${name} ...`);
       const load = loadOf(caller);
       const from = load.now();
@@ -136,6 +178,7 @@ export async function runFailoverDrill(set: LocalClusterSet, progress: (line: st
       }).catch((err: unknown) => progress(`  not settled: ${String(err)}`));
       const after = gatewayCounters(await set.gatewayMetrics(caller));
       const report: LegReport = {
+        protocol,
         name,
         caller,
         expected,
@@ -147,16 +190,22 @@ export async function runFailoverDrill(set: LocalClusterSet, progress: (line: st
       progress(`  ${describeShift(report.shift)}; ${caller}'s gateway: ${JSON.stringify(report.gateway)}`);
     };
 
-    await leg(`${a}'s endpoints die`, a, c, b, () => set.killEndpoints(a, DRILL_SERVICE));
-    await leg(`${a}'s endpoints come back`, a, c, a, () => set.restoreEndpoints(a, DRILL_SERVICE));
-    await leg(`${b}'s gateway is killed`, c, a, a, () => set.killGateway(b));
-    await leg(`${b}'s gateway restarts`, c, a, b, () => set.restartGateway(b));
+    await leg("L4", `${a}'s endpoints die`, a, c, b, () => set.killEndpoints(a, DRILL_SERVICE));
+    await leg("L4", `${a}'s endpoints come back`, a, c, a, () => set.restoreEndpoints(a, DRILL_SERVICE));
+    await leg("L4", `${b}'s gateway is killed`, c, a, a, () => set.killGateway(b));
+    await leg("L4", `${b}'s gateway restarts`, c, a, b, () => set.restartGateway(b));
+    await stopLoads();
 
-    await Promise.all(Object.values(loads).map((l) => l.stop()));
+    startLoads("L7");
+    await sleep(STEADY_STATE_MS);
+    await leg("L7", `${a}'s HTTP endpoints die`, a, c, b, () => set.killEndpoints(a, DRILL_WEB_SERVICE));
+    await leg("L7", `${a}'s HTTP endpoints come back`, a, c, a, () => set.restoreEndpoints(a, DRILL_WEB_SERVICE));
+    await stopLoads();
+
     const security = await securityChecks(set, a, c);
-    const all = Object.values(loads).flatMap((l) => l.samples);
+    const all = finished.flatMap((l) => l.samples);
     return {
-      service: `${DRILL_NAMESPACE}/${DRILL_SERVICE}`,
+      service: `${DRILL_NAMESPACE}/${DRILL_SERVICE} (L4) and ${DRILL_NAMESPACE}/${DRILL_WEB_SERVICE} (L7)`,
       clusters: { exporters: [a, b], callers: [a, c] },
       steadyState,
       legs,
@@ -165,10 +214,12 @@ export async function runFailoverDrill(set: LocalClusterSet, progress: (line: st
         requests: all.length,
         failedNewConnections: all.filter((s) => s.failure === "new-connection").length,
         failedInFlight: all.filter((s) => s.failure === "in-flight").length,
+        failedRequests: all.filter((s) => s.failure === "request").length,
       },
     };
   } finally {
-    await Promise.all(Object.values(loads).map((l) => l.stop()));
+    await stopLoads();
+    agent.destroy();
   }
 }
 
@@ -183,7 +234,7 @@ function lastServed(load: SteadyLoad): string | undefined {
 
 export function describeShift(s: Shift): string {
   const settledText = s.settledMs === undefined ? "did not settle" : `settled after ${s.settledMs} ms`;
-  return `${s.requests} requests, ${s.failedNewConnections} failed new connections, ${s.failedInFlight} cut in flight, first reply from the target after ${s.firstOnTargetMs ?? "-"} ms, ${settledText}; served by ${JSON.stringify(s.servedBy)}`;
+  return `${s.requests} requests, ${s.failedNewConnections} failed new connections, ${s.failedInFlight} cut in flight, ${s.failedRequests} failed HTTP requests, first reply from the target after ${s.firstOnTargetMs ?? "-"} ms, ${settledText}; served by ${JSON.stringify(s.servedBy)}`;
 }
 
 /**

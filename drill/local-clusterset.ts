@@ -24,6 +24,7 @@ import { xdsNames, type BootstrapInput } from "../gateway/index.ts";
 import { RootCa } from "../trust/index.ts";
 import { ManagedProcess, freePorts, hostAddress, scratchDir, startClusters, startNats, waitFor, type KubeCluster, type NatsEnv } from "../test/env/index.ts";
 import { EchoBackend } from "../test/support/gateway-harness.ts";
+import { HttpBackend } from "../test/support/l7-harness.ts";
 
 /**
  * A ClusterSet on one machine, built from real parts: one NATS (JWT auth, the
@@ -57,6 +58,13 @@ export interface LocalClusterSetOptions {
   logger?: Logger;
 }
 
+/** An echo replica: TCP (greets with its name, then echoes) or HTTP (answers with `x-backend: <name>`). */
+interface Workload {
+  readonly port: number;
+  listen(): Promise<void>;
+  kill(): Promise<void>;
+}
+
 interface Member {
   name: string;
   kube: KubeCluster;
@@ -65,10 +73,9 @@ interface Member {
   xdsPorts: number[];
   adminPort: number;
   exportPort: number;
-  importPorts: { first: number; last: number };
   controllers: ManagedProcess[];
   gateway: ManagedProcess;
-  workloads: Map<string, EchoBackend[]>;
+  workloads: Map<string, Workload[]>;
 }
 
 export class LocalClusterSet {
@@ -77,6 +84,7 @@ export class LocalClusterSet {
   private readonly members = new Map<string, Member>();
   private readonly log: Logger;
   private nats: NatsEnv | undefined;
+  private kubes: KubeCluster[] = [];
   private root: RootCa | undefined;
 
   private constructor(options: { dir: string; logger: Logger }) {
@@ -108,8 +116,14 @@ export class LocalClusterSet {
   private async bringUp(options: LocalClusterSetOptions): Promise<void> {
     const authority = await createBusAuthority({ clusterSet: CLUSTER_SET });
     this.log.info("starting NATS and the kube-apiservers", { clusters: options.clusters });
-    const [nats, kubes] = await Promise.all([startNats({ serverConfig: serverAuthConfig(authority) }), startClusters(options.clusters)]);
-    this.nats = nats;
+    const [natsStart, kubesStart] = await Promise.allSettled([startNats({ serverConfig: serverAuthConfig(authority) }), startClusters(options.clusters)]);
+    // Keep whichever started, so a failed bring-up still tears it down.
+    if (natsStart.status === "fulfilled") this.nats = natsStart.value;
+    if (kubesStart.status === "fulfilled") this.kubes = kubesStart.value;
+    if (natsStart.status === "rejected") throw natsStart.reason;
+    if (kubesStart.status === "rejected") throw kubesStart.reason;
+    const nats = natsStart.value;
+    const kubes = kubesStart.value;
     const admin = await connectBus({ servers: nats.urls, name: "fedgate-drill-admin", ...connectOptionsFor(await mintAdminCredentials(authority)) });
     await admin.ensureBuckets({ buckets: DEFAULT_BUCKETS, replicas: 1, history: 1 });
     await admin.close();
@@ -183,7 +197,6 @@ export class LocalClusterSet {
         xdsPorts,
         adminPort,
         exportPort,
-        importPorts: { first, last: first + IMPORT_PORTS_PER_CLUSTER - 1 },
         controllers: xdsPorts.map((_, i) => this.spawn(name, dir, "controller", i)),
         gateway: this.spawn(name, dir, "gateway"),
         workloads: new Map(),
@@ -211,15 +224,25 @@ export class LocalClusterSet {
     return m;
   }
 
-  /** `replicas` echo servers answering `<cluster>/<service>-<i>`, as a Service (TCP `port`) and one EndpointSlice per replica. */
-  async deployEcho(cluster: string, service: string, options: { replicas: number; port: number }): Promise<void> {
+  /**
+   * `replicas` echo servers naming themselves `<cluster>/<service>-<i>`, as a
+   * Service and one EndpointSlice per replica. The port is named `tcp` or
+   * `http`; the name is what makes the gateway treat it as L4 or L7.
+   */
+  async deployEcho(cluster: string, service: string, options: { replicas: number; port: number; protocol?: "tcp" | "http" }): Promise<void> {
     const m = this.member(cluster);
-    const backends = await Promise.all(Array.from({ length: options.replicas }, (_, i) => EchoBackend.start(`${cluster}/${service}-${i + 1}`, 0, this.host)));
+    const protocol = options.protocol ?? "tcp";
+    const backends: Workload[] = await Promise.all(
+      Array.from({ length: options.replicas }, (_, i) => {
+        const id = `${cluster}/${service}-${i + 1}`;
+        return protocol === "http" ? HttpBackend.start(id, this.host) : EchoBackend.start(id, 0, this.host);
+      }),
+    );
     m.workloads.set(service, backends);
     const kc = m.kube.kubeConfig;
     await kc.makeApiClient(k8s.CoreV1Api).createNamespacedService({
       namespace: DRILL_NAMESPACE,
-      body: { metadata: { name: service }, spec: { ports: [{ name: "tcp", port: options.port, protocol: "TCP" }] } },
+      body: { metadata: { name: service }, spec: { ports: [{ name: protocol, port: options.port, protocol: "TCP" }] } },
     });
     const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
     for (const [i, b] of backends.entries()) {
@@ -229,7 +252,7 @@ export class LocalClusterSet {
           metadata: { name: `${service}-${i + 1}`, labels: { "kubernetes.io/service-name": service } },
           addressType: "IPv4",
           endpoints: [{ addresses: [this.host], zone: `zone-${cluster}`, conditions: { ready: true } }],
-          ports: [{ name: "tcp", port: b.port, protocol: "TCP" }],
+          ports: [{ name: protocol, port: b.port, protocol: "TCP" }],
         },
       });
     }
@@ -335,9 +358,11 @@ export class LocalClusterSet {
   async stop(): Promise<void> {
     await Promise.all([...this.members.values()].map((m) => Promise.all([m.gateway.stop(), ...m.controllers.map((c) => c.stop())])));
     for (const m of this.members.values()) for (const backends of m.workloads.values()) for (const b of backends) await b.kill();
-    await Promise.all([...this.members.values()].map((m) => m.kube.stop()));
+    await Promise.all(this.kubes.map((k) => k.stop()));
     await this.nats?.stop();
     this.members.clear();
+    this.kubes = [];
+    this.nats = undefined;
   }
 }
 

@@ -1,3 +1,4 @@
+import { request, type Agent } from "node:http";
 import { ExchangeError, exchange } from "../test/support/gateway-harness.ts";
 
 /** One short TCP exchange: when it ended, who served it, or how it failed. */
@@ -5,18 +6,59 @@ export interface LoadSample {
   /** ms since the load started. */
   at: number;
   servedBy?: string;
-  /** A new connection that never reached a backend, or one cut after a backend answered. */
-  failure?: "new-connection" | "in-flight";
+  /** L4: a connection closed before the backend's greeting, or cut after it; L7: a request without a good answer. */
+  failure?: "new-connection" | "in-flight" | "request";
   error?: string;
 }
 
 /** The cluster part of an echo reply `<cluster>/<replica>`. */
 export const clusterOf = (servedBy: string | undefined) => servedBy?.split("/")[0];
 
+/** A request that failed, and how: before the backend answered, or after. */
+export class LoadFailure extends Error {
+  constructor(
+    message: string,
+    readonly kind: NonNullable<LoadSample["failure"]>,
+  ) {
+    super(message);
+  }
+}
+
+/** One request; resolves with who served it (`<cluster>/<replica>`) or rejects with `LoadFailure`. */
+export type LoadCall = () => Promise<string>;
+
+/** L4: a new connection to `host:port`, the backend's name, one echo round trip. */
+export function tcpCall(host: string, port: number): LoadCall {
+  return () =>
+    exchange(port, "ping", REQUEST_TIMEOUT_MS, host).catch((err: unknown) => {
+      if (!(err instanceof ExchangeError)) throw err;
+      throw new LoadFailure(err.message, err.established ? "in-flight" : "new-connection");
+    });
+}
+
+/** L7: an HTTP/1.1 GET over kept-alive connections; the gateway's `x-fedgate-cluster` and the backend's `x-backend` name who served it. */
+export function httpCall(options: { host: string; port: number; authority: string; agent: Agent }): LoadCall {
+  return () =>
+    new Promise((resolve, reject) => {
+      const req = request({ host: options.host, port: options.port, path: "/", agent: options.agent, headers: { host: options.authority }, timeout: REQUEST_TIMEOUT_MS }, (res) => {
+        res.resume();
+        res.on("end", () => {
+          const backend = String(res.headers["x-backend"] ?? "");
+          if (res.statusCode === 200 && backend) resolve(backend);
+          else reject(new LoadFailure(`HTTP ${res.statusCode} from ${String(res.headers["x-fedgate-cluster"] ?? "?")}`, "request"));
+        });
+      });
+      req.on("timeout", () => req.destroy(new Error("timed out")));
+      req.on("error", (err) => reject(new LoadFailure(err.message, "request")));
+      req.end();
+    });
+}
+
+const REQUEST_TIMEOUT_MS = 10_000;
+
 /**
- * Steady L4 load: `workers` loops, each opening a new connection to
- * `host:port`, reading the backend's name and checking one echo round trip.
- * Every exchange is recorded with its time, for failures and settle times.
+ * Steady load: `workers` loops of `call` until stopped. Every request is
+ * recorded with its time and who served it, for failures and settle times.
  */
 export class SteadyLoad {
   readonly samples: LoadSample[] = [];
@@ -24,15 +66,15 @@ export class SteadyLoad {
   private running = true;
   private readonly loops: Promise<void>[];
 
-  constructor(options: { host: string; port: number; workers: number }) {
+  constructor(options: { call: LoadCall; workers: number }) {
     this.loops = Array.from({ length: options.workers }, async () => {
       while (this.running) {
         try {
-          const servedBy = await exchange(options.port, "ping", 10_000, options.host);
+          const servedBy = await options.call();
           this.samples.push({ at: this.now(), servedBy });
         } catch (err) {
-          if (!(err instanceof ExchangeError)) throw err;
-          this.samples.push({ at: this.now(), failure: err.established ? "in-flight" : "new-connection", error: err.message });
+          if (!(err instanceof LoadFailure)) throw err;
+          this.samples.push({ at: this.now(), failure: err.kind, error: err.message });
         }
       }
     });
@@ -53,6 +95,8 @@ export interface Shift {
   requests: number;
   failedNewConnections: number;
   failedInFlight: number;
+  /** L7 requests that got no good answer. */
+  failedRequests: number;
   /** From `from` to the first reply from `target`. */
   firstOnTargetMs: number | undefined;
   /** From `from` to the first reply from `target` after which only `target` served (no other cluster, no failure). */
@@ -79,6 +123,7 @@ export function shiftAfter(samples: readonly LoadSample[], from: number, target:
     requests: window.length,
     failedNewConnections: window.filter((s) => s.failure === "new-connection").length,
     failedInFlight: window.filter((s) => s.failure === "in-flight").length,
+    failedRequests: window.filter((s) => s.failure === "request").length,
     firstOnTargetMs: first ? round(first.at - from) : undefined,
     settledMs: settledAt ? round(settledAt.at - from) : undefined,
     servedBy,

@@ -111,11 +111,11 @@ export const servicePolicySchema = z.object({
 });
 
 export type ServicePolicyInput = z.input<typeof servicePolicySchema>;
+export type ServicePolicy = z.output<typeof servicePolicySchema>;
 
 /** The gateway port the controller allocated to one imported service port (what the derived EndpointSlice points at). */
 export const importPortSchema = z.object({ port, gatewayPort: port });
 export type ImportPort = z.output<typeof importPortSchema>;
-export type ServicePolicy = z.output<typeof servicePolicySchema>;
 
 export const DEFAULT_SERVICE_POLICY: ServicePolicy = Object.freeze(servicePolicySchema.parse({}));
 

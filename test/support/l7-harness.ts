@@ -33,10 +33,13 @@ export class HttpBackend {
   hits = 0;
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
-  constructor(readonly id: string) {}
+  constructor(
+    readonly id: string,
+    readonly host = "127.0.0.1",
+  ) {}
 
-  static async start(id: string): Promise<HttpBackend> {
-    const b = new HttpBackend(id);
+  static async start(id: string, host = "127.0.0.1"): Promise<HttpBackend> {
+    const b = new HttpBackend(id, host);
     await b.listen();
     return b;
   }
@@ -91,7 +94,7 @@ export class HttpBackend {
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(port, "127.0.0.1", () => resolve());
+      server.listen(port, this.host, () => resolve());
     });
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
