@@ -22,7 +22,7 @@ import {
 } from "../federation/index.ts";
 import { xdsNames, type BootstrapInput } from "../gateway/index.ts";
 import { RootCa } from "../trust/index.ts";
-import { ManagedProcess, freePorts, hostAddress, scratchDir, startClusters, startNats, waitFor, type KubeCluster, type NatsEnv } from "../test/env/index.ts";
+import { ManagedProcess, freePorts, privateHost, scratchDir, startClusters, startNats, waitFor, type KubeCluster, type NatsEnv } from "../test/env/index.ts";
 import { EchoBackend } from "../test/support/gateway-harness.ts";
 import { HttpBackend } from "../test/support/l7-harness.ts";
 
@@ -31,8 +31,9 @@ import { HttpBackend } from "../test/support/l7-harness.ts";
  * fedgate buckets), and per simulated cluster a kube-apiserver + etcd (with
  * the CRDs), a `fedgate controller` process, a `fedgate gateway` process and
  * echo workloads. The PKI is trust/'s: a shared root, an intermediate per
- * cluster, controller and gateway leaves. Workloads and gateways listen on the
- * host's non-loopback address, since EndpointSlices cannot point at loopback.
+ * cluster, controller and gateway leaves. Workloads and gateways listen on
+ * test/env's PRIVATE_HOST, in a network namespace of the drill's own, since
+ * EndpointSlices cannot point at loopback.
  */
 
 export const DRILL_NAMESPACE = "demo";
@@ -79,7 +80,7 @@ interface Member {
 }
 
 export class LocalClusterSet {
-  readonly host = hostAddress();
+  readonly host = privateHost();
   readonly dir: string;
   private readonly members = new Map<string, Member>();
   private readonly log: Logger;

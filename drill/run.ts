@@ -1,5 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { createLogger, type Logger } from "../common/index.ts";
+import { inPrivateNetwork, runInPrivateNetwork } from "../test/env/index.ts";
 import { runFailoverDrill } from "./failover-drill.ts";
 import { LocalClusterSet } from "./local-clusterset.ts";
 import { formatDrillReport } from "./report.ts";
@@ -8,9 +9,11 @@ import { formatDrillReport } from "./report.ts";
  * `fedgate drill [--json <file>]` (and `npm start`): brings up the local
  * ClusterSet, runs the failover drill, prints the report, tears everything
  * down. Exit 0 when the drill ran (its figures are reported, not judged),
- * 1 when it could not run.
+ * 1 when it could not run. Outside the private network namespace it needs
+ * (test/env/private-network.ts), it runs itself again inside one.
  */
 export async function runDrill(options: { jsonFile?: string; logger?: Logger; write?: (line: string) => void }): Promise<number> {
+  if (!inPrivateNetwork()) return runInPrivateNetwork([process.execPath, ...process.execArgv, ...process.argv.slice(1)]);
   const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
   const logger = options.logger ?? createLogger({ level: "warn", format: "pretty" });
   const started = performance.now();

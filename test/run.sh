@@ -30,15 +30,24 @@ status=0
 uvu() {
   timeout --kill-after=10 "${TEST_RUN_TIMEOUT_S:-600}" node --import tsx node_modules/uvu/bin.js "$@" 2>&1 | tee -a "$log"
 }
+uvu_in_private_network() {
+  timeout --kill-after=10 "${TEST_RUN_TIMEOUT_S:-600}" node --import tsx test/env/run-in-private-network.ts \
+    node --import tsx node_modules/uvu/bin.js "$@" 2>&1 | tee -a "$log"
+}
 
 say "unit tests"
 uvu test/unit '\.test\.ts$' || status=1
 
 # One process per integration file, so no file inherits another's leftover servers or timers.
+# Files whose EndpointSlices point at workloads run in a private network namespace (test/env/private-network.ts).
 for file in test/integration/*.test.ts; do
   name=$(basename "$file")
   say "integration: $name"
-  uvu test/integration "^${name//./\\.}\$" || status=1
+  if grep -q "privateHost()\|LocalClusterSet" "$file"; then
+    uvu_in_private_network test/integration "^${name//./\\.}\$" || status=1
+  else
+    uvu test/integration "^${name//./\\.}\$" || status=1
+  fi
 done
 
 total=$(awk '/^ *Total:/ {s += $2} END {print s + 0}' "$log")

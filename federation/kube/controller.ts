@@ -160,7 +160,11 @@ export class FederationController {
       onEvent: (svc) => {
         exportedKey(svc.metadata?.namespace, svc.metadata?.name ?? "");
         const importName = svc.metadata?.labels?.[LABEL_SERVICE_NAME];
-        if (importName) this.importQueue.add(`${svc.metadata?.namespace}/${importName}`);
+        if (importName) {
+          this.importQueue.add(`${svc.metadata?.namespace}/${importName}`);
+          // A derived Service's target ports are the import ports the gateway listens on (importPorts()).
+          this.notifyDataplane();
+        }
         // A foreign Service squatting on a derived name blocks its import until it goes.
         else if (svc.metadata?.name?.startsWith(DERIVED_PREFIX)) this.importQueue.add(`${svc.metadata.namespace}/${svc.metadata.name.slice(DERIVED_PREFIX.length)}`);
       },

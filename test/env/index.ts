@@ -7,5 +7,6 @@ export { startNats, type NatsEnv, type NatsNode, type StartNatsOptions } from ".
 export { startCluster, startClusters, type KubeCluster, type StartClusterOptions } from "./kube.ts";
 export { binaryPath, PINNED, GoToolchainMissingError, BinaryBuildError, type Tool } from "./binaries.ts";
 export { ManagedProcess, isAlive, waitFor, type ProcessSpec, type WaitOptions } from "./managed-process.ts";
-export { freePort, freePorts, hostAddress } from "./ports.ts";
+export { freePort, freePorts } from "./ports.ts";
+export { PRIVATE_HOST, PrivateNetworkError, inPrivateNetwork, privateHost, runInPrivateNetwork } from "./private-network.ts";
 export { scratchDir } from "./paths.ts";

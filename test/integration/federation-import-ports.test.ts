@@ -4,7 +4,7 @@ import { silentLogger } from "../../common/index.ts";
 import * as k8s from "@kubernetes/client-node";
 import { DataplaneFeed, FederationController, derivedServiceName } from "../../federation/index.ts";
 import { Gateway, ProtoRegistry, XdsServer, parseBootstrap, xdsNames } from "../../gateway/index.ts";
-import { freePort, hostAddress } from "../env/index.ts";
+import { freePort, privateHost } from "../env/index.ts";
 import { ControllerHarness, NAMESPACE, eventually } from "../support/controller-harness.ts";
 import { EchoBackend, exchange, gatewayLeaf } from "../support/gateway-harness.ts";
 
@@ -20,7 +20,7 @@ const SERVICE_PORT = 9000;
 /** Each simulated cluster's gateway gets its own import port range, since all of them share loopback. */
 const RANGE_SIZE = 100;
 
-const HOST = hostAddress();
+const HOST = privateHost();
 
 const ports = suite<Ctx>("import ports: the derived EndpointSlice's port is where the gateway listens", {} as never);
 
