@@ -6,7 +6,8 @@ import { controllerConfigSchema } from "../../federation/index.ts";
 import { parseBootstrap } from "../../gateway/index.ts";
 import { startCluster, type KubeCluster } from "../env/index.ts";
 
-const DEPLOY_DIR = new URL("../../manifests/deploy/", import.meta.url);
+/** RBAC first: it creates the namespace and the ServiceAccount the Deployments run as. */
+const MANIFEST_DIRS = [new URL("../../manifests/rbac/", import.meta.url), new URL("../../manifests/deploy/", import.meta.url)];
 const FIELD_MANAGER = "fedgate-manifest-check";
 
 interface Ctx {
@@ -15,15 +16,17 @@ interface Ctx {
 }
 
 function manifests(): k8s.KubernetesObject[] {
-  return readdirSync(DEPLOY_DIR)
-    .filter((f) => f.endsWith(".yaml"))
-    .sort()
-    .flatMap((f) => k8s.loadAllYaml(readFileSync(new URL(f, DEPLOY_DIR), "utf8")) as k8s.KubernetesObject[]);
+  return MANIFEST_DIRS.flatMap((dir) =>
+    readdirSync(dir)
+      .filter((f) => f.endsWith(".yaml"))
+      .sort()
+      .flatMap((f) => k8s.loadAllYaml(readFileSync(new URL(f, dir), "utf8")) as k8s.KubernetesObject[]),
+  );
 }
 
 const find = (kind: string, name: string) => manifests().find((o) => o.kind === kind && o.metadata?.name === name);
 
-const deploy = suite<Ctx>("manifests/deploy against a real kube-apiserver", {} as never);
+const deploy = suite<Ctx>("manifests/rbac and manifests/deploy against a real kube-apiserver", {} as never);
 
 deploy.before(async (ctx) => {
   ctx.cluster = await startCluster("deploy");
