@@ -5,16 +5,7 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 
-# npm ci only when the lockfile changed since the last install, so warm runs skip it.
-lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
-if [ ! -f node_modules/.fedgate-lock-hash ] || [ "$(cat node_modules/.fedgate-lock-hash)" != "$lock_hash" ]; then
-  say "npm ci"
-  npm ci --no-audit --no-fund
-  echo "$lock_hash" > node_modules/.fedgate-lock-hash
-fi
-
-say "server binaries (built once per machine, cached under ${FEDGATE_CACHE_DIR:-~/.cache/fedgate})"
-node --import tsx test/env/build-binaries.ts
+bash test/env/setup.sh
 
 say "typecheck"
 npx tsc --noEmit -p tsconfig.json
@@ -50,9 +41,9 @@ for file in test/integration/*.test.ts; do
   fi
 done
 
-total=$(awk '/^ *Total:/ {s += $2} END {print s + 0}' "$log")
-passed=$(awk '/^ *Passed:/ {s += $2} END {print s + 0}' "$log")
-skipped=$(awk '/^ *Skipped:/ {s += $2} END {print s + 0}' "$log")
+total=$(awk '/^ *Total: +[0-9]+ *$/ {s += $2} END {print s + 0}' "$log")
+passed=$(awk '/^ *Passed: +[0-9]+ *$/ {s += $2} END {print s + 0}' "$log")
+skipped=$(awk '/^ *Skipped: +[0-9]+ *$/ {s += $2} END {print s + 0}' "$log")
 failed=$((total - passed - skipped))
 if [ "$failed" -eq 0 ] && [ "$status" -ne 0 ]; then
   # A test file crashed (say, failed to import) before uvu could count anything in it.
