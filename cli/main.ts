@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import pkg from "../package.json" with { type: "json" };
 
 const USAGE = `fedgate: multi-cluster federation gateway for Kubernetes
 
@@ -17,7 +17,6 @@ export async function main(argv: readonly string[]): Promise<number> {
   switch (command) {
     case "version":
     case "--version": {
-      const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
       process.stdout.write(`fedgate ${pkg.version}\n`);
       return 0;
     }
