@@ -25,3 +25,4 @@ export { matchRoute, matchVirtualHost } from "./dataplane/http-router.ts";
 export { DeltaAdsSession, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse } from "./xds/delta-ads-session.ts";
 export { DELTA_ADS_METHOD_PATH, type DecodedDeltaDiscoveryResponse } from "./xds/ads-codec.ts";
 export { ReplayBody } from "./dataplane/replay-body.ts";
+export { replayed } from "./dataplane/replayed-socket.ts";

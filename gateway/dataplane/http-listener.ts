@@ -1,7 +1,6 @@
 import { createServer as createH1Server, type IncomingMessage, type Server as H1Server, type ServerResponse } from "node:http";
 import { createServer as createH2Server, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { createServer, type Server, type Socket } from "node:net";
-import { Duplex } from "node:stream";
 import { asError } from "../../common/index.ts";
 import { h1Downstream, h2Downstream, type Downstream } from "./http-downstream.ts";
 import { forward, localReply, type ForwardContext } from "./http-forwarder.ts";
@@ -10,6 +9,7 @@ import { HttpUpstreamPool } from "./http-upstream-pool.ts";
 import { listen } from "./import-listener.ts";
 import type { ListenerContext } from "./listener-context.ts";
 import type { MetricSeries } from "./metrics.ts";
+import { replayed } from "./replayed-socket.ts";
 import type { HttpListenerSpec } from "./resources.ts";
 
 /** Request header block limit (HTTP/1.1 head, HTTP/2 header list): above it, 431. */
@@ -175,28 +175,4 @@ export class HttpListener {
     this.ctx.metrics.httpDownstreamErrors.labels({ listener: this.spec.name, reason }).add();
     this.ctx.logger.warn("bad downstream HTTP input", { listener: this.spec.name, reason, err: err && asError(err) });
   }
-}
-
-/**
- * The socket as a stream that first yields the bytes already read. Node's
- * HTTP/2 session reads the socket's handle directly and would miss bytes
- * given back with `unshift`; on a plain stream it reads through JS instead.
- */
-function replayed(socket: Socket, head: Buffer): Duplex {
-  const stream = new Duplex({
-    read: () => socket.resume(),
-    write: (chunk: Buffer, _encoding, callback) => socket.write(chunk, callback),
-    final: (callback) => socket.end(() => callback()),
-    destroy: (err, callback) => {
-      socket.destroy();
-      callback(err);
-    },
-  });
-  stream.push(head);
-  socket.on("data", (chunk: Buffer) => {
-    if (!stream.push(chunk)) socket.pause();
-  });
-  socket.once("end", () => stream.push(null));
-  socket.once("close", () => stream.destroy());
-  return stream;
 }

@@ -192,13 +192,37 @@ export async function gatewayLeaf(pki: ClusterSetPki, cluster: string): Promise<
   return { chainPem: leaf.chainPem, keyPem: leaf.privateKeyPem ?? "" };
 }
 
-export function gatewayBootstrap(name: string, xds: XdsServer, handshakeTimeoutMs = 5_000) {
+export function gatewayBootstrap(name: string, xds: XdsServer, handshakeTimeoutMs = 5_000, importPort = SERVICE_PORT) {
   return parseBootstrap({
     node: { id: `gw-${name}`, cluster: name },
     xds_servers: [{ server_uri: xds.address }],
     admin: { address: "127.0.0.1", port: 0 },
-    fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(SERVICE_PORT)]: 0 }, handshake_timeout_ms: handshakeTimeoutMs, drain_timeout_ms: 2_000, reconnect_initial_ms: 50, reconnect_max_ms: 500 },
+    fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(importPort)]: 0 }, handshake_timeout_ms: handshakeTimeoutMs, drain_timeout_ms: 2_000, reconnect_initial_ms: 50, reconnect_max_ms: 500 },
   });
+}
+
+/**
+ * Wires simulated clusters to each other once every gateway is up: records
+ * each exporter's bound export port, re-pushes every snapshot with them, and
+ * waits until each gateway is ready and reaches every peer.
+ */
+export async function wireExportPorts(
+  clusters: ReadonlyMap<string, { name: string; gateway: Gateway }>,
+  exporters: readonly string[],
+  exportPorts: Map<string, number>,
+  push: (name: string) => void,
+): Promise<void> {
+  for (const [name, sim] of clusters) {
+    if (!exporters.includes(name)) continue;
+    await waitFor(`${name}'s export listener`, () => sim.gateway.listenerAddresses()["fedgate-export-15443"] !== undefined);
+    exportPorts.set(name, sim.gateway.listenerAddresses()["fedgate-export-15443"]!.port);
+  }
+  for (const name of clusters.keys()) push(name);
+  const peersWired = (sim: { name: string; gateway: Gateway }) => {
+    const ports = new Set(sim.gateway.configSummary().endpoints.flatMap((e) => e.localities.flatMap((l) => l.endpoints.map((x) => x.address.port))));
+    return [...exportPorts].every(([peer, port]) => peer === sim.name || ports.has(port));
+  };
+  for (const sim of clusters.values()) await waitFor(`${sim.name} ready with peers`, () => sim.gateway.ready() && peersWired(sim));
 }
 
 /**
@@ -230,13 +254,7 @@ export class Topology {
       t.push(name);
       sim.gateway = await Gateway.start({ bootstrap: gatewayBootstrap(name, xds, options.handshakeTimeoutMs), logger: options.logger?.child({ cluster: name }) ?? silentLogger, registry: options.registry });
     }
-    for (const [name, sim] of t.clusters) {
-      if (!options.exporters.includes(name)) continue;
-      await waitFor(`${name}'s export listener`, () => sim.gateway.listenerAddresses()["fedgate-export-15443"] !== undefined);
-      t.exportPorts.set(name, sim.gateway.listenerAddresses()["fedgate-export-15443"]!.port);
-    }
-    for (const name of t.clusters.keys()) t.push(name);
-    for (const sim of t.clusters.values()) await waitFor(`${sim.name} ready with peers`, () => sim.gateway.ready() && t.peersWired(sim));
+    await wireExportPorts(t.clusters, options.exporters, t.exportPorts, (name) => t.push(name));
     return t;
   }
 
@@ -282,12 +300,6 @@ export class Topology {
       await sim.xds.close();
       for (const b of sim.backends) await b.kill();
     }
-  }
-
-  private peersWired(sim: SimCluster): boolean {
-    const summary = sim.gateway.configSummary();
-    const ports = new Set(summary.endpoints.flatMap((e) => e.localities.flatMap((l) => l.endpoints.map((x) => x.address.port))));
-    return [...this.exportPorts].every(([peer, port]) => peer === sim.name || ports.has(port));
   }
 }
 

@@ -2,11 +2,11 @@ import * as grpc from "@grpc/grpc-js";
 import { createServer as createH1Server } from "node:http";
 import { createServer as createH2Server, type ServerHttp2Stream } from "node:http2";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
-import { Duplex } from "node:stream";
 import { silentLogger } from "../../common/index.ts";
-import { Gateway, parseBootstrap, XdsServer, type FederationSnapshotInput, type ProtoRegistry, type ServicePolicyInput } from "../../gateway/index.ts";
+import { Gateway, XdsServer, type FederationSnapshotInput, type ProtoRegistry, type ServicePolicyInput } from "../../gateway/index.ts";
+import { replayed } from "../../gateway/internal.ts";
 import type { ClusterSetPki } from "./clusterset-pki.ts";
-import { gatewayLeaf, waitFor } from "./gateway-harness.ts";
+import { gatewayBootstrap, gatewayLeaf, wireExportPorts } from "./gateway-harness.ts";
 
 /**
  * Loopback fixtures for the gateway's L7 path: HTTP backends speaking
@@ -83,13 +83,7 @@ export class HttpBackend {
           s.resume();
           return;
         }
-        // HTTP/2 sessions read a socket's handle directly; hand them a JS stream that replays the first bytes.
-        const stream = new Duplex({ read: () => s.resume(), write: (c: Buffer, _e, cb) => s.write(c, cb), destroy: (err, cb) => (s.destroy(), cb(err)) });
-        stream.push(first);
-        s.on("data", (c: Buffer) => void (stream.push(c) || s.pause()));
-        s.once("end", () => stream.push(null));
-        s.once("close", () => stream.destroy());
-        h2.emit("connection", stream);
+        h2.emit("connection", replayed(s, first));
       });
     });
     await new Promise<void>((resolve, reject) => {
@@ -196,21 +190,9 @@ export class L7Topology {
       const sim: L7Cluster = { name, xds, web, grpc: grpcBackends, leaf: await gatewayLeaf(options.pki, name), gateway: undefined as unknown as Gateway };
       t.clusters.set(name, sim);
       t.push(name);
-      const bootstrap = parseBootstrap({
-        node: { id: `gw-${name}`, cluster: name },
-        xds_servers: [{ server_uri: xds.address }],
-        admin: { address: "127.0.0.1", port: 0 },
-        fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(L7_PORT)]: 0 }, handshake_timeout_ms: options.handshakeTimeoutMs ?? 5_000, drain_timeout_ms: 2_000, reconnect_initial_ms: 50, reconnect_max_ms: 500 },
-      });
-      sim.gateway = await Gateway.start({ bootstrap, logger: silentLogger, registry: options.registry });
+      sim.gateway = await Gateway.start({ bootstrap: gatewayBootstrap(name, xds, options.handshakeTimeoutMs, L7_PORT), logger: silentLogger, registry: options.registry });
     }
-    for (const [name, sim] of t.clusters) {
-      if (!options.exporters.includes(name)) continue;
-      await waitFor(`${name}'s export listener`, () => sim.gateway.listenerAddresses()["fedgate-export-15443"] !== undefined);
-      t.exportPorts.set(name, sim.gateway.listenerAddresses()["fedgate-export-15443"]!.port);
-    }
-    for (const name of t.clusters.keys()) t.push(name);
-    for (const sim of t.clusters.values()) await waitFor(`${sim.name} ready with peers`, () => sim.gateway.ready() && t.peersWired(sim));
+    await wireExportPorts(t.clusters, options.exporters, t.exportPorts, (name) => t.push(name));
     return t;
   }
 
@@ -273,10 +255,5 @@ export class L7Topology {
       for (const b of sim.web) await b.kill();
       for (const b of sim.grpc) await b.kill();
     }
-  }
-
-  private peersWired(sim: L7Cluster): boolean {
-    const ports = new Set(sim.gateway.configSummary().endpoints.flatMap((e) => e.localities.flatMap((l) => l.endpoints.map((x) => x.address.port))));
-    return [...this.exportPorts].every(([peer, port]) => peer === sim.name || ports.has(port));
   }
 }
