@@ -23,8 +23,13 @@ import { SteadyLoad, clusterOf, httpCall, shiftAfter, tcpCall, type LoadCall, ty
  * and called the same way:
  * 5. A's HTTP endpoints die: A's requests move to B.
  * 6. They come back: A's requests return to A.
- * And at A's export listener, a client of another trust domain is refused
- * while a ClusterSet member is served.
+ * 7. B's gateway process is killed: C's requests move to A (replay-safe
+ *    requests cut on a pooled connection are retried there).
+ * 8. B's gateway restarts: C's requests return to B.
+ * 9. B is revoked (a root-signed revocation list on the bus): C's requests
+ *    move to A, and B drops out of A's and C's ServiceImports.
+ * And at A's export listener, a client of another trust domain or of the
+ * revoked cluster is refused while a ClusterSet member is served.
  */
 
 export const DRILL_SERVICE = "echo";
@@ -92,11 +97,19 @@ export interface SecurityCheck {
   detail: string;
 }
 
+/** After a cluster's revocation: which clusters each caller's ServiceImports still list. */
+export interface RevocationReport {
+  revoked: string;
+  /** Per caller, per service: the ServiceImport's `status.clusters`. */
+  importsAfter: Record<string, Record<string, string[]>>;
+}
+
 export interface DrillReport {
   service: string;
   clusters: { exporters: string[]; callers: string[] };
   steadyState: { caller: string; servedBy: Record<string, number>; failures: number }[];
   legs: LegReport[];
+  revocation: RevocationReport;
   security: SecurityCheck[];
   totals: { requests: number; failedNewConnections: number; failedInFlight: number; failedRequests: number };
 }
@@ -200,15 +213,20 @@ export async function runFailoverDrill(set: LocalClusterSet, progress: (line: st
     await sleep(STEADY_STATE_MS);
     await leg("L7", `${a}'s HTTP endpoints die`, a, c, b, () => set.killEndpoints(a, DRILL_WEB_SERVICE));
     await leg("L7", `${a}'s HTTP endpoints come back`, a, c, a, () => set.restoreEndpoints(a, DRILL_WEB_SERVICE));
+    await leg("L7", `${b}'s gateway is killed`, c, a, a, () => set.killGateway(b));
+    await leg("L7", `${b}'s gateway restarts`, c, a, b, () => set.restartGateway(b));
+    await leg("L7", `${b} is revoked`, c, a, a, () => set.revokeClusters([b]));
     await stopLoads();
 
-    const security = await securityChecks(set, a, c);
+    const revocation = await importsWithout(set, b, [a, c], progress);
+    const security = await securityChecks(set, { exporter: a, member: c, revoked: b });
     const all = finished.flatMap((l) => l.samples);
     return {
       service: `${DRILL_NAMESPACE}/${DRILL_SERVICE} (L4) and ${DRILL_NAMESPACE}/${DRILL_WEB_SERVICE} (L7)`,
       clusters: { exporters: [a, b], callers: [a, c] },
       steadyState,
       legs,
+      revocation,
       security,
       totals: {
         requests: all.length,
@@ -237,23 +255,41 @@ export function describeShift(s: Shift): string {
   return `${s.requests} requests, ${s.failedNewConnections} failed new connections, ${s.failedInFlight} cut in flight, ${s.failedRequests} failed HTTP requests, first reply from the target after ${s.firstOnTargetMs ?? "-"} ms, ${settledText}; served by ${JSON.stringify(s.servedBy)}`;
 }
 
-/**
- * Who A's export listener lets in. The revoked-cluster check (a ClusterSet
- * member whose cluster is revoked over xDS) belongs in this list once the
- * gateway learns revocations; it would expect "refused".
- */
-async function securityChecks(set: LocalClusterSet, exporter: string, member: string): Promise<SecurityCheck[]> {
+/** Waits until no caller's ServiceImport lists the revoked cluster any more (reported, not judged, if it never happens). */
+async function importsWithout(set: LocalClusterSet, revoked: string, callers: string[], progress: (line: string) => void): Promise<RevocationReport> {
+  const read = async () => {
+    const importsAfter: RevocationReport["importsAfter"] = {};
+    for (const caller of callers) {
+      importsAfter[caller] = {};
+      for (const service of [DRILL_SERVICE, DRILL_WEB_SERVICE]) importsAfter[caller][service] = await set.importedFrom(caller, service);
+    }
+    return importsAfter;
+  };
+  const dropped = (imports: RevocationReport["importsAfter"]) => Object.values(imports).every((byService) => Object.values(byService).every((clusters) => !clusters.includes(revoked)));
+  await waitFor(`${revoked} dropped from the ServiceImports of ${callers.join(" and ")}`, async () => (dropped(await read()) ? true : undefined), { timeoutMs: SETTLE_TIMEOUT_MS, intervalMs: 200 }).catch((err: unknown) =>
+    progress(`  still imported: ${String(err)}`),
+  );
+  const importsAfter = await read();
+  progress(`after revoking ${revoked}, the ServiceImports list: ${JSON.stringify(importsAfter)}`);
+  return { revoked, importsAfter };
+}
+
+/** Who the exporter's export listener lets in: a ClusterSet member, not another trust domain, not a revoked cluster. */
+async function securityChecks(set: LocalClusterSet, who: { exporter: string; member: string; revoked: string }): Promise<SecurityCheck[]> {
+  const { exporter, member } = who;
   const sni = xdsNames.exportSni({ namespace: DRILL_NAMESPACE, name: DRILL_SERVICE }, DRILL_SERVICE_PORT);
   const port = set.exportPort(exporter);
   const ca = set.trustRoot.certificate.pem;
   const memberDir = join(set.dir, member);
-  const memberIdentity = { cert: readFileSync(join(memberDir, "gateway.pem"), "utf8"), key: readFileSync(join(memberDir, "gateway.key"), "utf8") };
+  const identityOf = (dir: string) => ({ cert: readFileSync(join(dir, "gateway.pem"), "utf8"), key: readFileSync(join(dir, "gateway.key"), "utf8") });
+  const memberIdentity = identityOf(memberDir);
   const foreignRoot = await RootCa.create({ trustDomain: "other.example" });
   const foreignLeaf = await (await foreignRoot.issueIntermediate({ cluster: member })).issueLeaf({});
   const foreignIdentity = { cert: foreignLeaf.chainPem, key: foreignLeaf.privateKeyPem ?? "" };
   const checks: { name: string; expected: SecurityCheck["expected"]; identity: { cert: string; key: string } }[] = [
     { name: `${member}'s gateway certificate (trust domain ${DRILL_TRUST_DOMAIN})`, expected: "served", identity: memberIdentity },
     { name: `a certificate of another trust domain (other.example, cluster ${member})`, expected: "refused", identity: foreignIdentity },
+    { name: `${who.revoked}'s gateway certificate (cluster revoked)`, expected: "refused", identity: identityOf(join(set.dir, who.revoked)) },
   ];
   const results: SecurityCheck[] = [];
   for (const check of checks) {

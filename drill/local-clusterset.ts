@@ -8,6 +8,7 @@ import {
   MCS_GROUP,
   MCS_VERSION,
   POLICY_GROUP,
+  REVOCATIONS_KEY,
   POLICY_PLURAL,
   POLICY_VERSION,
   connectBus,
@@ -17,11 +18,12 @@ import {
   mintAdminCredentials,
   mintClusterCredentials,
   serverAuthConfig,
+  type BusAuthority,
   type ControllerConfigInput,
   type ServicePolicySpec,
 } from "../federation/index.ts";
 import { xdsNames, type BootstrapInput } from "../gateway/index.ts";
-import { RootCa } from "../trust/index.ts";
+import { RootCa, revocationsRecord, type Certificate } from "../trust/index.ts";
 import { ManagedProcess, freePorts, privateHost, scratchDir, startClusters, startNats, waitFor, type KubeCluster, type NatsEnv } from "../test/env/index.ts";
 import { EchoBackend } from "../test/support/gateway-harness.ts";
 import { HttpBackend } from "../test/support/l7-harness.ts";
@@ -70,6 +72,8 @@ interface Member {
   name: string;
   kube: KubeCluster;
   dir: string;
+  /** The cluster's intermediate CA certificate: what a revocation list names. */
+  intermediate: Certificate;
   /** One per controller replica; the gateway is bootstrapped against the first. */
   xdsPorts: number[];
   adminPort: number;
@@ -87,6 +91,9 @@ export class LocalClusterSet {
   private nats: NatsEnv | undefined;
   private kubes: KubeCluster[] = [];
   private root: RootCa | undefined;
+  private authority: BusAuthority | undefined;
+  /** The last revocation list's number: each new list must be newer, or the exchanges refuse it as stale. */
+  private crlNumber = 0;
 
   private constructor(options: { dir: string; logger: Logger }) {
     this.dir = options.dir;
@@ -116,6 +123,7 @@ export class LocalClusterSet {
 
   private async bringUp(options: LocalClusterSetOptions): Promise<void> {
     const authority = await createBusAuthority({ clusterSet: CLUSTER_SET });
+    this.authority = authority;
     this.log.info("starting NATS and the kube-apiservers", { clusters: options.clusters });
     const [natsStart, kubesStart] = await Promise.allSettled([startNats({ serverConfig: serverAuthConfig(authority) }), startClusters(options.clusters)]);
     // Keep whichever started, so a failed bring-up still tears it down.
@@ -195,6 +203,7 @@ export class LocalClusterSet {
         name,
         kube,
         dir,
+        intermediate: intermediate.certificate,
         xdsPorts,
         adminPort,
         exportPort,
@@ -334,6 +343,33 @@ export class LocalClusterSet {
     await waitFor(`${cluster}'s gateway admin`, () => tcpOpen("127.0.0.1", m.adminPort), { timeoutMs: READY_TIMEOUT_MS, intervalMs: 100, process: m.gateway });
   }
 
+  /**
+   * Revokes `clusters` the way an operator does: a revocation list signed by
+   * the ClusterSet root, put on the bus trust bucket with the admin
+   * credential. The exchanges install it, drop the clusters' records, and
+   * hand it to their gateways over SDS. An empty list lifts every revocation.
+   */
+  async revokeClusters(clusters: string[]): Promise<void> {
+    if (!this.nats || !this.authority) throw new Error("the ClusterSet is not started");
+    this.crlNumber += 1;
+    const crl = await this.trustRoot.issueRevocationList({ intermediates: clusters.map((c) => this.member(c).intermediate), crlNumber: this.crlNumber });
+    const admin = await connectBus({ servers: this.nats.urls, name: "fedgate-drill-admin", ...connectOptionsFor(await mintAdminCredentials(this.authority)) });
+    try {
+      const trust = await admin.bucket(DEFAULT_BUCKETS.trust);
+      await trust.put(REVOCATIONS_KEY, new TextEncoder().encode(revocationsRecord(DRILL_TRUST_DOMAIN, [crl])));
+    } finally {
+      await admin.close();
+    }
+  }
+
+  /** The clusters `cluster`'s ServiceImport for `service` lists (its `status.clusters`), sorted. */
+  async importedFrom(cluster: string, service: string): Promise<string[]> {
+    const serviceImport = (await this.member(cluster)
+      .kube.kubeConfig.makeApiClient(k8s.CustomObjectsApi)
+      .getNamespacedCustomObject({ group: MCS_GROUP, version: MCS_VERSION, namespace: DRILL_NAMESPACE, plural: "serviceimports", name: service })) as { status?: { clusters?: { cluster?: string }[] } };
+    return (serviceImport.status?.clusters ?? []).flatMap((c) => (c.cluster ? [c.cluster] : [])).sort();
+  }
+
   /** Who holds the controllers' Lease in `cluster` (with more than one replica), as the apiserver has it. */
   async leaseHolder(cluster: string): Promise<string | undefined> {
     const lease = await this.member(cluster)
@@ -364,6 +400,7 @@ export class LocalClusterSet {
     this.members.clear();
     this.kubes = [];
     this.nats = undefined;
+    this.authority = undefined;
   }
 }
 

@@ -30,6 +30,11 @@ export function formatDrillReport(r: DrillReport): string {
   ]);
   if (errors.length) lines.push("", "Failures as the clients saw them (first few per event)", ...errors);
   lines.push("");
+  lines.push(`After revoking ${r.revocation.revoked}, the callers' ServiceImports list`);
+  for (const [caller, byService] of Object.entries(r.revocation.importsAfter)) {
+    lines.push(`  ${caller}: ${Object.entries(byService).map(([service, clusters]) => `${service} from ${clusters.join(", ") || "nobody"}`).join("; ")}`);
+  }
+  lines.push("");
   lines.push("Export listener admission");
   for (const c of r.security) lines.push(`  ${c.outcome === c.expected ? "ok  " : "FAIL"} ${c.name}: ${c.outcome} (${c.detail})`);
   lines.push("");

@@ -31,7 +31,7 @@ e2e("runs the drill and reports failed requests and settle times", async (ctx) =
   const file = join(ctx.set.dir, "drill-report.json");
   writeFileSync(file, JSON.stringify(ctx.report, null, 2));
   process.stdout.write(`\n${formatDrillReport(ctx.report)}\n(JSON: ${file})\n`);
-  assert.is(ctx.report.legs.length, 6);
+  assert.is(ctx.report.legs.length, 9);
 });
 
 e2e("from A, S is served by A; from C, by B, the first of C's preference order", (ctx) => {
@@ -51,11 +51,33 @@ e2e("every fault and repair moves the caller's traffic to the expected cluster, 
     "cluster-c -> cluster-b: settled",
     "cluster-a -> cluster-b: settled",
     "cluster-a -> cluster-a: settled",
+    "cluster-c -> cluster-a: settled",
+    "cluster-c -> cluster-b: settled",
+    "cluster-c -> cluster-a: settled",
   ]);
   assert.equal(
     ctx.report.legs.map((l) => l.protocol),
-    ["L4", "L4", "L4", "L4", "L7", "L7"],
+    ["L4", "L4", "L4", "L4", "L7", "L7", "L7", "L7", "L7"],
   );
+});
+
+e2e("L7: killing B's gateway fails no request (replay-safe requests go to the next priority), and C's traffic moves to A", (ctx) => {
+  const leg = ctx.report.legs.find((l) => l.protocol === "L7" && l.name === "cluster-b's gateway is killed");
+  assert.ok(leg, "the L7 gateway-kill leg ran");
+  assert.is(leg.shift.failedRequests, 0, leg.shift.errors.join("; "));
+  assert.ok((leg.shift.servedBy["cluster-a"] ?? 0) > 0, "C's requests were served by A");
+});
+
+e2e("a revoked cluster drops out of the others' imports, while they keep serving each other", (ctx) => {
+  assert.is(ctx.report.revocation.revoked, "cluster-b");
+  assert.equal(ctx.report.revocation.importsAfter, {
+    "cluster-a": { [DRILL_SERVICE]: ["cluster-a"], [DRILL_WEB_SERVICE]: ["cluster-a"] },
+    "cluster-c": { [DRILL_SERVICE]: ["cluster-a"], [DRILL_WEB_SERVICE]: ["cluster-a"] },
+  });
+  const leg = ctx.report.legs.find((l) => l.name === "cluster-b is revoked");
+  assert.ok(leg, "the revocation leg ran");
+  assert.equal(Object.keys(leg.bystander.shift.servedBy), ["cluster-a"], "A kept being served by A");
+  assert.ok((leg.shift.servedBy["cluster-a"] ?? 0) > 0, "C was served by A");
 });
 
 e2e("the other caller stays where it was while a fault hits the first", (ctx) => {
@@ -73,15 +95,16 @@ e2e("restored, traffic is back where it started: A local, C on its preferred pee
   assert.is(byName.get("cluster-a's HTTP endpoints come back")?.expected, "cluster-a");
 });
 
-e2e("A's export listener refuses another trust domain's certificate and serves a ClusterSet member", async (ctx) => {
-  // The revoked-cluster leg (gw-security: revoked clusters over xDS) joins these checks in drill/failover-drill.ts.
+e2e("A's export listener refuses another trust domain's and the revoked cluster's certificates and serves a ClusterSet member", async (ctx) => {
   const outcomes = ctx.report.security.map((s) => [s.expected, s.outcome]);
   assert.equal(outcomes, [
     ["served", "served"],
     ["refused", "refused"],
+    ["refused", "refused"],
   ]);
   const metrics = await ctx.set.gatewayMetrics("cluster-a");
   assert.match(metrics, /reason="fedgate_trust_wrong_trust_domain"[^\n]* [1-9]/);
+  assert.match(metrics, /fedgate_gateway_tls_handshake_failures_total\{(?=[^}]*side="downstream")(?=[^}]*reason="revoked")[^}]*\} [1-9]/);
 });
 
 e2e("the port in the derived EndpointSlice is the port the gateway listens on", async (ctx) => {
