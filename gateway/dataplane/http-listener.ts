@@ -14,6 +14,14 @@ import type { HttpListenerSpec } from "./resources.ts";
 
 /** Request header block limit (HTTP/1.1 head, HTTP/2 header list): above it, 431. */
 export const MAX_HEADER_BYTES = 16 * 1024;
+/**
+ * What HTTP/2 clients are told (SETTINGS_MAX_HEADER_LIST_SIZE). Node resets a
+ * stream over it (ENHANCE_YOUR_CALM) before the gateway sees the request, so
+ * it is above MAX_HEADER_BYTES: a header list between the two gets its 431.
+ */
+export const H2_MAX_HEADER_LIST_BYTES = 4 * MAX_HEADER_BYTES;
+/** RFC 9113 §6.5.2: a header field's size is its name and value octets plus 32. */
+const H2_HEADER_FIELD_OVERHEAD_BYTES = 32;
 /** How often Node's HTTP/1.1 server looks for stalled request heads. */
 const HEADERS_CHECK_INTERVAL_MS = 1_000;
 /** An idle HTTP/2 connection is closed after this. */
@@ -61,8 +69,8 @@ export class HttpListener {
     // Never listens itself (connections are handed over after the preface check); 'listening' starts its stalled-head checker.
     this.h1.emit("listening");
     this.h1.on("clientError", (err: Error & { code?: string }, socket: Socket) => this.onH1ClientError(err, socket));
-    this.h2 = createH2Server({ settings: { maxHeaderListSize: MAX_HEADER_BYTES }, maxSessionInvalidFrames: 100 });
-    this.h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.onH2Stream(stream, headers));
+    this.h2 = createH2Server({ settings: { maxHeaderListSize: H2_MAX_HEADER_LIST_BYTES }, maxSessionInvalidFrames: 100 });
+    this.h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => this.onH2Stream(stream, headers, rawHeaders));
     this.h2.on("sessionError", (err: Error) => this.badInput("h2_protocol", err));
     this.h2.on("session", (session) => {
       session.setTimeout(H2_IDLE_TIMEOUT_MS, () => session.close());
@@ -133,8 +141,13 @@ export class HttpListener {
     this.dispatch(h1Downstream(req, res));
   }
 
-  private onH2Stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+  private onH2Stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
     stream.on("error", () => stream.destroy());
+    if (h2HeaderListBytes(rawHeaders) > MAX_HEADER_BYTES) {
+      this.badInput("header_overflow", undefined);
+      stream.respond({ ":status": 431 }, { endStream: true });
+      return;
+    }
     this.dispatch(h2Downstream(stream, headers));
   }
 
@@ -175,4 +188,11 @@ export class HttpListener {
     this.ctx.metrics.httpDownstreamErrors.labels({ listener: this.spec.name, reason }).add();
     this.ctx.logger.warn("bad downstream HTTP input", { listener: this.spec.name, reason, err: err && asError(err) });
   }
+}
+
+/** The header list's size as HTTP/2 counts it, from the flat [name, value, ...] list. */
+function h2HeaderListBytes(rawHeaders: readonly string[]): number {
+  let bytes = 0;
+  for (const field of rawHeaders) bytes += Buffer.byteLength(field);
+  return bytes + (rawHeaders.length / 2) * H2_HEADER_FIELD_OVERHEAD_BYTES;
 }

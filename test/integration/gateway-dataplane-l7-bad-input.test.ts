@@ -1,8 +1,10 @@
 import { Agent, request as h1request } from "node:http";
+import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders } from "node:http2";
 import { connect, type Socket } from "node:net";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { ProtoRegistry } from "../../gateway/index.ts";
+import { H2_MAX_HEADER_LIST_BYTES, MAX_HEADER_BYTES } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
 import { waitFor } from "../support/gateway-harness.ts";
 import { L7Topology, WEB_HOST } from "../support/l7-harness.ts";
@@ -125,6 +127,47 @@ bad("oversized headers get 431, a malformed request 400, a stalled head or prefa
   const ok = await get(port, "/after");
   assert.is(ok.status, 200);
   assert.is(ok.body, "a-1 GET /after ");
+});
+
+/** One h2 request on `session`; resolves with its status and body once the stream closes. */
+function h2get(session: ClientHttp2Session, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({ ":path": "/h2", ":authority": WEB_HOST, ...headers });
+    let status = 0;
+    let body = "";
+    req.on("response", (h: IncomingHttpHeaders) => (status = Number(h[":status"])));
+    req.on("data", (c: Buffer) => (body += c.toString()));
+    req.on("error", reject);
+    req.on("close", () => resolve({ status, body }));
+    req.end();
+  });
+}
+
+bad("h2: a header list over the limit gets 431, counted as header_overflow; the same connection and others keep working", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["a"], members: { a: 1 } }));
+  const port = t.importPort("a");
+  const session = h2connect(`http://127.0.0.1:${port}`);
+  try {
+    const settings = await new Promise<{ maxHeaderListSize?: number }>((resolve) => session.once("remoteSettings", resolve));
+    assert.is(settings.maxHeaderListSize, H2_MAX_HEADER_LIST_BYTES, "advertised to the client");
+    // Two fields of 12 KiB: over MAX_HEADER_BYTES, under what Node itself enforces.
+    const big = await h2get(session, { "x-big-1": "x".repeat(12 * 1024), "x-big-2": "y".repeat(12 * 1024) });
+    assert.is(big.status, 431);
+    assert.is(big.body, "");
+    // Just under the limit (the pseudo-headers and the 32 bytes per field count too): served.
+    const near = await h2get(session, { "x-near": "z".repeat(MAX_HEADER_BYTES - 1024) });
+    assert.is(near.status, 200);
+    const m = (reason: string) => t.metric("a", "fedgate_gateway_http_downstream_errors_total", { listener: LISTENER, reason });
+    assert.is(m("header_overflow"), 1);
+    assert.is(m("h2_protocol"), 0, "the session was not ended");
+    const after = await h2get(session, {});
+    assert.is(after.status, 200);
+    assert.is(after.body, "a-1 GET /h2 ");
+    const other = await get(port, "/h1-after");
+    assert.is(other.status, 200);
+  } finally {
+    session.close();
+  }
 });
 
 bad(`fuzz: ${FUZZ_CASES} mutated HTTP/1.1 requests and h2 frame sequences (seeded), then a normal request works`, async (ctx) => {
