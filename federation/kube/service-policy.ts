@@ -57,6 +57,17 @@ const specSchema = z.strictObject({
       timeoutMs: ms(1, MAX_MS).optional(),
       unhealthyThreshold: count(1, 100).optional(),
       healthyThreshold: count(1, 100).optional(),
+      // Path and host patterns and start < end are the gateway schema's (the last guard below).
+      http: z
+        .strictObject({
+          path: z.string().min(1).max(1_024),
+          host: z.string().min(1).max(253).optional(),
+          expectedStatuses: z
+            .array(z.strictObject({ start: count(100, 599), end: count(101, 600) }))
+            .max(16)
+            .optional(),
+        })
+        .optional(),
     })
     .optional(),
   retries: z

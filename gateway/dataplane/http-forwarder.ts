@@ -100,9 +100,10 @@ export async function forward(ctx: ForwardContext, down: Downstream, route: Rout
       if (result.ok) {
         const r = result.response;
         const failed = responseFailure(r, down.grpc);
-        // With nowhere else to go, the upstream's own answer is passed on.
-        const elsewhere = attempts < MAX_CONNECT_ATTEMPTS && pickHost(cluster, tried, undefined) !== undefined;
-        if (!failed || !elsewhere || !canRetry(failed)) {
+        // With nowhere else to go, the upstream's own answer is passed on. Only asked on a failure:
+        // each pick advances the weighted round robin, and an extra one per request would skip endpoints.
+        const elsewhere = () => attempts < MAX_CONNECT_ATTEMPTS && pickHost(cluster, tried, undefined) !== undefined;
+        if (!failed || !elsewhere() || !canRetry(failed)) {
           if (r.status >= 500 || failed === "grpc_unavailable") cluster.reportFailure(host, "response");
           else cluster.reportSuccess(host);
           if (firstPriority !== host.priority) ctx.metrics.httpFailovers.labels({ cluster: name }).add();

@@ -123,7 +123,21 @@ export interface HealthCheckSpec {
   readonly timeoutMs: number;
   readonly unhealthyThreshold: number;
   readonly healthyThreshold: number;
+  /** Absent: a TCP connect is the check. */
+  readonly http?: HttpHealthCheckSpec;
 }
+
+export interface HttpHealthCheckSpec {
+  readonly path: string;
+  /** Empty: the endpoint's `host:port`. */
+  readonly host: string;
+  /** `[start, end)` ranges; a status in one of them passes. */
+  readonly expectedStatuses: readonly { readonly start: number; readonly end: number }[];
+}
+
+/** Envoy's default `expected_statuses`: 200 only. */
+const DEFAULT_EXPECTED_STATUSES = [{ start: 200, end: 201 }] as const;
+const HTTP_HEALTH_CHECK_FIELDS = new Set(["path", "host", "expected_statuses"]);
 
 export interface TlsMatchSpec {
   /** Every field must equal the endpoint's `envoy.transport_socket_match` metadata. */
@@ -171,6 +185,8 @@ export type SecretSpec =
 
 const duration = z.looseObject({ seconds: z.union([z.string(), z.number()]).optional(), nanos: z.number().optional() });
 const u32 = z.looseObject({ value: z.number().int().min(0) });
+/** protobufjs gives int64 fields as strings. */
+const int64 = z.union([z.string().regex(/^-?\d+$/), z.number().int()]).transform(Number);
 const socketAddress = z.looseObject({ socket_address: z.looseObject({ address: z.string().min(1), port_value: z.number().int().min(0).max(65_535).default(0) }) });
 const typed = z.looseObject({ "@type": z.string() });
 const sdsRef = z.looseObject({ name: z.string().min(1) });
@@ -467,6 +483,13 @@ const clusterSchema = z.looseObject({
         unhealthy_threshold: u32,
         healthy_threshold: u32,
         tcp_health_check: z.looseObject({ send: z.unknown().optional(), receive: z.unknown().optional() }).optional(),
+        http_health_check: z
+          .looseObject({
+            path: z.string().default(""),
+            host: z.string().default(""),
+            expected_statuses: z.array(z.looseObject({ start: int64, end: int64 })).default([]),
+          })
+          .optional(),
       }),
     )
     .max(1, "at most one health check")
@@ -495,8 +518,18 @@ export function parseCluster(raw: unknown, at: string): Parsed<ClusterSpec> {
     if (c.lb_policy !== "ROUND_ROBIN") problems.push({ path: `${at}.lb_policy`, message: `only ROUND_ROBIN is supported, got ${c.lb_policy}` });
     if (c.transport_socket !== undefined) problems.push({ path: `${at}.transport_socket`, message: "use transport_socket_matches (per-endpoint TLS)" });
     const hc = c.health_checks[0];
-    if (hc && (!hc.tcp_health_check || hc.tcp_health_check.send !== undefined || hc.tcp_health_check.receive !== undefined)) {
-      problems.push({ path: `${at}.health_checks[0]`, message: "only connect-only tcp_health_check is supported" });
+    const httpHc = hc?.http_health_check;
+    if (hc && httpHc) {
+      const hcAt = `${at}.health_checks[0].http_health_check`;
+      if (hc.tcp_health_check) problems.push({ path: `${at}.health_checks[0]`, message: "one of tcp_health_check and http_health_check" });
+      if (!httpHc.path.startsWith("/")) problems.push({ path: `${hcAt}.path`, message: "must be an absolute path" });
+      const others = Object.keys(httpHc).filter((k) => !HTTP_HEALTH_CHECK_FIELDS.has(k));
+      if (others.length) problems.push({ path: hcAt, message: `only path, host and expected_statuses are supported, got ${others.join(", ")}` });
+      httpHc.expected_statuses.forEach((r, i) => {
+        if (!(r.start >= 100 && r.start < r.end && r.end <= 600)) problems.push({ path: `${hcAt}.expected_statuses[${i}]`, message: `must be a range within [100, 600), got [${r.start}, ${r.end})` });
+      });
+    } else if (hc && (!hc.tcp_health_check || hc.tcp_health_check.send !== undefined || hc.tcp_health_check.receive !== undefined)) {
+      problems.push({ path: `${at}.health_checks[0]`, message: "only connect-only tcp_health_check or http_health_check is supported" });
     }
     const tlsMatches = c.transport_socket_matches.map((m, i) => {
       if (m.transport_socket.typed_config["@type"] !== UPSTREAM_TLS) problems.push({ path: `${at}.transport_socket_matches[${i}]`, message: "only UpstreamTlsContext is supported" });
@@ -521,7 +554,13 @@ export function parseCluster(raw: unknown, at: string): Parsed<ClusterSpec> {
         maxEjectionMs: Math.max(ms(od.max_ejection_time, DEFAULT_MAX_EJECTION_MS), ms(od.base_ejection_time, DEFAULT_BASE_EJECTION_MS)),
         maxEjectionPercent: od.max_ejection_percent?.value ?? DEFAULT_MAX_EJECTION_PERCENT,
       },
-      healthCheck: hc && { intervalMs: ms(hc.interval, 0), timeoutMs: ms(hc.timeout, 0), unhealthyThreshold: hc.unhealthy_threshold.value, healthyThreshold: hc.healthy_threshold.value },
+      healthCheck: hc && {
+        intervalMs: ms(hc.interval, 0),
+        timeoutMs: ms(hc.timeout, 0),
+        unhealthyThreshold: hc.unhealthy_threshold.value,
+        healthyThreshold: hc.healthy_threshold.value,
+        ...(httpHc ? { http: { path: httpHc.path, host: httpHc.host, expectedStatuses: httpHc.expected_statuses.length ? httpHc.expected_statuses : DEFAULT_EXPECTED_STATUSES } } : {}),
+      },
       tlsMatches,
       http2,
     };

@@ -1,7 +1,7 @@
-import { connect } from "node:net";
 import type { Logger } from "../../common/index.ts";
+import { probe } from "./health-probe.ts";
 import type { GatewayMetrics, MetricSeries } from "./metrics.ts";
-import type { ClusterSpec, EndpointSpec, LoadAssignmentSpec, TlsMatchSpec } from "./resources.ts";
+import type { ClusterSpec, EndpointSpec, HealthCheckSpec, LoadAssignmentSpec, TlsMatchSpec } from "./resources.ts";
 
 /** Attempts per downstream connection: the first choice plus retries on other endpoints/priorities. */
 export const MAX_CONNECT_ATTEMPTS = 8;
@@ -45,7 +45,7 @@ export interface UpstreamClusterOptions {
 
 /**
  * The running state of one xDS cluster: its endpoints by priority, weighted
- * choice within a priority, active TCP health checks and passive outlier
+ * choice within a priority, active TCP or HTTP health checks and passive outlier
  * detection on connect failures.
  *
  * `candidates()` gives the order in which one downstream connection tries
@@ -223,34 +223,30 @@ export class UpstreamCluster {
   private checkHost(host: UpstreamHost): void {
     const hc = this.spec.healthCheck;
     if (!hc) return;
-    const socket = connect({ host: host.spec.address.host, port: host.spec.address.port });
-    let done = false;
-    const finish = (ok: boolean) => {
-      if (done) return;
-      done = true;
-      socket.destroy();
-      if (this.hosts.get(host.key) !== host) return;
-      if (ok) {
-        host.hcFailures = 0;
-        host.hcSuccesses += 1;
-        if (host.hcFailing && host.hcSuccesses >= hc.healthyThreshold) {
-          host.hcFailing = false;
-          this.series.hcHealthy.add();
-          this.logger.info("endpoint passed health checks", { endpoint: host.key });
-        }
-      } else {
-        host.hcSuccesses = 0;
-        host.hcFailures += 1;
-        if (!host.hcFailing && host.hcFailures >= hc.unhealthyThreshold) {
-          host.hcFailing = true;
-          this.series.hcUnhealthy.add();
-          this.logger.warn("endpoint failed health checks", { endpoint: host.key });
-        }
+    // Peer gateways sit behind mTLS and check their own backends: a connect to their export port is the check.
+    const http = this.tlsFor(host) ? undefined : hc.http;
+    void probe({ address: host.spec.address, timeoutMs: hc.timeoutMs, ...(http ? { http } : {}) }).then((ok) => this.recordCheck(host, hc, ok));
+  }
+
+  private recordCheck(host: UpstreamHost, hc: HealthCheckSpec, ok: boolean): void {
+    if (this.hosts.get(host.key) !== host) return;
+    if (ok) {
+      host.hcFailures = 0;
+      host.hcSuccesses += 1;
+      if (host.hcFailing && host.hcSuccesses >= hc.healthyThreshold) {
+        host.hcFailing = false;
+        this.series.hcHealthy.add();
+        this.logger.info("endpoint passed health checks", { endpoint: host.key });
       }
-    };
-    socket.setTimeout(hc.timeoutMs, () => finish(false));
-    socket.once("connect", () => finish(true));
-    socket.once("error", () => finish(false));
+    } else {
+      host.hcSuccesses = 0;
+      host.hcFailures += 1;
+      if (!host.hcFailing && host.hcFailures >= hc.unhealthyThreshold) {
+        host.hcFailing = true;
+        this.series.hcUnhealthy.add();
+        this.logger.warn("endpoint failed health checks", { endpoint: host.key });
+      }
+    }
   }
 }
 

@@ -68,6 +68,19 @@ export const localEndpointSchema = z.object({
 export const LOCALITY_LABELS = ["topology.kubernetes.io/region", "topology.kubernetes.io/zone", "fedgate.io/cluster", "fedgate.io/network"] as const;
 export type LocalityLabel = (typeof LOCALITY_LABELS)[number];
 
+/** HTTP statuses `start` (inclusive) to `end` (exclusive), as Envoy's `expected_statuses`. */
+export const statusRangeSchema = z
+  .object({ start: z.number().int().min(100).max(599), end: z.number().int().min(101).max(600) })
+  .refine((r) => r.start < r.end, { message: "start must be below end (end is exclusive)", path: ["end"] });
+
+/** An HTTP health check: GET `path` on each local endpoint; a status in `expectedStatuses` (default: 200) passes. */
+export const httpHealthCheckSchema = z.object({
+  path: z.string().min(1).max(1_024).regex(/^\/[\x21-\x7e]*$/, "must be an absolute path without spaces or control characters"),
+  /** The Host header; absent: the service's clusterset name, as requests through the gateway carry it. */
+  host: z.string().min(1).max(253).regex(/^[A-Za-z0-9.:[\]-]+$/, "must be a host name, with an optional :port").optional(),
+  expectedStatuses: z.array(statusRangeSchema).max(16).default([]),
+});
+
 export const servicePolicySchema = z.object({
   failover: z
     .object({
@@ -86,13 +99,14 @@ export const servicePolicySchema = z.object({
       maxEjectionPercent: z.number().int().min(0).max(100).default(100),
     })
     .prefault({}),
-  /** Active TCP health checks for gateway data planes (proxyless gRPC ignores them). */
+  /** Active health checks for gateway data planes (proxyless gRPC ignores them): TCP connects, or HTTP GETs with `http`. */
   healthCheck: z
     .object({
       intervalMs: z.number().int().min(1).max(3_600_000).default(5_000),
       timeoutMs: z.number().int().min(1).max(3_600_000).default(1_000),
       unhealthyThreshold: z.number().int().min(1).max(100).default(3),
       healthyThreshold: z.number().int().min(1).max(100).default(1),
+      http: httpHealthCheckSchema.optional(),
     })
     .optional(),
   retries: z
@@ -112,6 +126,7 @@ export const servicePolicySchema = z.object({
 
 export type ServicePolicyInput = z.input<typeof servicePolicySchema>;
 export type ServicePolicy = z.output<typeof servicePolicySchema>;
+export type HttpHealthCheck = z.output<typeof httpHealthCheckSchema>;
 
 /** The gateway port the controller allocated to one imported service port (what the derived EndpointSlice points at). */
 export const importPortSchema = z.object({ port, gatewayPort: port });

@@ -1,5 +1,5 @@
 import type { Problem } from "../../common/index.ts";
-import { DEFAULT_SERVICE_POLICY, type FederationSnapshot, type LocalEndpoint, type ServicePolicy, type SnapshotService } from "./input.ts";
+import { DEFAULT_SERVICE_POLICY, type FederationSnapshot, type LocalEndpoint, type HttpHealthCheck, type ServicePolicy, type SnapshotService } from "./input.ts";
 import { localityPriorities, type LocalityPlace } from "./locality-priority.ts";
 import {
   apiListenerName,
@@ -201,7 +201,7 @@ function outboundCluster(snapshot: FederationSnapshot, service: SnapshotService,
     if (policy.healthCheck) {
       const hc = policy.healthCheck;
       cluster.health_checks = [
-        { timeout: duration(hc.timeoutMs), interval: duration(hc.intervalMs), unhealthy_threshold: { value: hc.unhealthyThreshold }, healthy_threshold: { value: hc.healthyThreshold }, tcp_health_check: {} },
+        { timeout: duration(hc.timeoutMs), interval: duration(hc.intervalMs), unhealthy_threshold: { value: hc.unhealthyThreshold }, healthy_threshold: { value: hc.healthyThreshold }, ...healthCheckKind(service, hc.http) },
       ];
     }
     if (port.grpc) cluster.typed_extension_protocol_options = http2ProtocolOptions();
@@ -322,6 +322,14 @@ function lbEndpoint(e: { address: string; port: number; healthy: boolean; remote
     endpoint.metadata = { filter_metadata: filterMetadata };
   }
   return endpoint;
+}
+
+/** TCP connects, or with `http` Envoy's `http_health_check` (Host: the clusterset name unless set). */
+function healthCheckKind(service: SnapshotService, http: HttpHealthCheck | undefined): ProtoMessage {
+  if (!http) return { tcp_health_check: {} };
+  const check: Record<string, unknown> = { path: http.path, host: http.host ?? clustersetHost(service) };
+  if (http.expectedStatuses.length) check.expected_statuses = http.expectedStatuses.map((r) => ({ start: r.start, end: r.end }));
+  return { http_health_check: check };
 }
 
 function routeConfiguration(name: string, virtualHosts: ProtoMessage[]): ProtoMessage {

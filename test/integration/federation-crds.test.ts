@@ -174,6 +174,8 @@ const rejections: Rejection[] = [
   pol({ timeoutMs: -1 }, "policy with a negative timeout", ["spec.timeoutMs", "should be greater than or equal to 0"]),
   pol({ timeoutMs: 1_000, retries: { perTryTimeoutMs: 2_000 } }, "policy with perTryTimeoutMs over timeoutMs", ["spec.retries.perTryTimeoutMs", "must not exceed timeoutMs"]),
   pol({ healthCheck: { intervalMs: 1_000, timeoutMs: 2_000 } }, "policy whose health check timeout exceeds its interval", ["spec.healthCheck.timeoutMs", "must not exceed healthCheck.intervalMs"]),
+  pol({ healthCheck: { http: { path: "/healthz", expectedStatuses: [{ start: 300, end: 200 }] } } }, "policy whose HTTP health check status range ends before it starts", ["spec.healthCheck.http.expectedStatuses[0].end", "start must be below end"]),
+  pol({ healthCheck: { http: { path: "healthz" } } }, "policy whose HTTP health check path is not absolute", ["spec.healthCheck.http.path", "should match"]),
   pol({ failover: { labels: ["rack"] } }, "policy with an unknown locality label", ["spec.failover.labels[0]", 'Unsupported value: "rack"']),
   pol({ consumers: ["Cluster_B"] }, "policy with a consumer that is not a cluster name", ["spec.consumers[0]", "should match"]),
   pol({ retries: { attempts: 11 }, outlierDetection: { maxEjectionPercent: 101 } }, "policy with two out-of-range fields reports both", ["spec.retries.attempts", "spec.outlierDetection.maxEjectionPercent"]),

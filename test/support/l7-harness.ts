@@ -27,10 +27,14 @@ export const GREET_PATH = "/demo.Greeter/Greet";
 /**
  * An HTTP backend: answers `<id> <method> <path> <body>` with `x-backend: <id>`;
  * `/status/<n>` answers n, `/slow/<ms>` waits first. h1 and h2c (by preface).
+ * `GET /healthz` (HTTP/1.1, not counted in `hits`) answers `healthStatus`.
  */
 export class HttpBackend {
   port = 0;
   hits = 0;
+  healthStatus = 200;
+  /** The Host header of each health check received, in order. */
+  readonly healthChecks: string[] = [];
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   constructor(
@@ -54,6 +58,11 @@ export class HttpBackend {
       else reply();
     };
     const h1 = createH1Server((req, res) => {
+      if (req.method === "GET" && req.url === "/healthz") {
+        this.healthChecks.push(req.headers.host ?? "");
+        res.writeHead(this.healthStatus).end();
+        return;
+      }
       let body = "";
       req.on("data", (c: Buffer) => (body += c.toString()));
       req.on("end", () => handle(req.method ?? "", req.url ?? "", body, (status, text) => res.writeHead(status, { "x-backend": this.id, "content-type": "text/plain" }).end(text)));

@@ -14,7 +14,7 @@ const FULL_SPEC: ServicePolicySpec = {
   failover: { clusterOrder: ["cluster-b", "cluster-c"], labels: ["topology.kubernetes.io/region", "fedgate.io/cluster"] },
   consumers: ["cluster-b"],
   outlierDetection: { consecutive5xx: 3, intervalMs: 1_000, baseEjectionMs: 5_000, maxEjectionPercent: 50 },
-  healthCheck: { intervalMs: 2_000, timeoutMs: 500, unhealthyThreshold: 2, healthyThreshold: 1 },
+  healthCheck: { intervalMs: 2_000, timeoutMs: 500, unhealthyThreshold: 2, healthyThreshold: 1, http: { path: "/healthz", host: "checkout.shop", expectedStatuses: [{ start: 200, end: 300 }] } },
   retries: { attempts: 3, perTryTimeoutMs: 1_000, nextPriority: false },
   timeoutMs: 10_000,
   connectTimeoutMs: 2_000,
@@ -74,6 +74,9 @@ const refused: { name: string; input: unknown; problems: string[] }[] = [
   { name: "an unknown field (a typo) is refused, not ignored", input: object({ timeout: 5 }), problems: ["spec"] },
   { name: "a fractional number of milliseconds", input: object({ timeoutMs: 1.5 }), problems: ["spec.timeoutMs"] },
   { name: "a bad alias", input: object({ aliases: ["has space"] }), problems: ["spec.aliases[0]"] },
+  { name: "an HTTP health check path that is not absolute", input: object({ healthCheck: { http: { path: "healthz" } } }), problems: ["spec.healthCheck.http.path"] },
+  { name: "an HTTP health check status range that ends before it starts", input: object({ healthCheck: { http: { path: "/", expectedStatuses: [{ start: 300, end: 200 }] } } }), problems: ["spec.healthCheck.http.expectedStatuses[0].end"] },
+  { name: "an unknown HTTP health check field", input: object({ healthCheck: { http: { path: "/", method: "HEAD" } } }), problems: ["spec.healthCheck.http"] },
 ];
 
 for (const c of refused) {
@@ -104,6 +107,8 @@ interface JsonSchema {
   maxItems?: number;
   enum?: string[];
   pattern?: string;
+  minLength?: number;
+  maxLength?: number;
   properties?: Record<string, JsonSchema>;
   items?: JsonSchema;
 }
@@ -118,12 +123,18 @@ function atBound(schema: JsonSchema, bound: "min" | "max"): unknown {
       return bound === "min" ? schema.minimum : schema.maximum;
     case "boolean":
       return bound === "max";
+    case "string": {
+      // The CRD's string patterns are paths (`^/`) or names: "/" or "a" repeated to the length bound.
+      const n = bound === "min" ? (schema.minLength ?? 0) : schema.maxLength!;
+      const head = schema.pattern?.startsWith("^/") ? "/" : "";
+      return head + "a".repeat(n - head.length);
+    }
     case "object":
       return Object.fromEntries(Object.entries(schema.properties ?? {}).map(([k, v]) => [k, atBound(v, bound)]));
     case "array": {
       const n = bound === "min" ? 0 : (schema.maxItems ?? 1);
       const items = schema.items!;
-      return Array.from({ length: n }, (_, i) => (items.enum ? items.enum[i] : `item-${i}`));
+      return Array.from({ length: n }, (_, i) => (items.enum ? items.enum[i] : items.type === "object" ? atBound(items, bound) : `item-${i}`));
     }
     default:
       throw new Error(`no sample for ${JSON.stringify(schema)}`);
@@ -173,9 +184,9 @@ drift("one past each integer bound of the CRD is refused at that field", () => {
 drift("one past each list's maxItems is refused at that field", () => {
   const base = atBound(specSchema, "max");
   const lists = leaves(specSchema).filter((l) => l.schema.type === "array");
-  assert.is(lists.length, 4);
+  assert.is(lists.length, 5);
   for (const { path, schema } of lists) {
-    const tooMany = Array.from({ length: schema.maxItems! + 1 }, (_, i) => `item-${i}`);
+    const tooMany = Array.from({ length: schema.maxItems! + 1 }, (_, i) => (schema.items!.type === "object" ? atBound(schema.items!, "max") : `item-${i}`));
     assert.throws(() => parseServicePolicy(object(withValue(base, path, tooMany))), (err: Error) => err instanceof PolicyValidationError && err.problems.some((p) => p.path === `spec.${path.join(".")}`), path.join("."));
   }
 });

@@ -15,7 +15,7 @@ import {
   translate,
   TYPE_URL,
   UpstreamCluster,
-  validateAndEncode, EncodedResourceCache, type ClusterSpec, type EndpointSpec, type LoadAssignmentSpec, type RouteConfigSpec } from "../../gateway/internal.ts";
+  validateAndEncode, EncodedResourceCache, type ClusterSpec, type EndpointSpec, type LoadAssignmentSpec, type RouteConfigSpec, type ServicePolicyInput } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
 import { gatewayLeaf, topologySnapshot } from "../support/gateway-harness.ts";
 
@@ -145,9 +145,27 @@ const cases: { name: string; run: () => { ok: boolean; problems?: { path: string
   { name: "STATIC cluster", run: () => parseCluster({ name: "c", type: "STATIC" }, "c"), expect: /only EDS/ },
   { name: "LEAST_REQUEST cluster", run: () => parseCluster({ name: "c", type: "EDS", lb_policy: "LEAST_REQUEST" }, "c"), expect: /ROUND_ROBIN/ },
   {
-    name: "HTTP health check",
+    name: "HTTP health check without a path",
     run: () => parseCluster({ name: "c", type: "EDS", health_checks: [{ timeout: {}, interval: {}, unhealthy_threshold: { value: 1 }, healthy_threshold: { value: 1 }, http_health_check: {} }] }, "c"),
-    expect: /tcp_health_check/,
+    expect: /http_health_check\.path: must be an absolute path/,
+  },
+  {
+    name: "HTTP health check with a body to send, a backwards status range, and a TCP check too",
+    run: () =>
+      parseCluster(
+        {
+          name: "c",
+          type: "EDS",
+          health_checks: [{ timeout: {}, interval: {}, unhealthy_threshold: { value: 1 }, healthy_threshold: { value: 1 }, tcp_health_check: {}, http_health_check: { path: "/h", send: { text: "00" }, expected_statuses: [{ start: "500", end: "200" }] } }],
+        },
+        "c",
+      ),
+    expect: /one of tcp_health_check and http_health_check.*only path, host and expected_statuses are supported, got send.*expected_statuses\[0\]: must be a range/,
+  },
+  {
+    name: "HTTP health check with path, host and statuses",
+    run: () => parseCluster({ name: "c", type: "EDS", health_checks: [{ timeout: {}, interval: {}, unhealthy_threshold: { value: 1 }, healthy_threshold: { value: 1 }, http_health_check: { path: "/h", host: "x", expected_statuses: [{ start: "200", end: "400" }] } }] }, "c"),
+    expect: "ok",
   },
   { name: "EDS cluster with outlier detection", run: () => parseCluster({ name: "c", type: "EDS", outlier_detection: { consecutive_5xx: { value: 3 } } }, "c"), expect: "ok" },
   { name: "CLA with a bad port", run: () => parseLoadAssignment({ cluster_name: "c", endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: "a", port_value: 70_000 } } } }] }] }, "c"), expect: /65535/ },
@@ -181,6 +199,25 @@ parse("round trip: the control plane's gateway resources (export consumers inclu
   assert.ok(listeners.every((l) => l.ok));
   assert.ok(decode("cluster").every((c) => parseCluster(c, "c").ok));
   assert.ok(decode("endpoint").every((e) => parseLoadAssignment(e, "e").ok));
+});
+
+parse("round trip: a policy's HTTP health check reaches the gateway's cluster spec (Host defaults to the clusterset name, 200 to the expected statuses)", async () => {
+  const pki = await createClusterSetPki(["a"]);
+  const registry = ProtoRegistry.load();
+  const specs = async (http: NonNullable<NonNullable<ServicePolicyInput["healthCheck"]>["http"]>) => {
+    const snapshot = parseFederationSnapshot(topologySnapshot({ self: "a", pki, exporters: ["a"], exportPorts: new Map(), backends: [{ port: 7000 }], leaf: await gatewayLeaf(pki, "a"), policy: { healthCheck: { intervalMs: 700, http } } }));
+    const outcome = validateAndEncode(new EncodedResourceCache({ registry }), translate(snapshot, "gateway").resources);
+    assert.ok(outcome.encoded, JSON.stringify(outcome.problems));
+    return [...outcome.encoded.cluster.values()].map((r) => {
+      const parsed = parseCluster(registry.decodeAny(TYPE_URL.cluster, r.bytes), "c");
+      assert.ok(parsed.ok, JSON.stringify(parsed.ok || parsed.problems));
+      return parsed.value.healthCheck;
+    });
+  };
+  const [custom] = await specs({ path: "/healthz", host: "probe.local", expectedStatuses: [{ start: 200, end: 300 }, { start: 418, end: 419 }] });
+  assert.equal(custom, { intervalMs: 700, timeoutMs: 1_000, unhealthyThreshold: 3, healthyThreshold: 1, http: { path: "/healthz", host: "probe.local", expectedStatuses: [{ start: 200, end: 300 }, { start: 418, end: 419 }] } });
+  const [defaults] = await specs({ path: "/" });
+  assert.equal(defaults?.http, { path: "/", host: "echo.demo.svc.clusterset.local", expectedStatuses: [{ start: 200, end: 201 }] });
 });
 
 parse("round trip: an L7 import (HTTP and gRPC on one port) becomes an HTTP listener and a route configuration with the policy's timeout and retries", async () => {
