@@ -7,7 +7,7 @@ import { xdsNames } from "../gateway/index.ts";
 import { RootCa } from "../trust/index.ts";
 import { waitFor } from "../test/env/index.ts";
 import { DRILL_NAMESPACE, DRILL_TRUST_DOMAIN, type LocalClusterSet } from "./local-clusterset.ts";
-import { SteadyLoad, clusterOf, httpCall, shiftAfter, tcpCall, type LoadCall, type Shift } from "./steady-load.ts";
+import { SteadyLoad, alternate, clusterOf, h2Call, httpCall, shiftAfter, tcpCall, type LoadCall, type Shift } from "./steady-load.ts";
 
 /**
  * The failover drill on a local ClusterSet of three clusters (A, B, C):
@@ -19,7 +19,8 @@ import { SteadyLoad, clusterOf, httpCall, shiftAfter, tcpCall, type LoadCall, ty
  * 2. A's endpoints come back: A's traffic returns to A.
  * 3. B's gateway process is killed: C's traffic moves to A.
  * 4. B's gateway restarts: C's traffic returns to B.
- * Then, under steady L7 load (HTTP/1.1, kept-alive) on service web, exported
+ * Then, under steady L7 load (HTTP/1.1 kept-alive requests and h2 streams of
+ * long-lived sessions, taking turns; HTTP health checks) on service web, exported
  * and called the same way:
  * 5. A's HTTP endpoints die: A's requests move to B.
  * 6. They come back: A's requests return to A.
@@ -44,17 +45,22 @@ const SETTLE_TIMEOUT_MS = 60_000;
 const STEADY_STATE_MS = 2_000;
 const STARTUP_STREAK = 20;
 
-/** Short ejections and 1 s health checks, so a restored backend or gateway is back within seconds. */
-const failoverTuning = (clusterOrder: string[]): ServicePolicySpec => ({
+/**
+ * Short ejections and 1 s health checks, so a restored backend or gateway is
+ * back within seconds. HTTP services are checked with a GET of their health path.
+ */
+const failoverTuning = (clusterOrder: string[], protocol: "tcp" | "http"): ServicePolicySpec => ({
   failover: { clusterOrder },
   outlierDetection: { consecutive5xx: 3, intervalMs: 1_000, baseEjectionMs: 2_000 },
-  healthCheck: { intervalMs: 1_000, timeoutMs: 500, unhealthyThreshold: 2, healthyThreshold: 1 },
+  healthCheck: { intervalMs: 1_000, timeoutMs: 500, unhealthyThreshold: 2, healthyThreshold: 1, ...(protocol === "http" ? { http: { path: DRILL_HEALTH_PATH } } : {}) },
 });
+/** What the drill's HTTP backends answer health checks on (test/support/l7-harness.ts). */
+const DRILL_HEALTH_PATH = "/healthz";
 
 export type Protocol = "L4" | "L7";
 
 export interface LegReport {
-  /** L4: a new TCP connection per request; L7: HTTP/1.1 requests over kept-alive connections. */
+  /** L4: a new TCP connection per request; L7: HTTP/1.1 requests over kept-alive connections and h2 streams, taking turns. */
   protocol: Protocol;
   name: string;
   /** Whose load the leg watches, and where its traffic should end up. */
@@ -122,20 +128,24 @@ export async function runFailoverDrill(set: LocalClusterSet, progress: (line: st
     [DRILL_WEB_SERVICE, DRILL_WEB_PORT, "http"],
   ] as const) {
     for (const exporter of [a, b]) await set.deployEcho(exporter, service, { replicas: 2, port, protocol });
-    await set.setPolicy(a, service, failoverTuning([b]));
-    await set.setPolicy(c, service, failoverTuning([b, a]));
+    await set.setPolicy(a, service, failoverTuning([b], protocol));
+    await set.setPolicy(c, service, failoverTuning([b, a], protocol));
     await set.exportService(a, service);
     await set.exportService(b, service);
   }
 
   const agent = new Agent({ keepAlive: true, maxSockets: LOAD_WORKERS * 2 });
   const calls = new Map<string, LoadCall>();
+  const sessions: { close(): void }[] = [];
   for (const caller of [a, c]) {
     const tcpPort = await set.importPort(caller, DRILL_SERVICE);
     const httpPort = await set.importPort(caller, DRILL_WEB_SERVICE);
     progress(`${caller}'s import ports from its derived EndpointSlices: ${DRILL_SERVICE} ${tcpPort}, ${DRILL_WEB_SERVICE} ${httpPort}`);
     calls.set(`L4:${caller}`, tcpCall(set.host, tcpPort));
-    calls.set(`L7:${caller}`, httpCall({ host: set.host, port: httpPort, authority: `${DRILL_WEB_SERVICE}.${DRILL_NAMESPACE}.svc.clusterset.local:${DRILL_WEB_PORT}`, agent }));
+    const authority = `${DRILL_WEB_SERVICE}.${DRILL_NAMESPACE}.svc.clusterset.local:${DRILL_WEB_PORT}`;
+    const h2 = h2Call({ host: set.host, port: httpPort, authority });
+    sessions.push(h2);
+    calls.set(`L7:${caller}`, alternate([httpCall({ host: set.host, port: httpPort, authority, agent }), h2.call]));
   }
   const callOf = (protocol: Protocol, caller: string) => calls.get(`${protocol}:${caller}`) as LoadCall;
   for (const protocol of ["L4", "L7"] as const) {
@@ -238,6 +248,7 @@ export async function runFailoverDrill(set: LocalClusterSet, progress: (line: st
   } finally {
     await stopLoads();
     agent.destroy();
+    for (const s of sessions) s.close();
   }
 }
 

@@ -317,6 +317,11 @@ export class LocalClusterSet {
     return (await res.json()) as Record<string, { host: string; port: number }>;
   }
 
+  /** The gateway's running config as its admin endpoint reports it (`/config`). */
+  async gatewayConfig(cluster: string): Promise<unknown> {
+    return (await fetch(`http://127.0.0.1:${this.member(cluster).adminPort}/config`)).json();
+  }
+
   async gatewayMetrics(cluster: string): Promise<string> {
     return (await fetch(`http://127.0.0.1:${this.member(cluster).adminPort}/metrics`)).text();
   }

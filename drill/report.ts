@@ -5,7 +5,7 @@ import type { Shift } from "./steady-load.ts";
 export function formatDrillReport(r: DrillReport): string {
   const lines: string[] = [];
   lines.push(`fedgate failover drill: ${r.service}, exported by ${r.clusters.exporters.join(" and ")}, called from ${r.clusters.callers.join(" and ")}`);
-  lines.push("  (L4: a new TCP connection per request; L7: HTTP/1.1 requests over kept-alive connections)");
+  lines.push("  (L4: a new TCP connection per request; L7: HTTP/1.1 requests over kept-alive connections and h2 streams of long-lived sessions, taking turns)");
   lines.push("");
   lines.push("Steady state");
   for (const s of r.steadyState) lines.push(`  from ${s.caller}: served by ${servedBy(s.servedBy)}; ${s.failures} failed`);

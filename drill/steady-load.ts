@@ -1,4 +1,5 @@
 import { request, type Agent } from "node:http";
+import { connect as h2connect, constants as h2constants, type ClientHttp2Session, type IncomingHttpHeaders } from "node:http2";
 import { ExchangeError, exchange } from "../test/support/gateway-harness.ts";
 
 /** One short TCP exchange: when it ended, who served it, or how it failed. */
@@ -52,6 +53,47 @@ export function httpCall(options: { host: string; port: number; authority: strin
       req.on("error", (err) => reject(new LoadFailure(err.message, "request")));
       req.end();
     });
+}
+
+/**
+ * L7 over HTTP/2 with prior knowledge: GETs as streams of one long-lived h2c
+ * session to the import port (reopened once it ends), so the gateway balances
+ * per stream. `close` ends the session.
+ */
+export function h2Call(options: { host: string; port: number; authority: string }): { call: LoadCall; close(): void } {
+  let session: ClientHttp2Session | undefined;
+  const open = () => {
+    if (!session || session.closed || session.destroyed) {
+      const opened = h2connect(`http://${options.host}:${options.port}`);
+      // A session error also fails its open streams, which is where it is counted.
+      opened.on("error", (err: Error) => opened.destroy(err));
+      session = opened;
+    }
+    return session;
+  };
+  const call: LoadCall = () =>
+    new Promise((resolve, reject) => {
+      const stream = open().request({ ":path": "/", ":authority": options.authority });
+      let headers: IncomingHttpHeaders | undefined;
+      let error = "";
+      stream.setTimeout(REQUEST_TIMEOUT_MS, () => stream.close(h2constants.NGHTTP2_CANCEL));
+      stream.on("response", (h: IncomingHttpHeaders) => (headers = h));
+      stream.on("error", (err: Error) => (error = err.message));
+      stream.on("close", () => {
+        const backend = String(headers?.["x-backend"] ?? "");
+        if (Number(headers?.[":status"]) === 200 && backend && stream.rstCode === h2constants.NGHTTP2_NO_ERROR) resolve(backend);
+        else reject(new LoadFailure(headers ? `h2: HTTP ${String(headers[":status"])} from ${String(headers["x-fedgate-cluster"] ?? "?")}` : `h2: ${error || `stream closed with code ${stream.rstCode}`}`, "request"));
+      });
+      stream.resume();
+      stream.end();
+    });
+  return { call, close: () => session?.close() };
+}
+
+/** Takes turns: one request of each call in order. */
+export function alternate(calls: readonly LoadCall[]): LoadCall {
+  let next = 0;
+  return () => calls[next++ % calls.length]!();
 }
 
 const REQUEST_TIMEOUT_MS = 10_000;

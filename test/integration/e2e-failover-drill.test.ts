@@ -107,6 +107,15 @@ e2e("A's export listener refuses another trust domain's and the revoked cluster'
   assert.match(metrics, /fedgate_gateway_tls_handshake_failures_total\{(?=[^}]*side="downstream")(?=[^}]*reason="revoked")[^}]*\} [1-9]/);
 });
 
+e2e("the HTTP service's policy reached the gateways as an HTTP health check, the TCP service's as a TCP one", async (ctx) => {
+  for (const cluster of ["cluster-a", "cluster-c"]) {
+    const config = (await ctx.set.gatewayConfig(cluster)) as { clusters: { name: string; healthCheck?: { http?: unknown } }[] };
+    const imports = config.clusters.filter((c) => c.name.startsWith("outbound|"));
+    const checks = Object.fromEntries(imports.map((c) => [c.name.split("||")[1]?.split(".")[0] ?? c.name, c.healthCheck?.http ?? (c.healthCheck ? "tcp" : "none")]));
+    assert.equal(checks, { [DRILL_SERVICE]: "tcp", [DRILL_WEB_SERVICE]: { path: "/healthz", host: `${DRILL_WEB_SERVICE}.demo.svc.clusterset.local`, expectedStatuses: [{ start: 200, end: 201 }] } }, cluster);
+  }
+});
+
 e2e("the port in the derived EndpointSlice is the port the gateway listens on", async (ctx) => {
   for (const cluster of ["cluster-a", "cluster-c"]) {
     for (const service of [DRILL_SERVICE, DRILL_WEB_SERVICE]) {
