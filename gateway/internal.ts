@@ -27,3 +27,4 @@ export { DELTA_ADS_METHOD_PATH, type DecodedDeltaDiscoveryResponse } from "./xds
 export { ReplayBody } from "./dataplane/replay-body.ts";
 export { replayed } from "./dataplane/replayed-socket.ts";
 export { MAX_HEADER_BYTES, H2_MAX_HEADER_LIST_BYTES } from "./dataplane/http-listener.ts";
+export { probe } from "./dataplane/health-probe.ts";

@@ -1,7 +1,8 @@
-import { Agent, request } from "node:http";
+import { Agent, createServer, request } from "node:http";
+import type { AddressInfo } from "node:net";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { ProtoRegistry } from "../../gateway/index.ts";
+import { ProtoRegistry, probe } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
 import { waitFor } from "../support/gateway-harness.ts";
 import { L7Topology, WEB_CLUSTER, WEB_HOST } from "../support/l7-harness.ts";
@@ -76,6 +77,24 @@ hc("a 503 on the health path takes the endpoint out, traffic goes to the other, 
   const after = await servedBy(ctx, 20);
   assert.ok((after[first.id] ?? 0) > 0 && (after[second.id] ?? 0) > 0, JSON.stringify(after));
   assert.is(transitions("unhealthy"), 1);
+});
+
+hc("one HTTP check: an expected status passes; another status, no answer within the timeout, or a refused connect fails", async () => {
+  const server = createServer((req, res) => {
+    if (req.url === "/hang") return;
+    res.writeHead(Number(req.url?.slice(1))).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = { host: "127.0.0.1", port: (server.address() as AddressInfo).port };
+  const check = (path: string, expectedStatuses = [{ start: 200, end: 300 }]) => probe({ address, timeoutMs: 300, http: { path, host: "h", expectedStatuses } });
+  try {
+    assert.equal(await Promise.all([check("/204"), check("/299"), check("/300"), check("/503"), check("/418", [{ start: 418, end: 419 }]), check("/hang")]), [true, true, false, false, true, false]);
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+  assert.is(await probe({ address, timeoutMs: 300, http: { path: "/200", host: "", expectedStatuses: [{ start: 200, end: 201 }] } }), false, "nothing listens any more");
+  assert.is(await probe({ address, timeoutMs: 300 }), false, "TCP: refused");
 });
 
 hc.run();
