@@ -1,4 +1,4 @@
-import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import { constants } from "node:http2";
 import type { Readable } from "node:stream";
 import { endToEndHeaders, type Downstream } from "./http-downstream.ts";
@@ -68,35 +68,32 @@ function withDeadline(options: AttemptOptions, cancel: () => void, run: (settle:
   });
 }
 
-function h1Attempt(options: AttemptOptions): Promise<AttemptResult> {
-  const { down } = options;
-  const req = httpRequest({
-    agent: options.pool.agent(options.cluster, options.host),
-    method: down.method,
-    path: down.path,
-    headers: { ...down.headers, host: down.authority },
-    setHost: false,
-  });
-  return withDeadline(options, () => req.destroy(), (settle) => {
-    req.on("error", (err: Error) => {
-      // A kept-alive connection the server had closed: the request was not processed.
-      settle({ ok: false, failure: err instanceof UpstreamConnectError ? "connect_failure" : req.reusedSocket ? "refused_stream" : "reset" });
-    });
-    req.on("response", (res) => {
-      settle({
-        ok: true,
-        response: {
-          status: res.statusCode ?? 502,
-          headers: endToEndHeaders(res.headers),
-          raw: res.headers,
-          headersOnly: false,
-          body: res,
-          trailers: () => res.trailers,
-          cancel: () => req.destroy(),
-        },
-      });
-    });
-    options.body.attach(req);
+async function h1Attempt(options: AttemptOptions): Promise<AttemptResult> {
+  const { down, pool } = options;
+  let conn = pool.idleConnection(options.cluster, options.host);
+  if (!conn) {
+    try {
+      conn = await pool.newConnection(options.cluster, options.host);
+    } catch (err) {
+      if (err instanceof UpstreamConnectError) return { ok: false, failure: "connect_failure" };
+      throw err;
+    }
+    // The route timeout fired (or the client left) while connecting: the new connection waits in the pool for the next request.
+    if (options.deadline.aborted) {
+      conn.park();
+      return { ok: false, failure: "timeout" };
+    }
+  }
+  const c = conn;
+  return withDeadline(options, () => c.destroy(), (settle) => {
+    c.send(
+      { method: down.method, path: down.path, authority: down.authority, headers: down.headers, framing: down.bodyFraming, body: options.body },
+      {
+        // A kept-alive connection the server had closed: the request was not processed.
+        onFailure: (refused) => settle({ ok: false, failure: refused ? "refused_stream" : "reset" }),
+        onResponse: (r) => settle({ ok: true, response: { ...r, headersOnly: false } }),
+      },
+    );
   });
 }
 

@@ -5,6 +5,9 @@ import type { Readable, Writable } from "node:stream";
 /** Headers that describe one hop's connection; never forwarded (RFC 9110 §7.6.1, RFC 9113 §8.2.2). */
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "host", "http2-settings", "trailer"]);
 
+/** How a request body is delimited: not at all (no body), by Content-Length, or as chunks of unknown total. */
+export type BodyFraming = "none" | "length" | "chunked";
+
 /** One downstream request, HTTP/1.1 or HTTP/2, as the forwarder sees it. */
 export interface Downstream {
   readonly protocol: "h1" | "h2";
@@ -14,6 +17,8 @@ export interface Downstream {
   /** End-to-end request headers: lower-case, no pseudo-headers, no hop-by-hop ones (`te: trailers` kept). */
   readonly headers: OutgoingHttpHeaders;
   readonly body: Readable;
+  /** How the body is delimited, and so how it is framed on an HTTP/1.1 upstream connection. */
+  readonly bodyFraming: BodyFraming;
   /** A gRPC call (`content-type: application/grpc…`): errors are answered as gRPC statuses. */
   readonly grpc: boolean;
   readonly headersSent: boolean;
@@ -52,6 +57,8 @@ export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstr
     authority: req.headers.host ?? "",
     headers: endToEndHeaders(req.headers),
     body: req,
+    // Node's parser rejects a request with both; with neither, there is no body (RFC 9112 §6.3).
+    bodyFraming: req.headers["transfer-encoding"] !== undefined ? "chunked" : req.headers["content-length"] !== undefined ? "length" : "none",
     grpc: isGrpc(req.headers),
     get headersSent() {
       return res.headersSent;
@@ -94,6 +101,8 @@ export function h2Downstream(stream: ServerHttp2Stream, headers: H2Headers): Dow
     authority: String(headers[":authority"] ?? headers.host ?? ""),
     headers: endToEndHeaders(headers),
     body: stream,
+    // An h2 body is delimited by END_STREAM: only a content-length tells its size up front.
+    bodyFraming: headers["content-length"] !== undefined ? "length" : stream.readableEnded ? "none" : "chunked",
     grpc,
     get headersSent() {
       return stream.headersSent;
