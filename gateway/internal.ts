@@ -26,3 +26,4 @@ export { DeltaAdsSession, type DeltaDiscoveryRequest, type DeltaDiscoveryRespons
 export { DELTA_ADS_METHOD_PATH, type DecodedDeltaDiscoveryResponse } from "./xds/ads-codec.ts";
 export { ReplayBody } from "./dataplane/replay-body.ts";
 export { replayed } from "./dataplane/replayed-socket.ts";
+export { ResponseParser, UpstreamProtocolError, MAX_RESPONSE_HEAD_BYTES, type ResponseHead } from "./dataplane/http-response-parser.ts";

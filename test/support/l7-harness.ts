@@ -23,10 +23,14 @@ export const GREETER_AUTHORITY = `greeter.demo.svc.clusterset.local:${L7_PORT}`;
 export const WEB_CLUSTER = `outbound|${L7_PORT}||${WEB_HOST}`;
 export const GREETER_CLUSTER = `outbound|${L7_PORT}||greeter.demo.svc.clusterset.local`;
 export const GREET_PATH = "/demo.Greeter/Greet";
+/** The body of the response `HttpBackend` hides behind a smuggling one. */
+export const SMUGGLED_MARK = "smuggled";
 
 /**
  * An HTTP backend: answers `<id> <method> <path> <body>` with `x-backend: <id>`;
  * `/status/<n>` answers n, `/slow/<ms>` waits first. h1 and h2c (by preface).
+ * Over HTTP/1.1, `/smuggle` answers a response framed both by Content-Length
+ * and chunked, with a second response hidden in its body (`SMUGGLED_MARK`).
  */
 export class HttpBackend {
   port = 0;
@@ -54,6 +58,11 @@ export class HttpBackend {
       else reply();
     };
     const h1 = createH1Server((req, res) => {
+      if (req.url === "/smuggle") {
+        this.hits += 1;
+        req.socket.end(`HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: ${SMUGGLED_MARK.length}\r\n\r\n${SMUGGLED_MARK}`);
+        return;
+      }
       let body = "";
       req.on("data", (c: Buffer) => (body += c.toString()));
       req.on("end", () => handle(req.method ?? "", req.url ?? "", body, (status, text) => res.writeHead(status, { "x-backend": this.id, "content-type": "text/plain" }).end(text)));
