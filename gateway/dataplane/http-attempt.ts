@@ -17,7 +17,8 @@ export interface UpstreamResponse {
   readonly raw: IncomingHttpHeaders;
   /** The response ended with its headers (no body, no trailers: gRPC trailers-only). */
   readonly headersOnly: boolean;
-  readonly body: Readable;
+  /** The body: whole when it had already arrived with the head (relayed in one write), else a stream. */
+  readonly body: Buffer | Readable;
   trailers(): IncomingHttpHeaders | undefined;
   /** Abandons the response (and its stream or connection). */
   cancel(): void;
@@ -86,14 +87,7 @@ async function h1Attempt(options: AttemptOptions): Promise<AttemptResult> {
   }
   const c = conn;
   return withDeadline(options, () => c.destroy(), (settle) => {
-    c.send(
-      { method: down.method, path: down.path, authority: down.authority, headers: down.headers, framing: down.bodyFraming, body: options.body },
-      {
-        // A kept-alive connection the server had closed: the request was not processed.
-        onFailure: (refused) => settle({ ok: false, failure: refused ? "refused_stream" : "reset" }),
-        onResponse: (r) => settle({ ok: true, response: { ...r, headersOnly: false } }),
-      },
-    );
+    c.send({ method: down.method, path: down.path, authority: down.authority, headers: down.headers, framing: down.bodyFraming, body: options.body }, settle);
   });
 }
 

@@ -25,8 +25,8 @@ export interface Downstream {
   readonly closed: boolean;
   /** Sends the status and headers; returns where the body goes, or nothing when `endStream`. */
   respond(status: number, headers: OutgoingHttpHeaders, endStream: boolean): Writable | undefined;
-  /** Ends the response, with trailers when there are any. */
-  end(trailers: IncomingHttpHeaders | undefined): void;
+  /** Ends the response, with a last piece of body and trailers when there are any. */
+  end(trailers: IncomingHttpHeaders | undefined, last?: Buffer): void;
   /** Cuts the response (reset stream / closed connection): the client sees a failure, not a short answer. */
   abort(): void;
   onClose(listener: () => void): void;
@@ -74,9 +74,9 @@ export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstr
       }
       return res;
     },
-    end(trailers) {
+    end(trailers, last) {
       if (trailers && Object.keys(trailers).length) res.addTrailers(trailers);
-      res.end();
+      res.end(last);
     },
     abort() {
       res.destroy();
@@ -116,9 +116,9 @@ export function h2Downstream(stream: ServerHttp2Stream, headers: H2Headers): Dow
       stream.respond({ ...headers, ":status": status }, { endStream, waitForTrailers });
       return endStream ? undefined : stream;
     },
-    end(t) {
+    end(t, last) {
       trailers = t;
-      stream.end();
+      stream.end(last);
     },
     abort() {
       stream.close(constants.NGHTTP2_INTERNAL_ERROR);

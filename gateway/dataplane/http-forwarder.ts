@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from "node:http";
+import type { Readable } from "node:stream";
 import { Backoff, sleep, type Logger } from "../../common/index.ts";
 import { attempt, type AttemptFailure, type UpstreamResponse } from "./http-attempt.ts";
 import type { Downstream } from "./http-downstream.ts";
@@ -176,11 +177,17 @@ async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamR
     served.done();
     return;
   }
+  const whole = Buffer.isBuffer(r.body) ? r.body : undefined;
+  const trailers = whole && r.trailers();
+  // A whole chunked answer without trailers goes on with a length instead (no chunk framing downstream).
+  if (whole && !trailers && headers["content-length"] === undefined && down.method !== "HEAD" && r.status !== 204 && r.status !== 304) headers["content-length"] = whole.length;
   const sink = down.respond(r.status, headers, r.headersOnly);
-  if (!sink) {
+  if (!sink || whole) {
     served.done();
+    if (sink) down.end(trailers, whole);
     return;
   }
+  const body = r.body as Readable;
   await new Promise<void>((resolve) => {
     let finished = false;
     const finish = (ok: boolean) => {
@@ -194,13 +201,13 @@ async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamR
       }
       resolve();
     };
-    r.body.on("error", () => finish(false));
-    r.body.on("end", () => finish(true));
-    r.body.on("close", () => finish(r.body.readableEnded));
+    body.on("error", () => finish(false));
+    body.on("end", () => finish(true));
+    body.on("close", () => finish(body.readableEnded));
     down.onClose(() => finish(false));
     // The route timeout bounds the whole exchange: a response still streaming is cut.
     served.deadline.onAbort(() => finish(false));
-    r.body.pipe(sink, { end: false });
+    body.pipe(sink, { end: false });
   });
 }
 

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import type { Socket } from "node:net";
 import { Readable } from "node:stream";
+import type { AttemptResult, UpstreamResponse } from "./http-attempt.ts";
 import { endToEndHeaders, type BodyFraming } from "./http-downstream.ts";
 import { ResponseParser, type ResponseHead } from "./http-response-parser.ts";
 import type { BodySink, ReplayBody } from "./replay-body.ts";
@@ -15,51 +16,47 @@ export interface H1Request {
   readonly body: ReplayBody;
 }
 
-/** The response as the forwarder relays it (see http-attempt's `UpstreamResponse`). */
-export interface H1Response {
-  readonly status: number;
-  readonly headers: OutgoingHttpHeaders;
-  readonly raw: IncomingHttpHeaders;
-  readonly body: Readable;
-  trailers(): IncomingHttpHeaders | undefined;
-  cancel(): void;
-}
-
-export interface H1Handlers {
-  onResponse(response: H1Response): void;
-  /** No response head came: `refused` when a reused connection closed before sending anything (the request was not processed). */
-  onFailure(refused: boolean): void;
-}
-
-interface Exchange {
-  readonly handlers: H1Handlers;
-  readonly parser: ResponseParser;
-  body: Readable | undefined;
-  requestDone: boolean;
-  keepAlive: boolean;
-  gotBytes: boolean;
-  trailers: IncomingHttpHeaders | undefined;
-}
-
 const LAST_CHUNK = "0\r\n\r\n";
+const NO_BODY = Buffer.alloc(0);
 
 /**
  * One pooled upstream HTTP/1.1 connection on a raw socket, one exchange at a
  * time. The request head and whatever body is already held go out in one
- * corked write; the response is read by the strict `ResponseParser`. Once
- * both directions ended cleanly and the server allows it, the connection is
- * handed back (`release`); anything unexpected destroys it.
+ * corked write; the response is read by the strict `ResponseParser`. A
+ * response whose body came with its head (the usual small answer) is handed
+ * over whole, with no stream. Once both directions ended cleanly and the
+ * server allows it, the connection goes back to the pool (`release`);
+ * anything unexpected destroys it. It is the body sink of its exchange's
+ * request (framing chunks when the request came chunked).
  */
-export class H1Connection {
+export class H1Connection implements BodySink {
   readonly socket: Socket;
-  /** It carried an exchange before (a close before any answer then means the server dropped an idle connection). */
-  reused = false;
-  private exchange: Exchange | undefined;
   private readonly release: (conn: H1Connection) => void;
+  private readonly parser: ResponseParser;
+  /** It carried an exchange before (a close before any answer then means the server dropped an idle connection). */
+  private reused = false;
+  // The exchange in progress; `settle` is set from send() until the response head is handed over.
+  private active = false;
+  private settle: ((r: AttemptResult) => void) | undefined;
+  private chunked = false;
+  private requestDone = false;
+  private gotBytes = false;
+  private head: ResponseHead | undefined;
+  private held: Buffer[] = [];
+  private trailers: IncomingHttpHeaders | undefined;
+  private stream: Readable | undefined;
+  private response: H1Response | undefined;
+  /** Counts exchanges, so that a late cancel of an old response cannot touch a newer exchange. */
+  private exchange = 0;
 
   constructor(options: { socket: Socket; release: (conn: H1Connection) => void }) {
     this.socket = options.socket;
     this.release = options.release;
+    this.parser = new ResponseParser({
+      onHead: (head) => (this.head = head),
+      onBody: (chunk) => this.onBody(chunk),
+      onEnd: (trailers) => (this.trailers = trailers),
+    });
     this.socket.setNoDelay(true);
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
     this.socket.on("close", () => this.onClose());
@@ -68,52 +65,27 @@ export class H1Connection {
   }
 
   get idle(): boolean {
-    return this.exchange === undefined && !this.socket.destroyed;
+    return !this.active && !this.socket.destroyed;
   }
 
-  /** Sends the request; `handlers` hear of the response head or of a failure, exactly once. */
-  send(request: H1Request, handlers: H1Handlers): void {
-    const ex: Exchange = {
-      handlers,
-      parser: new ResponseParser({
-        headRequest: request.method === "HEAD",
-        onHead: (head) => this.onHead(ex, head),
-        onBody: (chunk) => {
-          if (ex.body && !ex.body.push(chunk)) this.socket.pause();
-        },
-        onEnd: (trailers) => {
-          ex.trailers = trailers;
-          ex.body?.push(null);
-          this.maybeRelease(ex);
-        },
-      }),
-      body: undefined,
-      requestDone: request.framing === "none",
-      keepAlive: false,
-      gotBytes: false,
-      trailers: undefined,
-    };
-    this.exchange = ex;
+  /** Sends the request; `settle` hears of the response head or of a failure, exactly once. */
+  send(request: H1Request, settle: (r: AttemptResult) => void): void {
+    this.active = true;
+    this.exchange += 1;
+    this.settle = settle;
+    this.chunked = request.framing === "chunked";
+    this.requestDone = request.framing === "none";
+    this.gotBytes = false;
+    this.head = undefined;
+    this.held = [];
+    this.stream = undefined;
+    this.response = undefined;
+    this.trailers = undefined;
+    this.parser.reset(request.method === "HEAD");
     const socket = this.socket;
-    const chunked = request.framing === "chunked";
-    const sink: BodySink = {
-      write: (chunk) => {
-        if (this.exchange !== ex || request.framing === "none" || chunk.length === 0) return true;
-        if (chunked) socket.write(`${chunk.length.toString(16)}\r\n`, "latin1");
-        const ok = socket.write(chunk);
-        return chunked ? socket.write("\r\n", "latin1") : ok;
-      },
-      end: () => {
-        if (this.exchange !== ex || ex.requestDone) return;
-        if (chunked) socket.write(LAST_CHUNK, "latin1");
-        ex.requestDone = true;
-        this.maybeRelease(ex);
-      },
-      once: (event, listener) => socket.once(event, listener),
-    };
     socket.cork();
     socket.write(requestHead(request), "latin1");
-    request.body.attach(sink);
+    request.body.attach(this);
     socket.uncork();
   }
 
@@ -127,61 +99,128 @@ export class H1Connection {
     this.socket.destroy();
   }
 
+  write(chunk: Buffer): boolean {
+    if (!this.active || this.requestDone || chunk.length === 0) return true;
+    if (!this.chunked) return this.socket.write(chunk);
+    this.socket.write(`${chunk.length.toString(16)}\r\n`, "latin1");
+    this.socket.write(chunk);
+    return this.socket.write("\r\n", "latin1");
+  }
+
+  end(): void {
+    if (!this.active || this.requestDone) return;
+    if (this.chunked) this.socket.write(LAST_CHUNK, "latin1");
+    this.requestDone = true;
+    this.maybeRelease();
+  }
+
+  once(event: "drain", listener: () => void): this {
+    this.socket.once(event, listener);
+    return this;
+  }
+
+  private onBody(chunk: Buffer): void {
+    if (!this.stream) this.held.push(chunk);
+    else if (!this.stream.push(chunk)) this.socket.pause();
+  }
+
   private onData(chunk: Buffer): void {
-    const ex = this.exchange;
     // Bytes nobody asked for: the connection is out of step.
-    if (!ex) return this.destroy();
-    ex.gotBytes = true;
+    if (!this.active) return this.destroy();
+    this.gotBytes = true;
     try {
-      ex.parser.execute(chunk);
+      this.parser.execute(chunk);
     } catch (err) {
-      this.fail(ex, err as Error);
-      return;
+      return this.fail(err as Error);
     }
-    if (ex.parser.done && ex.parser.trailing) this.destroy();
+    if (this.settle && this.head) this.deliver(this.head);
+    if (this.parser.done) {
+      this.ended();
+      this.maybeRelease();
+    }
   }
 
-  private onHead(ex: Exchange, head: ResponseHead): void {
-    ex.keepAlive = head.keepAlive;
-    const body = new Readable({ read: () => this.socket.resume() });
-    ex.body = body;
-    ex.handlers.onResponse({
-      status: head.status,
-      headers: endToEndHeaders(head.headers),
-      raw: head.headers,
-      body,
-      trailers: () => ex.trailers,
-      cancel: () => {
-        if (this.exchange === ex) this.destroy();
-      },
-    });
+  private ended(): void {
+    if (this.response) this.response.trailerFields = this.trailers;
+    this.stream?.push(null);
   }
 
-  private maybeRelease(ex: Exchange): void {
-    if (this.exchange !== ex || !ex.parser.done || !ex.requestDone) return;
-    if (!ex.keepAlive || ex.parser.trailing) return this.destroy();
-    this.exchange = undefined;
+  /** Hands the response over: whole when it already ended, else as a stream of the rest. */
+  private deliver(head: ResponseHead): void {
+    const settle = this.settle!;
+    this.settle = undefined;
+    let body: Buffer | Readable;
+    if (this.parser.done) body = this.held.length === 0 ? NO_BODY : this.held.length === 1 ? this.held[0]! : Buffer.concat(this.held);
+    else {
+      const stream = new Readable({ read: () => this.socket.resume() });
+      for (const c of this.held) stream.push(c);
+      this.stream = body = stream;
+    }
+    this.held = [];
+    this.response = new H1Response({ conn: this, exchange: this.exchange, head, body });
+    settle({ ok: true, response: this.response });
+  }
+
+  /** Abandons `exchange` if it is still in progress on this connection. */
+  cancel(exchange: number): void {
+    if (this.active && this.exchange === exchange) this.destroy();
+  }
+
+  private maybeRelease(): void {
+    if (!this.active || !this.parser.done || !this.requestDone || this.settle) return;
+    if (!this.head?.keepAlive || this.parser.trailing) return this.destroy();
+    this.active = false;
     this.reused = true;
     this.release(this);
   }
 
   private onClose(): void {
-    const ex = this.exchange;
-    this.exchange = undefined;
-    if (!ex || ex.parser.done) return;
+    if (!this.active || this.parser.done) return;
     try {
-      ex.parser.finish();
-      return;
+      this.parser.finish();
     } catch (err) {
-      this.fail(ex, err as Error);
+      return this.fail(err as Error);
     }
+    if (this.settle && this.head) this.deliver(this.head);
+    this.ended();
   }
 
-  private fail(ex: Exchange, err: Error): void {
-    this.exchange = undefined;
+  private fail(err: Error): void {
+    const settle = this.settle;
+    this.settle = undefined;
+    this.active = false;
     this.destroy();
-    if (ex.body) ex.body.destroy(err);
-    else ex.handlers.onFailure(this.reused && !ex.gotBytes);
+    if (settle) settle({ ok: false, failure: this.reused && !this.gotBytes ? "refused_stream" : "reset" });
+    else this.stream?.destroy(err);
+  }
+}
+
+class H1Response implements UpstreamResponse {
+  readonly status: number;
+  readonly headers: OutgoingHttpHeaders;
+  readonly raw: IncomingHttpHeaders;
+  readonly headersOnly = false;
+  readonly body: Buffer | Readable;
+  /** Set when the response ended (the connection may carry another exchange by the time they are read). */
+  trailerFields: IncomingHttpHeaders | undefined;
+  private readonly conn: H1Connection;
+  private readonly exchange: number;
+
+  constructor(options: { conn: H1Connection; exchange: number; head: ResponseHead; body: Buffer | Readable }) {
+    this.conn = options.conn;
+    this.exchange = options.exchange;
+    this.status = options.head.status;
+    this.raw = options.head.headers;
+    this.headers = endToEndHeaders(options.head.headers);
+    this.body = options.body;
+  }
+
+  trailers(): IncomingHttpHeaders | undefined {
+    return this.trailerFields;
+  }
+
+  cancel(): void {
+    this.conn.cancel(this.exchange);
   }
 }
 

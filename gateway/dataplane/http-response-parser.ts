@@ -33,8 +33,6 @@ export interface ResponseHead {
 }
 
 export interface ResponseParserOptions {
-  /** The request was HEAD: the response has no body whatever its framing fields say. */
-  readonly headRequest: boolean;
   onHead(head: ResponseHead): void;
   onBody(chunk: Buffer): void;
   onEnd(trailers: IncomingHttpHeaders | undefined): void;
@@ -60,10 +58,23 @@ export class ResponseParser {
   private trailerBytes = 0;
   private trailers: IncomingHttpHeaders | undefined;
   private extraBytes = 0;
+  private headRequest = false;
   private readonly options: ResponseParserOptions;
 
   constructor(options: ResponseParserOptions) {
     this.options = options;
+  }
+
+  /** Readies the parser for the response to the next request; `headRequest`: that request is HEAD (no body whatever the framing says). */
+  reset(headRequest: boolean): void {
+    this.state = "head";
+    this.pending = undefined;
+    this.remaining = 0;
+    this.crlfSeen = 0;
+    this.trailerBytes = 0;
+    this.trailers = undefined;
+    this.extraBytes = 0;
+    this.headRequest = headRequest;
   }
 
   /** The response ended. */
@@ -173,7 +184,7 @@ export class ResponseParser {
     if (te !== undefined && te.toLowerCase() !== "chunked") throw new UpstreamProtocolError(`unsupported transfer coding ${te}`);
     const length = cl === undefined ? undefined : contentLength(cl);
     const close = m[1] === "0" || (headers.connection ?? "").toLowerCase().split(",").some((t) => t.trim() === "close");
-    const noBody = this.options.headRequest || status === 204 || status === 304;
+    const noBody = this.headRequest || status === 204 || status === 304;
     const untilClose = !noBody && te === undefined && length === undefined;
     this.options.onHead({ status, headers, keepAlive: !close && !untilClose });
     if (noBody || length === 0) this.end(undefined);

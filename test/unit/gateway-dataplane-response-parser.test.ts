@@ -17,7 +17,6 @@ interface Outcome {
 function parse(input: Buffer, options: { cuts?: number[]; eof?: boolean; headRequest?: boolean } = {}): Outcome {
   const out: Outcome = { body: "", ended: false, trailing: false };
   const parser = new ResponseParser({
-    headRequest: options.headRequest ?? false,
     onHead: (head) => (out.head = head),
     onBody: (chunk) => (out.body += chunk.toString("latin1")),
     onEnd: (trailers) => {
@@ -25,6 +24,7 @@ function parse(input: Buffer, options: { cuts?: number[]; eof?: boolean; headReq
       out.trailers = trailers;
     },
   });
+  parser.reset(options.headRequest ?? false);
   const bounds = [0, ...(options.cuts ?? []), input.length];
   try {
     for (let i = 1; i < bounds.length; i++) if (bounds[i]! > bounds[i - 1]!) parser.execute(input.subarray(bounds[i - 1], bounds[i]));
