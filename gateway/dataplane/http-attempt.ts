@@ -12,6 +12,7 @@ export type AttemptFailure = "connect_failure" | "refused_stream" | "reset" | "t
 
 export interface UpstreamResponse {
   readonly status: number;
+  /** End-to-end headers, a fresh object the relay may extend. */
   readonly headers: OutgoingHttpHeaders;
   /** The raw headers, for gRPC's trailers-only status. */
   readonly raw: IncomingHttpHeaders;

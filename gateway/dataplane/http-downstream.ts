@@ -8,6 +8,8 @@ const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "tra
 /** How a request body is delimited: not at all (no body), by Content-Length, or as chunks of unknown total. */
 export type BodyFraming = "none" | "length" | "chunked";
 
+const COLON = 0x3a;
+
 /** One downstream request, HTTP/1.1 or HTTP/2, as the forwarder sees it. */
 export interface Downstream {
   readonly protocol: "h1" | "h2";
@@ -34,10 +36,13 @@ export interface Downstream {
 
 /** End-to-end headers of a message: hop-by-hop, pseudo-headers and those the `connection` header names dropped. */
 export function endToEndHeaders(headers: IncomingHttpHeaders | H2Headers): OutgoingHttpHeaders {
-  const named = new Set(String(headers.connection ?? "").toLowerCase().split(",").map((s) => s.trim()).filter(Boolean));
+  // Per request, twice: no Set unless the connection header names fields (rare).
+  const connection = headers.connection;
+  const named = connection ? new Set(String(connection).toLowerCase().split(",").map((s) => s.trim()).filter(Boolean)) : undefined;
   const out: OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined || k.startsWith(":") || HOP_BY_HOP.has(k) || named.has(k)) continue;
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined || k.charCodeAt(0) === COLON || HOP_BY_HOP.has(k) || named?.has(k)) continue;
     out[k] = v;
   }
   const te = headers.te;

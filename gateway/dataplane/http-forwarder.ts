@@ -69,9 +69,9 @@ export async function forward(ctx: ForwardContext, down: Downstream, route: Rout
   const body = new ReplayBody({ source: down.body, capBytes: REPLAY_BUFFER_BYTES });
   const http2 = cluster.spec.http2 || down.protocol === "h2";
   const retry = route.retry;
-  const tried = new Set<UpstreamHost>();
-  const triedPriorities = new Set<number>();
-  const backoff = retry ? new Backoff({ initialMs: retry.backOffBaseMs, maxMs: retry.backOffMaxMs }) : undefined;
+  // At most MAX_CONNECT_ATTEMPTS entries: a list is cheaper than a Set for the usual single try.
+  const tried: UpstreamHost[] = [];
+  let backoff: Backoff | undefined;
   let retriesLeft = retry?.numRetries ?? 0;
   let firstPriority: number | undefined;
   let lastFailure: AttemptFailure | undefined;
@@ -82,10 +82,9 @@ export async function forward(ctx: ForwardContext, down: Downstream, route: Rout
   const active = cluster.series.activeRequests;
   try {
     for (let attempts = 1; attempts <= MAX_CONNECT_ATTEMPTS; attempts++) {
-      const host = pickHost(cluster, tried, retry?.skipPreviousPriorities ? triedPriorities : undefined);
+      const host = pickHost(cluster, tried, retry?.skipPreviousPriorities ?? false);
       if (!host) break;
-      tried.add(host);
-      triedPriorities.add(host.priority);
+      tried.push(host);
       firstPriority ??= host.priority;
       active.add(1);
       const result = await attempt({ pool: ctx.pool, cluster, host, down, body, http2, perTryTimeoutMs: retry?.perTryTimeoutMs ?? 0, deadline });
@@ -102,7 +101,7 @@ export async function forward(ctx: ForwardContext, down: Downstream, route: Rout
         const r = result.response;
         const failed = responseFailure(r, down.grpc);
         // With nowhere else to go, the upstream's own answer is passed on.
-        const elsewhere = attempts < MAX_CONNECT_ATTEMPTS && pickHost(cluster, tried, undefined) !== undefined;
+        const elsewhere = failed !== undefined && attempts < MAX_CONNECT_ATTEMPTS && pickHost(cluster, tried, false) !== undefined;
         if (!failed || !elsewhere || !canRetry(failed)) {
           if (r.status >= 500 || failed === "grpc_unavailable") cluster.reportFailure(host, "response");
           else cluster.reportSuccess(host);
@@ -121,9 +120,12 @@ export async function forward(ctx: ForwardContext, down: Downstream, route: Rout
         if (!canRetry(reason)) break;
       }
       ctx.metrics.httpRetries.labels({ cluster: name, reason }).add();
-      if (reason !== "connect_failure" && reason !== "refused_stream" && backoff) await sleep(backoff.next());
+      if (reason !== "connect_failure" && reason !== "refused_stream" && retry) {
+        backoff ??= new Backoff({ initialMs: retry.backOffBaseMs, maxMs: retry.backOffMaxMs });
+        await sleep(backoff.next());
+      }
     }
-    const noneTried = tried.size === 0;
+    const noneTried = tried.length === 0;
     if (noneTried) cluster.series.noHealthy.add();
     const status = lastFailure === "timeout" ? 504 : 503;
     localReply(ctx, down, name, status, down.grpc ? (status === 504 ? GRPC_DEADLINE_EXCEEDED : GRPC_UNAVAILABLE) : undefined, noneTried ? "no healthy upstream" : `upstream ${lastFailure ?? "failure"}`);
@@ -158,19 +160,22 @@ function responseFailure(r: UpstreamResponse, grpc: boolean): RetryReason | unde
  * then the rest), without endpoints already tried and, with
  * `previous_priorities`, preferring a priority not tried yet.
  */
-function pickHost(cluster: UpstreamCluster, tried: ReadonlySet<UpstreamHost>, triedPriorities: ReadonlySet<number> | undefined): UpstreamHost | undefined {
-  const fresh = cluster.candidates().filter((h) => !tried.has(h));
-  if (triedPriorities) {
-    const otherPriority = fresh.find((h) => !triedPriorities.has(h.priority));
-    if (otherPriority) return otherPriority;
+function pickHost(cluster: UpstreamCluster, tried: readonly UpstreamHost[], otherPriority: boolean): UpstreamHost | undefined {
+  let first: UpstreamHost | undefined;
+  for (const h of cluster.candidates()) {
+    if (tried.includes(h)) continue;
+    if (!otherPriority || !tried.some((t) => t.priority === h.priority)) return h;
+    first ??= h;
   }
-  return fresh[0];
+  return first;
 }
 
 async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamResponse, served: { cluster: string; host: UpstreamHost; attempts: number; deadline: RequestDeadline; done: () => void }): Promise<void> {
   const servedBy = served.host.spec.servingCluster;
   ctx.requests(served.cluster, servedBy, r.status).add();
-  const headers: OutgoingHttpHeaders = { ...r.headers, "x-fedgate-cluster": servedBy };
+  // The response's own copy (made by endToEndHeaders), so it is extended in place.
+  const headers: OutgoingHttpHeaders = r.headers;
+  headers["x-fedgate-cluster"] = servedBy;
   if (served.attempts > 1) headers["x-fedgate-attempts"] = String(served.attempts);
   if (down.closed) {
     r.cancel();
