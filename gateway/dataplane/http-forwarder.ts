@@ -66,7 +66,7 @@ export interface ForwardContext {
  */
 export async function forward(ctx: ForwardContext, down: Downstream, route: RouteSpec, cluster: UpstreamCluster): Promise<void> {
   const name = cluster.spec.name;
-  const body = new ReplayBody({ source: down.body, capBytes: REPLAY_BUFFER_BYTES });
+  const body = new ReplayBody({ source: down.body, capBytes: REPLAY_BUFFER_BYTES, empty: down.bodyFraming === "none" });
   const http2 = cluster.spec.http2 || down.protocol === "h2";
   const retry = route.retry;
   // At most MAX_CONNECT_ATTEMPTS entries: a list is cheaper than a Set for the usual single try.

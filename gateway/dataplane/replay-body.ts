@@ -24,9 +24,14 @@ export class ReplayBody {
   private readonly capBytes: number;
   private readonly source: Readable;
 
-  constructor(options: { source: Readable; capBytes: number }) {
+  /** `empty`: the request is known to have no body (no framing at all); the source is then not read. */
+  constructor(options: { source: Readable; capBytes: number; empty?: boolean }) {
     this.capBytes = options.capBytes;
     this.source = options.source;
+    if (options.empty) {
+      this.ended = true;
+      return;
+    }
     this.source.on("data", (chunk: Buffer) => this.onData(chunk));
     this.source.once("end", () => {
       this.ended = true;
