@@ -107,7 +107,7 @@ export async function forward(ctx: ForwardContext, down: Downstream, route: Rout
           else cluster.reportSuccess(host);
           if (firstPriority !== host.priority) ctx.metrics.httpFailovers.labels({ cluster: name }).add();
           if (attempts > 1) cluster.series.failovers.add();
-          return await relayResponse(ctx, down, r, { cluster: name, host, attempts, deadline, done: () => active.add(-1) });
+          return await relayResponse(ctx, down, r, { cluster: name, host, attempts, deadline, active });
         }
         r.cancel();
         active.add(-1);
@@ -170,7 +170,17 @@ function pickHost(cluster: UpstreamCluster, tried: readonly UpstreamHost[], othe
   return first;
 }
 
-async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamResponse, served: { cluster: string; host: UpstreamHost; attempts: number; deadline: RequestDeadline; done: () => void }): Promise<void> {
+/** Who served a response, and what to settle once it is relayed. */
+interface Served {
+  readonly cluster: string;
+  readonly host: UpstreamHost;
+  readonly attempts: number;
+  readonly deadline: RequestDeadline;
+  /** The cluster's attempts in flight: one less once the response is relayed. */
+  readonly active: MetricSeries;
+}
+
+async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamResponse, served: Served): Promise<void> {
   const servedBy = served.host.spec.servingCluster;
   ctx.requests(served.cluster, servedBy, r.status).add();
   // The response's own copy (made by endToEndHeaders), so it is extended in place.
@@ -179,7 +189,7 @@ async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamR
   if (served.attempts > 1) headers["x-fedgate-attempts"] = String(served.attempts);
   if (down.closed) {
     r.cancel();
-    served.done();
+    served.active.add(-1);
     return;
   }
   const whole = Buffer.isBuffer(r.body) ? r.body : undefined;
@@ -188,7 +198,7 @@ async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamR
   if (whole && !trailers && headers["content-length"] === undefined && down.method !== "HEAD" && r.status !== 204 && r.status !== 304) headers["content-length"] = whole.length;
   const sink = down.respond(r.status, headers, r.headersOnly);
   if (!sink || whole) {
-    served.done();
+    served.active.add(-1);
     if (sink) down.end(trailers, whole);
     return;
   }
@@ -198,7 +208,7 @@ async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamR
     const finish = (ok: boolean) => {
       if (finished) return;
       finished = true;
-      served.done();
+      served.active.add(-1);
       if (ok) down.end(r.trailers());
       else {
         r.cancel();
