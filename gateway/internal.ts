@@ -27,3 +27,6 @@ export { DELTA_ADS_METHOD_PATH, type DecodedDeltaDiscoveryResponse } from "./xds
 export { ReplayBody } from "./dataplane/replay-body.ts";
 export { replayed } from "./dataplane/replayed-socket.ts";
 export { ResponseParser, UpstreamProtocolError, MAX_RESPONSE_HEAD_BYTES, type ResponseHead } from "./dataplane/http-response-parser.ts";
+export { H1Connection } from "./dataplane/http-h1-connection.ts";
+export type { AttemptResult } from "./dataplane/http-attempt.ts";
+export type { BodyFraming } from "./dataplane/http-downstream.ts";

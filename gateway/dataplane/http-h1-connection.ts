@@ -65,7 +65,8 @@ export class H1Connection implements BodySink {
   }
 
   get idle(): boolean {
-    return !this.active && !this.socket.destroyed;
+    // A half-closed socket (the server ended it) cannot carry another exchange.
+    return !this.active && !this.socket.destroyed && this.socket.readable && this.socket.writable;
   }
 
   /** Sends the request; `settle` hears of the response head or of a failure, exactly once. */
@@ -171,6 +172,8 @@ export class H1Connection implements BodySink {
     if (!this.head?.keepAlive || this.parser.trailing) return this.destroy();
     this.active = false;
     this.reused = true;
+    // A response stream that filled up paused the socket; the next exchange must read.
+    this.socket.resume();
     this.release(this);
   }
 
