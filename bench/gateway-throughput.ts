@@ -17,7 +17,7 @@
  * `apt-get update && apt-get install -y haproxy wrk`; otherwise it exits with
  * that instruction.
  *
- * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--profile <dir>] [--node-flags="..."]
+ * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--profile <dir>] [--node-flags="..."] [--l7-only]
  * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -39,6 +39,8 @@ const ROUNDS = flag("rounds", 2);
 const CONNECTIONS = flag("connections", 32);
 const BIG_CONNECTIONS = 4;
 const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
+/** Measures only the L7 rows (the L4 processes still start, since the L7 pair uses B's export listener). */
+const L7_ONLY = args.includes("--l7-only");
 const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
 /** Extra V8/Node flags for the gateway processes, e.g. `--node-flags=--max-semi-space-size=32`. */
 const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? [];
@@ -245,7 +247,7 @@ backend local
   await new Promise((r) => setTimeout(r, 500));
 
   const listener = `fedgate-import-${SERVICE_PORT}`;
-  const paths: { name: string; port: number; l7?: boolean }[] = [
+  const allPaths: { name: string; port: number; l7?: boolean }[] = [
     { name: "(a) direct", port: backendPort },
     { name: "(b) fedgate, one hop", port: one[listener]!.port },
     { name: "(c) fedgate pair, mTLS", port: a[listener]!.port },
@@ -255,6 +257,7 @@ backend local
     { name: "L7 (c) fedgate pair, mTLS", port: aL7[listener]!.port, l7: true },
     { name: "L7 (d) HAProxy pair, mTLS, mode http", port: haAHttp, l7: true },
   ];
+  const paths = allPaths.filter((p) => p.l7 || !L7_ONLY);
   // Warm-up (TLS sessions, JIT).
   for (const p of paths) wrk(p.port, "/", 8, L7_HOST);
   const results = new Map<string, { small: WrkResult[]; big: WrkResult[] }>(paths.map((p) => [p.name, { small: [], big: [] }]));
@@ -277,13 +280,13 @@ backend local
       errors: [0, 1, 2, 3, 4].map((i) => [...r.small, ...r.big].reduce((sum, x) => sum + (x.errors[i] ?? 0), 0)).join("/"),
     };
   });
-  const ref = summary.find((s) => s.name.startsWith("(d)"))!;
+  const ref = summary.find((s) => s.name.startsWith("(d)"));
   const refL7 = summary.find((s) => s.name.startsWith("L7 (d)"))!;
   console.log(`\nwrk -t1, ${CONNECTIONS} connections on "/" (2-byte body), ${BIG_CONNECTIONS} on "/big" (1 MiB), ${SECONDS} s each, mean of ${ROUNDS} rounds\n`);
   console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | errors c/r/w/t/non-2xx |");
   console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const s of summary) {
-    const r = s.name.startsWith("L7") ? refL7 : ref;
+    const r = s.name.startsWith("L7") ? refL7 : ref!;
     const mb = s.name.startsWith("L7") ? "| – | –" : `| ${s.mbps.toFixed(0)} | ${(s.mbps / r.mbps).toFixed(2)}`;
     console.log(`| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / r.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / r.p99).toFixed(2)} ${mb} | ${s.errors} |`);
   }

@@ -1,4 +1,4 @@
-import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import { constants } from "node:http2";
 import type { Readable } from "node:stream";
 import { endToEndHeaders, type Downstream } from "./http-downstream.ts";
@@ -12,12 +12,14 @@ export type AttemptFailure = "connect_failure" | "refused_stream" | "reset" | "t
 
 export interface UpstreamResponse {
   readonly status: number;
+  /** End-to-end headers, a fresh object the relay may extend. */
   readonly headers: OutgoingHttpHeaders;
   /** The raw headers, for gRPC's trailers-only status. */
   readonly raw: IncomingHttpHeaders;
   /** The response ended with its headers (no body, no trailers: gRPC trailers-only). */
   readonly headersOnly: boolean;
-  readonly body: Readable;
+  /** The body: whole when it had already arrived with the head (relayed in one write), else a stream. */
+  readonly body: Buffer | Readable;
   trailers(): IncomingHttpHeaders | undefined;
   /** Abandons the response (and its stream or connection). */
   cancel(): void;
@@ -68,35 +70,25 @@ function withDeadline(options: AttemptOptions, cancel: () => void, run: (settle:
   });
 }
 
-function h1Attempt(options: AttemptOptions): Promise<AttemptResult> {
-  const { down } = options;
-  const req = httpRequest({
-    agent: options.pool.agent(options.cluster, options.host),
-    method: down.method,
-    path: down.path,
-    headers: { ...down.headers, host: down.authority },
-    setHost: false,
-  });
-  return withDeadline(options, () => req.destroy(), (settle) => {
-    req.on("error", (err: Error) => {
-      // A kept-alive connection the server had closed: the request was not processed.
-      settle({ ok: false, failure: err instanceof UpstreamConnectError ? "connect_failure" : req.reusedSocket ? "refused_stream" : "reset" });
-    });
-    req.on("response", (res) => {
-      settle({
-        ok: true,
-        response: {
-          status: res.statusCode ?? 502,
-          headers: endToEndHeaders(res.headers),
-          raw: res.headers,
-          headersOnly: false,
-          body: res,
-          trailers: () => res.trailers,
-          cancel: () => req.destroy(),
-        },
-      });
-    });
-    options.body.attach(req);
+async function h1Attempt(options: AttemptOptions): Promise<AttemptResult> {
+  const { down, pool } = options;
+  let conn = pool.idleConnection(options.cluster, options.host);
+  if (!conn) {
+    try {
+      conn = await pool.newConnection(options.cluster, options.host);
+    } catch (err) {
+      if (err instanceof UpstreamConnectError) return { ok: false, failure: "connect_failure" };
+      throw err;
+    }
+    // The route timeout fired (or the client left) while connecting: the new connection waits in the pool for the next request.
+    if (options.deadline.aborted) {
+      conn.park();
+      return { ok: false, failure: "timeout" };
+    }
+  }
+  const c = conn;
+  return withDeadline(options, () => c.destroy(), (settle) => {
+    c.send({ method: down.method, path: down.path, authority: down.authority, headers: down.headers, framing: down.bodyFraming, body: options.body }, settle);
   });
 }
 

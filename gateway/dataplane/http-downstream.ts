@@ -5,6 +5,11 @@ import type { Readable, Writable } from "node:stream";
 /** Headers that describe one hop's connection; never forwarded (RFC 9110 §7.6.1, RFC 9113 §8.2.2). */
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "host", "http2-settings", "trailer"]);
 
+/** How a request body is delimited: not at all (no body), by Content-Length, or as chunks of unknown total. */
+export type BodyFraming = "none" | "length" | "chunked";
+
+const COLON = 0x3a;
+
 /** One downstream request, HTTP/1.1 or HTTP/2, as the forwarder sees it. */
 export interface Downstream {
   readonly protocol: "h1" | "h2";
@@ -14,14 +19,16 @@ export interface Downstream {
   /** End-to-end request headers: lower-case, no pseudo-headers, no hop-by-hop ones (`te: trailers` kept). */
   readonly headers: OutgoingHttpHeaders;
   readonly body: Readable;
+  /** How the body is delimited, and so how it is framed on an HTTP/1.1 upstream connection. */
+  readonly bodyFraming: BodyFraming;
   /** A gRPC call (`content-type: application/grpc…`): errors are answered as gRPC statuses. */
   readonly grpc: boolean;
   readonly headersSent: boolean;
   readonly closed: boolean;
   /** Sends the status and headers; returns where the body goes, or nothing when `endStream`. */
   respond(status: number, headers: OutgoingHttpHeaders, endStream: boolean): Writable | undefined;
-  /** Ends the response, with trailers when there are any. */
-  end(trailers: IncomingHttpHeaders | undefined): void;
+  /** Ends the response, with a last piece of body and trailers when there are any. */
+  end(trailers: IncomingHttpHeaders | undefined, last?: Buffer): void;
   /** Cuts the response (reset stream / closed connection): the client sees a failure, not a short answer. */
   abort(): void;
   onClose(listener: () => void): void;
@@ -29,10 +36,13 @@ export interface Downstream {
 
 /** End-to-end headers of a message: hop-by-hop, pseudo-headers and those the `connection` header names dropped. */
 export function endToEndHeaders(headers: IncomingHttpHeaders | H2Headers): OutgoingHttpHeaders {
-  const named = new Set(String(headers.connection ?? "").toLowerCase().split(",").map((s) => s.trim()).filter(Boolean));
+  // Per request, twice: no Set unless the connection header names fields (rare).
+  const connection = headers.connection;
+  const named = connection ? new Set(String(connection).toLowerCase().split(",").map((s) => s.trim()).filter(Boolean)) : undefined;
   const out: OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined || k.startsWith(":") || HOP_BY_HOP.has(k) || named.has(k)) continue;
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined || k.charCodeAt(0) === COLON || HOP_BY_HOP.has(k) || named?.has(k)) continue;
     out[k] = v;
   }
   const te = headers.te;
@@ -52,6 +62,8 @@ export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstr
     authority: req.headers.host ?? "",
     headers: endToEndHeaders(req.headers),
     body: req,
+    // Node's parser rejects a request with both; with neither, there is no body (RFC 9112 §6.3).
+    bodyFraming: req.headers["transfer-encoding"] !== undefined ? "chunked" : req.headers["content-length"] !== undefined ? "length" : "none",
     grpc: isGrpc(req.headers),
     get headersSent() {
       return res.headersSent;
@@ -67,9 +79,9 @@ export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstr
       }
       return res;
     },
-    end(trailers) {
+    end(trailers, last) {
       if (trailers && Object.keys(trailers).length) res.addTrailers(trailers);
-      res.end();
+      res.end(last);
     },
     abort() {
       res.destroy();
@@ -94,6 +106,8 @@ export function h2Downstream(stream: ServerHttp2Stream, headers: H2Headers): Dow
     authority: String(headers[":authority"] ?? headers.host ?? ""),
     headers: endToEndHeaders(headers),
     body: stream,
+    // An h2 body is delimited by END_STREAM: only a content-length tells its size up front.
+    bodyFraming: headers["content-length"] !== undefined ? "length" : stream.readableEnded ? "none" : "chunked",
     grpc,
     get headersSent() {
       return stream.headersSent;
@@ -107,9 +121,9 @@ export function h2Downstream(stream: ServerHttp2Stream, headers: H2Headers): Dow
       stream.respond({ ...headers, ":status": status }, { endStream, waitForTrailers });
       return endStream ? undefined : stream;
     },
-    end(t) {
+    end(t, last) {
       trailers = t;
-      stream.end();
+      stream.end(last);
     },
     abort() {
       stream.close(constants.NGHTTP2_INTERNAL_ERROR);

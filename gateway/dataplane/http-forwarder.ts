@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from "node:http";
+import type { Readable } from "node:stream";
 import { Backoff, sleep, type Logger } from "../../common/index.ts";
 import { attempt, type AttemptFailure, type UpstreamResponse } from "./http-attempt.ts";
 import type { Downstream } from "./http-downstream.ts";
@@ -65,12 +66,12 @@ export interface ForwardContext {
  */
 export async function forward(ctx: ForwardContext, down: Downstream, route: RouteSpec, cluster: UpstreamCluster): Promise<void> {
   const name = cluster.spec.name;
-  const body = new ReplayBody({ source: down.body, capBytes: REPLAY_BUFFER_BYTES });
+  const body = new ReplayBody({ source: down.body, capBytes: REPLAY_BUFFER_BYTES, empty: down.bodyFraming === "none" });
   const http2 = cluster.spec.http2 || down.protocol === "h2";
   const retry = route.retry;
-  const tried = new Set<UpstreamHost>();
-  const triedPriorities = new Set<number>();
-  const backoff = retry ? new Backoff({ initialMs: retry.backOffBaseMs, maxMs: retry.backOffMaxMs }) : undefined;
+  // At most MAX_CONNECT_ATTEMPTS entries: a list is cheaper than a Set for the usual single try.
+  const tried: UpstreamHost[] = [];
+  let backoff: Backoff | undefined;
   let retriesLeft = retry?.numRetries ?? 0;
   let firstPriority: number | undefined;
   let lastFailure: AttemptFailure | undefined;
@@ -81,10 +82,9 @@ export async function forward(ctx: ForwardContext, down: Downstream, route: Rout
   const active = cluster.series.activeRequests;
   try {
     for (let attempts = 1; attempts <= MAX_CONNECT_ATTEMPTS; attempts++) {
-      const host = pickHost(cluster, tried, retry?.skipPreviousPriorities ? triedPriorities : undefined);
+      const host = pickHost(cluster, tried, retry?.skipPreviousPriorities ?? false);
       if (!host) break;
-      tried.add(host);
-      triedPriorities.add(host.priority);
+      tried.push(host);
       firstPriority ??= host.priority;
       active.add(1);
       const result = await attempt({ pool: ctx.pool, cluster, host, down, body, http2, perTryTimeoutMs: retry?.perTryTimeoutMs ?? 0, deadline });
@@ -102,13 +102,13 @@ export async function forward(ctx: ForwardContext, down: Downstream, route: Rout
         const failed = responseFailure(r, down.grpc);
         // With nowhere else to go, the upstream's own answer is passed on. Only asked on a failure:
         // each pick advances the weighted round robin, and an extra one per request would skip endpoints.
-        const elsewhere = () => attempts < MAX_CONNECT_ATTEMPTS && pickHost(cluster, tried, undefined) !== undefined;
-        if (!failed || !elsewhere() || !canRetry(failed)) {
+        const elsewhere = failed !== undefined && attempts < MAX_CONNECT_ATTEMPTS && pickHost(cluster, tried, false) !== undefined;
+        if (!failed || !elsewhere || !canRetry(failed)) {
           if (r.status >= 500 || failed === "grpc_unavailable") cluster.reportFailure(host, "response");
           else cluster.reportSuccess(host);
           if (firstPriority !== host.priority) ctx.metrics.httpFailovers.labels({ cluster: name }).add();
           if (attempts > 1) cluster.series.failovers.add();
-          return await relayResponse(ctx, down, r, { cluster: name, host, attempts, deadline, done: () => active.add(-1) });
+          return await relayResponse(ctx, down, r, { cluster: name, host, attempts, deadline, active });
         }
         r.cancel();
         active.add(-1);
@@ -121,9 +121,12 @@ export async function forward(ctx: ForwardContext, down: Downstream, route: Rout
         if (!canRetry(reason)) break;
       }
       ctx.metrics.httpRetries.labels({ cluster: name, reason }).add();
-      if (reason !== "connect_failure" && reason !== "refused_stream" && backoff) await sleep(backoff.next());
+      if (reason !== "connect_failure" && reason !== "refused_stream" && retry) {
+        backoff ??= new Backoff({ initialMs: retry.backOffBaseMs, maxMs: retry.backOffMaxMs });
+        await sleep(backoff.next());
+      }
     }
-    const noneTried = tried.size === 0;
+    const noneTried = tried.length === 0;
     if (noneTried) cluster.series.noHealthy.add();
     const status = lastFailure === "timeout" ? 504 : 503;
     localReply(ctx, down, name, status, down.grpc ? (status === 504 ? GRPC_DEADLINE_EXCEEDED : GRPC_UNAVAILABLE) : undefined, noneTried ? "no healthy upstream" : `upstream ${lastFailure ?? "failure"}`);
@@ -158,36 +161,55 @@ function responseFailure(r: UpstreamResponse, grpc: boolean): RetryReason | unde
  * then the rest), without endpoints already tried and, with
  * `previous_priorities`, preferring a priority not tried yet.
  */
-function pickHost(cluster: UpstreamCluster, tried: ReadonlySet<UpstreamHost>, triedPriorities: ReadonlySet<number> | undefined): UpstreamHost | undefined {
-  const fresh = cluster.candidates().filter((h) => !tried.has(h));
-  if (triedPriorities) {
-    const otherPriority = fresh.find((h) => !triedPriorities.has(h.priority));
-    if (otherPriority) return otherPriority;
+function pickHost(cluster: UpstreamCluster, tried: readonly UpstreamHost[], otherPriority: boolean): UpstreamHost | undefined {
+  let first: UpstreamHost | undefined;
+  for (const h of cluster.candidates()) {
+    if (tried.includes(h)) continue;
+    if (!otherPriority || !tried.some((t) => t.priority === h.priority)) return h;
+    first ??= h;
   }
-  return fresh[0];
+  return first;
 }
 
-async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamResponse, served: { cluster: string; host: UpstreamHost; attempts: number; deadline: RequestDeadline; done: () => void }): Promise<void> {
+/** Who served a response, and what to settle once it is relayed. */
+interface Served {
+  readonly cluster: string;
+  readonly host: UpstreamHost;
+  readonly attempts: number;
+  readonly deadline: RequestDeadline;
+  /** The cluster's attempts in flight: one less once the response is relayed. */
+  readonly active: MetricSeries;
+}
+
+async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamResponse, served: Served): Promise<void> {
   const servedBy = served.host.spec.servingCluster;
   ctx.requests(served.cluster, servedBy, r.status).add();
-  const headers: OutgoingHttpHeaders = { ...r.headers, "x-fedgate-cluster": servedBy };
+  // The response's own copy (made by endToEndHeaders), so it is extended in place.
+  const headers: OutgoingHttpHeaders = r.headers;
+  headers["x-fedgate-cluster"] = servedBy;
   if (served.attempts > 1) headers["x-fedgate-attempts"] = String(served.attempts);
   if (down.closed) {
     r.cancel();
-    served.done();
+    served.active.add(-1);
     return;
   }
+  const whole = Buffer.isBuffer(r.body) ? r.body : undefined;
+  const trailers = whole && r.trailers();
+  // A whole chunked answer without trailers goes on with a length instead (no chunk framing downstream).
+  if (whole && !trailers && headers["content-length"] === undefined && down.method !== "HEAD" && r.status !== 204 && r.status !== 304) headers["content-length"] = whole.length;
   const sink = down.respond(r.status, headers, r.headersOnly);
-  if (!sink) {
-    served.done();
+  if (!sink || whole) {
+    served.active.add(-1);
+    if (sink) down.end(trailers, whole);
     return;
   }
+  const body = r.body as Readable;
   await new Promise<void>((resolve) => {
     let finished = false;
     const finish = (ok: boolean) => {
       if (finished) return;
       finished = true;
-      served.done();
+      served.active.add(-1);
       if (ok) down.end(r.trailers());
       else {
         r.cancel();
@@ -195,13 +217,13 @@ async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamR
       }
       resolve();
     };
-    r.body.on("error", () => finish(false));
-    r.body.on("end", () => finish(true));
-    r.body.on("close", () => finish(r.body.readableEnded));
+    body.on("error", () => finish(false));
+    body.on("end", () => finish(true));
+    body.on("close", () => finish(body.readableEnded));
     down.onClose(() => finish(false));
     // The route timeout bounds the whole exchange: a response still streaming is cut.
     served.deadline.onAbort(() => finish(false));
-    r.body.pipe(sink, { end: false });
+    body.pipe(sink, { end: false });
   });
 }
 

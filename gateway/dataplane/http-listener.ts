@@ -1,6 +1,7 @@
 import { createServer as createH1Server, type IncomingMessage, type Server as H1Server, type ServerResponse } from "node:http";
 import { createServer as createH2Server, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { createServer, type Server, type Socket } from "node:net";
+import type { Readable, Writable } from "node:stream";
 import { asError } from "../../common/index.ts";
 import { h1Downstream, h2Downstream, type Downstream } from "./http-downstream.ts";
 import { forward, localReply, type ForwardContext } from "./http-forwarder.ts";
@@ -136,13 +137,13 @@ export class HttpListener {
   }
 
   private onH1Request(req: IncomingMessage, res: ServerResponse): void {
-    res.on("error", () => res.destroy());
-    req.on("error", () => req.destroy());
+    res.on("error", destroyOnError);
+    req.on("error", destroyOnError);
     this.dispatch(h1Downstream(req, res));
   }
 
   private onH2Stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
-    stream.on("error", () => stream.destroy());
+    stream.on("error", destroyOnError);
     if (h2HeaderListBytes(rawHeaders) > MAX_HEADER_BYTES) {
       this.badInput("header_overflow", undefined);
       stream.respond({ ":status": 431 }, { endStream: true });
@@ -153,23 +154,26 @@ export class HttpListener {
 
   private dispatch(down: Downstream): void {
     const config = this.ctx.route(this.spec.routeConfig);
-    const fail = (status: number, grpcStatus: number, message: string) => localReply(this.forwardCtx, down, "", status, down.grpc ? grpcStatus : undefined, message);
     if (!down.authority || !down.path.startsWith("/")) {
       this.badInput("malformed", undefined);
-      return fail(400, 13, "a request needs a Host (or :authority) and an origin-form path");
+      return this.fail(down, 400, 13, "a request needs a Host (or :authority) and an origin-form path");
     }
     // gRPC UNIMPLEMENTED (12) for a name nothing routes; UNAVAILABLE (14) while config is missing.
-    if (!config) return fail(503, 14, "no route configuration yet");
+    if (!config) return this.fail(down, 503, 14, "no route configuration yet");
     const vhost = matchVirtualHost(config, down.authority);
     const route = vhost && matchRoute(vhost, down.path);
-    if (!route) return fail(404, 12, `no route for ${down.authority}${down.path}`);
+    if (!route) return this.fail(down, 404, 12, `no route for ${down.authority}${down.path}`);
     const cluster = this.ctx.cluster(route.cluster);
-    if (!cluster) return fail(503, 14, `unknown cluster ${route.cluster}`);
+    if (!cluster) return this.fail(down, 503, 14, `unknown cluster ${route.cluster}`);
     forward(this.forwardCtx, down, route, cluster).catch((err: unknown) => {
       this.ctx.logger.error("request forwarding failed", { listener: this.spec.name, err: asError(err) });
       if (!down.headersSent) localReply(this.forwardCtx, down, route.cluster, 502, down.grpc ? 13 : undefined, "gateway error");
       else down.abort();
     });
+  }
+
+  private fail(down: Downstream, status: number, grpcStatus: number, message: string): void {
+    localReply(this.forwardCtx, down, "", status, down.grpc ? grpcStatus : undefined, message);
   }
 
   private onH1ClientError(err: Error & { code?: string }, socket: Socket): void {
@@ -195,4 +199,9 @@ function h2HeaderListBytes(rawHeaders: readonly string[]): number {
   let bytes = 0;
   for (const field of rawHeaders) bytes += Buffer.byteLength(field);
   return bytes + (rawHeaders.length / 2) * H2_HEADER_FIELD_OVERHEAD_BYTES;
+}
+
+/** An error on a request or response stream ends that stream only (shared, so no closure per request). */
+function destroyOnError(this: Readable | Writable): void {
+  this.destroy();
 }

@@ -1,7 +1,7 @@
-import { Agent } from "node:http";
 import { connect as h2connect, type ClientHttp2Session } from "node:http2";
 import type { Socket } from "node:net";
 import { GatewayError } from "./errors.ts";
+import { H1Connection } from "./http-h1-connection.ts";
 import type { SecretStore } from "./secret-store.ts";
 import type { UpstreamCluster, UpstreamHost } from "./upstream-cluster.ts";
 import { dial, UpstreamTlsError } from "./upstream-connect.ts";
@@ -25,12 +25,14 @@ interface PoolOptions {
 
 /**
  * Pooled upstream connections for L7 requests, per cluster and endpoint:
- * an HTTP/1.1 keep-alive agent, and one HTTP/2 session (prior knowledge, h2c
+ * idle HTTP/1.1 keep-alive connections (most recently used first), and one
+ * HTTP/2 session (prior knowledge, h2c
  * inside the mTLS tunnel to a peer gateway). Connections are made by
  * upstream-connect's `dial`, so TLS origination and SNI are the L4 path's.
  */
 export class HttpUpstreamPool {
-  private readonly agents = new Map<string, Agent>();
+  private readonly idle = new Map<string, H1Connection[]>();
+  private readonly h1 = new Set<H1Connection>();
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
   private readonly options: PoolOptions;
   private closed = false;
@@ -39,22 +41,38 @@ export class HttpUpstreamPool {
     this.options = options;
   }
 
-  /** The keep-alive agent for one endpoint; its new connections go through `dial`. */
-  agent(cluster: UpstreamCluster, host: UpstreamHost): Agent {
+  /** An idle HTTP/1.1 connection to the endpoint, if one is pooled. */
+  idleConnection(cluster: UpstreamCluster, host: UpstreamHost): H1Connection | undefined {
+    const stack = this.idle.get(poolKey(cluster, host));
+    for (let conn = stack?.pop(); conn; conn = stack?.pop()) if (conn.idle) return conn;
+    return undefined;
+  }
+
+  /** A new HTTP/1.1 connection to the endpoint; it returns to the pool after each clean exchange. */
+  async newConnection(cluster: UpstreamCluster, host: UpstreamHost): Promise<H1Connection> {
     const key = poolKey(cluster, host);
-    let agent = this.agents.get(key);
-    if (!agent) {
-      agent = new Agent({ keepAlive: true, maxFreeSockets: MAX_FREE_SOCKETS, timeout: UPSTREAM_IDLE_TIMEOUT_MS, scheduling: "lifo" });
-      agent.createConnection = ((_opts: unknown, callback: (err: Error | null, socket?: Socket) => void) => {
-        this.connect(cluster, host).then(
-          (socket) => callback(null, socket),
-          (err: Error) => callback(err),
-        );
-        return undefined;
-      }) as unknown as Agent["createConnection"];
-      this.agents.set(key, agent);
-    }
-    return agent;
+    const socket = await this.connect(cluster, host);
+    const conn = new H1Connection({
+      socket,
+      release: (c) => {
+        const stack = this.idle.get(key) ?? [];
+        if (this.closed || stack.length >= MAX_FREE_SOCKETS) return c.destroy();
+        stack.push(c);
+        this.idle.set(key, stack);
+      },
+    });
+    this.h1.add(conn);
+    socket.setTimeout(UPSTREAM_IDLE_TIMEOUT_MS, () => {
+      if (conn.idle) conn.destroy();
+    });
+    socket.once("close", () => {
+      this.h1.delete(conn);
+      const stack = this.idle.get(key);
+      const i = stack?.indexOf(conn) ?? -1;
+      if (stack && i >= 0) stack.splice(i, 1);
+    });
+    if (this.closed) conn.destroy();
+    return conn;
   }
 
   /** The endpoint's HTTP/2 session, made on first use and replaced once it closes or goes away. */
@@ -87,8 +105,9 @@ export class HttpUpstreamPool {
   /** Destroys every pooled connection. */
   close(): void {
     this.closed = true;
-    for (const a of this.agents.values()) a.destroy();
-    this.agents.clear();
+    for (const c of this.h1) c.destroy();
+    this.h1.clear();
+    this.idle.clear();
     for (const s of this.sessions.values()) s.then((session) => session.destroy(), () => undefined);
     this.sessions.clear();
   }

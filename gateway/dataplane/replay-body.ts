@@ -1,4 +1,12 @@
-import type { Readable, Writable } from "node:stream";
+import type { Readable } from "node:stream";
+
+/** Where an attempt's request body goes: a stream (HTTP/2) or a pooled HTTP/1.1 connection's framing writer. */
+export interface BodySink {
+  /** Returns false when the sink is full: the source then waits for "drain". */
+  write(chunk: Buffer): boolean;
+  end(): void;
+  once(event: "drain", listener: () => void): unknown;
+}
 
 /**
  * A request body that can be sent again to another endpoint. Chunks stream to
@@ -10,15 +18,20 @@ import type { Readable, Writable } from "node:stream";
 export class ReplayBody {
   private chunks: Buffer[] = [];
   private size = 0;
-  private sink: Writable | undefined;
+  private sink: BodySink | undefined;
   private overflowed = false;
   private ended = false;
   private readonly capBytes: number;
   private readonly source: Readable;
 
-  constructor(options: { source: Readable; capBytes: number }) {
+  /** `empty`: the request is known to have no body (no framing at all); the source is then not read. */
+  constructor(options: { source: Readable; capBytes: number; empty?: boolean }) {
     this.capBytes = options.capBytes;
     this.source = options.source;
+    if (options.empty) {
+      this.ended = true;
+      return;
+    }
     this.source.on("data", (chunk: Buffer) => this.onData(chunk));
     this.source.once("end", () => {
       this.ended = true;
@@ -37,7 +50,7 @@ export class ReplayBody {
   }
 
   /** Sends what is held, then the rest as it arrives, to `sink`. Returns false if the body cannot be replayed. */
-  attach(sink: Writable): boolean {
+  attach(sink: BodySink): boolean {
     if (this.overflowed) return false;
     this.sink = sink;
     for (const c of this.chunks) sink.write(c);

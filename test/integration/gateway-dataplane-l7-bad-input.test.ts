@@ -7,7 +7,8 @@ import { ProtoRegistry } from "../../gateway/index.ts";
 import { H2_MAX_HEADER_LIST_BYTES, MAX_HEADER_BYTES } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
 import { waitFor } from "../support/gateway-harness.ts";
-import { L7Topology, WEB_HOST } from "../support/l7-harness.ts";
+import { L7Topology, SMUGGLED_MARK, WEB_HOST } from "../support/l7-harness.ts";
+import { prng } from "../support/prng.ts";
 
 const pki = await createClusterSetPki(["a"]);
 const registry = ProtoRegistry.load();
@@ -47,18 +48,6 @@ function get(port: number, path: string): Promise<{ status: number; body: string
     req.on("error", reject);
     req.end();
   });
-}
-
-/** mulberry32: a small seeded PRNG, so a failing case can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const VALID_H1 = Buffer.from(`POST /fuzz HTTP/1.1\r\nHost: ${WEB_HOST}\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello`);
@@ -192,6 +181,20 @@ bad(`fuzz: ${FUZZ_CASES} mutated HTTP/1.1 requests and h2 frame sequences (seede
   assert.is(ok.status, 200);
   assert.is(ok.body, "a-1 GET /after-fuzz ");
   await waitFor("fuzz connections closed", () => t.metric("a", "fedgate_gateway_downstream_active_connections", { listener: LISTENER }) === 0);
+});
+
+bad("an upstream response framed both by Content-Length and chunked is refused, never relayed; the gateway keeps serving", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["a"], members: { a: 1 }, handshakeTimeoutMs: 1_000 }));
+  const port = t.importPort("a");
+  const hits = t.get("a").web[0]!.hits;
+  const smuggled = await raw(port, `GET /smuggle HTTP/1.1\r\nHost: ${WEB_HOST}\r\n\r\nGET /next HTTP/1.1\r\nHost: ${WEB_HOST}\r\nConnection: close\r\n\r\n`, 10_000);
+  assert.ok(t.get("a").web[0]!.hits > hits, "the backend was asked");
+  assert.match(smuggled.reply, /^HTTP\/1\.1 50[23] /, "the client gets a gateway error for the bad response");
+  assert.not.match(smuggled.reply, new RegExp(SMUGGLED_MARK), "the hidden response never reaches the client");
+  assert.match(smuggled.reply, /a-1 GET \/next /, "the next request on the connection is answered by its own response");
+  const ok = await get(port, "/after");
+  assert.is(ok.status, 200);
+  assert.is(ok.body, "a-1 GET /after ");
 });
 
 bad.run();

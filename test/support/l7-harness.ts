@@ -23,11 +23,15 @@ export const GREETER_AUTHORITY = `greeter.demo.svc.clusterset.local:${L7_PORT}`;
 export const WEB_CLUSTER = `outbound|${L7_PORT}||${WEB_HOST}`;
 export const GREETER_CLUSTER = `outbound|${L7_PORT}||greeter.demo.svc.clusterset.local`;
 export const GREET_PATH = "/demo.Greeter/Greet";
+/** The body of the response `HttpBackend` hides behind a smuggling one. */
+export const SMUGGLED_MARK = "smuggled";
 
 /**
  * An HTTP backend: answers `<id> <method> <path> <body>` with `x-backend: <id>`;
  * `/status/<n>` answers n, `/slow/<ms>` waits first. h1 and h2c (by preface).
  * `GET /healthz` (HTTP/1.1, not counted in `hits`) answers `healthStatus`.
+ * Over HTTP/1.1, `/smuggle` answers a response framed both by Content-Length
+ * and chunked, with a second response hidden in its body (`SMUGGLED_MARK`).
  */
 export class HttpBackend {
   port = 0;
@@ -61,6 +65,11 @@ export class HttpBackend {
       if (req.method === "GET" && req.url === "/healthz") {
         this.healthChecks.push(req.headers.host ?? "");
         res.writeHead(this.healthStatus).end();
+        return;
+      }
+      if (req.url === "/smuggle") {
+        this.hits += 1;
+        req.socket.end(`HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: ${SMUGGLED_MARK.length}\r\n\r\n${SMUGGLED_MARK}`);
         return;
       }
       let body = "";

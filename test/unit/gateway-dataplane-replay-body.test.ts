@@ -72,4 +72,19 @@ replay("with no attempt attached, the source is paused at the cap and nothing is
   assert.not.ok(body.replayable, "the held bytes were over the cap");
 });
 
+replay("a request known to have no body is complete at once, ends each attempt's body and never reads its source", async () => {
+  const source = new PassThrough();
+  const body = new ReplayBody({ source, capBytes: 4, empty: true });
+  assert.ok(body.complete && body.replayable);
+  const first = sink();
+  assert.ok(body.attach(first.stream));
+  await tick();
+  assert.ok(first.ended(), "the attempt's body is ended");
+  assert.is(source.listenerCount("data"), 0, "the source is left alone");
+  const second = sink();
+  assert.ok(body.attach(second.stream));
+  await tick();
+  assert.ok(second.ended() && second.text() === "");
+});
+
 replay.run();
