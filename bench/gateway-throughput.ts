@@ -3,7 +3,9 @@
  * carried over the L4 path, as in REFERENCE §6):
  *   (a) direct to the backend;
  *   (b) one fedgate gateway hop (import listener -> local backend, plain);
- *   (c) fedgate gateway pair with mTLS (A's import listener -> B's export listener -> backend);
+ *   (c) fedgate gateway pair with mTLS (A's import listener -> B's export listener -> backend),
+ *       client connections carried as streams in one fedgate-mux/1 tunnel; (c0) the same pair with
+ *       `mux_tunnels: false` on A (one mTLS connection per client connection, the relay before tunnels);
  *   (d) HAProxy pair with the same mTLS path (Debian haproxy, one thread each).
  * Then the same four paths at L7 (HTTP/1.1 keep-alive, `Host` set to the
  * service): the fedgate gateways run HTTP import listeners (per-request
@@ -95,7 +97,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function startGateway(dir: string, name: string, xds: XdsServer): Promise<Record<string, { port: number }>> {
+async function startGateway(dir: string, name: string, xds: XdsServer, fedgate: Record<string, unknown> = {}): Promise<Record<string, { port: number }>> {
   const file = path.join(dir, `${name}.json`);
   await writeFile(
     file,
@@ -103,7 +105,7 @@ async function startGateway(dir: string, name: string, xds: XdsServer): Promise<
       node: { id: `bench-${name}`, cluster: name },
       xds_servers: [{ server_uri: xds.address }],
       admin: { address: "127.0.0.1", port: 0 },
-      fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(SERVICE_PORT)]: 0 } },
+      fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(SERVICE_PORT)]: 0 }, ...fedgate },
     }),
   );
   const profile = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
@@ -181,6 +183,8 @@ async function main(): Promise<void> {
   xdsA.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", bExport]]), backends: [], leaf: leafA }));
   xdsA.flush();
   const a = await startGateway(dir, "a", xdsA);
+  // (c0): the same pair with A dialling one mTLS connection per client connection (no fedgate-mux tunnel).
+  const aPlain = await startGateway(dir, "a-plain", xdsA, { mux_tunnels: false });
 
   // L7: the same paths with HTTP import listeners (B's export side is the same L4 relay).
   const xdsOneL7 = await XdsServer.start({});
@@ -248,6 +252,7 @@ backend local
   const paths: { name: string; port: number; l7?: boolean }[] = [
     { name: "(a) direct", port: backendPort },
     { name: "(b) fedgate, one hop", port: one[listener]!.port },
+    { name: "(c0) fedgate pair, mTLS, no mux", port: aPlain[listener]!.port },
     { name: "(c) fedgate pair, mTLS", port: a[listener]!.port },
     { name: "(d) HAProxy pair, mTLS", port: haA },
     { name: "L7 (a) direct", port: backendPort, l7: true },

@@ -26,3 +26,5 @@ export { DeltaAdsSession, type DeltaDiscoveryRequest, type DeltaDiscoveryRespons
 export { DELTA_ADS_METHOD_PATH, type DecodedDeltaDiscoveryResponse } from "./xds/ads-codec.ts";
 export { ReplayBody } from "./dataplane/replay-body.ts";
 export { replayed } from "./dataplane/replayed-socket.ts";
+export * from "./dataplane/mux-framing.ts";
+export { MuxSession, MuxStream, MuxStreamRefusedError, type MuxStreamHandlers } from "./dataplane/mux-session.ts";

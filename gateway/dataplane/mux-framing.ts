@@ -27,7 +27,7 @@ export const MUX_HEADER_BYTES = 9;
 export const MUX_MAX_FRAME_PAYLOAD_BYTES = 64 * 1024;
 export const MUX_MAX_SERVICE_NAME_BYTES = 255;
 /** Bytes each side may send on a stream before the receiver grants more. */
-export const MUX_INITIAL_WINDOW_BYTES = 256 * 1024;
+export const MUX_INITIAL_WINDOW_BYTES = 1024 * 1024;
 export const MUX_MAX_WINDOW_BYTES = 2 ** 31 - 1;
 
 export const FrameType = {
@@ -121,12 +121,22 @@ const EXPECTED_LENGTH: Record<FrameType, (n: number) => boolean> = {
  * MuxProtocolError at once (the payload of an oversized frame is never held).
  */
 export class FrameDecoder {
-  private buffered: Buffer | undefined;
+  /** Bytes not yet decoded: the tail of earlier input, kept as chunks until a whole frame is there. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** How many bytes the frame at the head of `pending` needs (0: its header is not complete yet). */
+  private needed = 0;
 
   /** Feeds bytes; returns every complete frame in them (payloads may share the input's memory). */
   push(chunk: Buffer): Frame[] {
-    let buf = this.buffered ? Buffer.concat([this.buffered, chunk]) : chunk;
-    this.buffered = undefined;
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    // A large frame arrives in many reads: join them once, when all of it is there.
+    if (this.pendingBytes < Math.max(this.needed, MUX_HEADER_BYTES)) return [];
+    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.needed = 0;
     const frames: Frame[] = [];
     let offset = 0;
     while (buf.length - offset >= MUX_HEADER_BYTES) {
@@ -134,7 +144,10 @@ export class FrameDecoder {
       const stream = buf.readUInt32BE(offset + 1);
       const length = buf.readUInt32BE(offset + 5);
       checkHeader(type, stream, length);
-      if (buf.length - offset - MUX_HEADER_BYTES < length) break;
+      if (buf.length - offset - MUX_HEADER_BYTES < length) {
+        this.needed = MUX_HEADER_BYTES + length;
+        break;
+      }
       const start = offset + MUX_HEADER_BYTES;
       const payload = buf.subarray(start, start + length);
       checkPayload(type, payload);
@@ -142,9 +155,8 @@ export class FrameDecoder {
       offset = start + length;
     }
     if (offset < buf.length) {
-      buf = buf.subarray(offset);
-      // Keep a copy only of the unfinished tail, so a big read is not pinned by a few bytes.
-      this.buffered = Buffer.from(buf);
+      this.pending.push(buf.subarray(offset));
+      this.pendingBytes = buf.length - offset;
     }
     return frames;
   }

@@ -61,6 +61,8 @@ export class MuxStream {
   private uncredited = 0;
   private held: Buffer[] = [];
   private endWhenFlushed = false;
+  /** `write` returned false; onDrain is owed. */
+  private blocked = false;
   /** Client side: settles the open. */
   opening: { resolve: (s: MuxStream) => void; reject: (err: Error) => void } | undefined;
 
@@ -90,12 +92,12 @@ export class MuxStream {
     if (this.closed || this.localEnded) return true;
     if (this.held.length) {
       this.held.push(chunk);
-      return false;
+      return !(this.blocked = true);
     }
     const sent = this.sendSome(chunk);
     if (sent === chunk.length) return true;
     this.held.push(chunk.subarray(sent));
-    return false;
+    return !(this.blocked = true);
   }
 
   /** Half-closes our direction (after held data). */
@@ -214,6 +216,8 @@ export class MuxStream {
     }
     if (this.held.length) return;
     if (this.endWhenFlushed) this.sendEnd();
+    if (!this.blocked) return;
+    this.blocked = false;
     this.handlers?.onDrain();
   }
 
@@ -277,6 +281,8 @@ export class MuxSession {
     this.role = options.role;
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
     this.socket.on("error", () => this.socket.destroy());
+    // The peer ended the tunnel: so do we (a socket that allows half-open would otherwise linger).
+    this.socket.once("end", () => this.socket.end());
     this.socket.once("close", () => this.onSocketClose());
   }
 
