@@ -20,6 +20,18 @@ class UnknownSniError extends GatewayError {
   }
 }
 
+/**
+ * fedgate-mux/1 when the peer offers it. Otherwise Node has no "select
+ * nothing" (undefined is a fatal alert, as is a list with no overlap), so the
+ * relay confirms what the client would speak anyway: `http/1.1` if offered
+ * (what a client falls back to without ALPN, as before tunnels), else its
+ * first choice (a client offering only `h2`, like gRPC, speaks h2 regardless).
+ */
+export function selectAlpn(protocols: readonly string[]): string | undefined {
+  if (protocols.includes(MUX_ALPN)) return MUX_ALPN;
+  return protocols.includes("http/1.1") ? "http/1.1" : protocols[0];
+}
+
 /** An accepted fedgate-mux tunnel: who the peer is, checked per stream. */
 interface TunnelPeer {
   socket: TLSSocket;
@@ -74,8 +86,8 @@ export class ExportListener {
       rejectUnauthorized: false,
       minVersion: "TLSv1.2",
       noDelay: true,
-      // Peers that offer no ALPN, or another protocol, get the per-connection SNI relay.
-      ALPNProtocols: [MUX_ALPN],
+      // Peers that offer no ALPN, or other protocols, get the per-connection SNI relay (see selectAlpn).
+      ALPNCallback: ({ protocols }) => selectAlpn(protocols),
       handshakeTimeout: options.ctx.handshakeTimeoutMs,
       SNICallback: (servername, cb) => {
         const result = holder.listener?.contextFor(servername) ?? new GatewayError("FEDGATE_GATEWAY_STARTING", "listener starting");
