@@ -23,6 +23,7 @@
  * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
@@ -40,6 +41,8 @@ const SECONDS = flag("seconds", 5);
 const ROUNDS = flag("rounds", 2);
 const CONNECTIONS = flag("connections", 32);
 const BIG_CONNECTIONS = 4;
+/** `--only <regex>`: measure only the paths whose name matches, e.g. `--only "^\\((c0|c|d)\\)"` (the warm-up still touches every path). */
+const ONLY = args.includes("--only") ? new RegExp(args[args.indexOf("--only") + 1] ?? "") : undefined;
 const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
 const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
 /** Extra V8/Node flags for the gateway processes, e.g. `--node-flags=--max-semi-space-size=32`. */
@@ -118,7 +121,21 @@ async function startGateway(dir: string, name: string, xds: XdsServer, fedgate: 
   }
 }
 
+/** CPU time (ms) used so far by every spawned process (gateways, HAProxy, backend): on a loaded machine, CPU per request moves less than req/s. */
+function childrenCpuMs(): number {
+  let ticks = 0;
+  for (const c of children) {
+    if (c.exitCode !== null || !c.pid) continue;
+    const fields = readFileSync(`/proc/${c.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks * 10;
+}
+
 interface WrkResult {
+  requests: number;
+  /** CPU µs per request of every spawned process during the run (set by the caller). */
+  cpuUsPerRequest?: number;
   rps: number;
   p50: number;
   p99: number;
@@ -149,6 +166,7 @@ function wrk(port: number, pathName: string, connections: number, host?: string)
   const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
   return {
+    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN),
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
     p50: unitMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? ""),
     p99: unitMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? ""),
@@ -262,16 +280,20 @@ backend local
   ];
   // Warm-up (TLS sessions, JIT).
   for (const p of paths) wrk(p.port, "/", 8, L7_HOST);
-  const results = new Map<string, { small: WrkResult[]; big: WrkResult[] }>(paths.map((p) => [p.name, { small: [], big: [] }]));
+  const measured = paths.filter((p) => !ONLY || ONLY.test(p.name) || p.name.includes("(d)"));
+  const results = new Map<string, { small: WrkResult[]; big: WrkResult[] }>(measured.map((p) => [p.name, { small: [], big: [] }]));
   for (let round = 0; round < ROUNDS; round++) {
-    for (const p of paths) {
-      results.get(p.name)!.small.push(wrk(p.port, "/", CONNECTIONS, L7_HOST));
+    for (const p of measured) {
+      const cpuBefore = childrenCpuMs();
+      const small = wrk(p.port, "/", CONNECTIONS, L7_HOST);
+      small.cpuUsPerRequest = ((childrenCpuMs() - cpuBefore) * 1000) / small.requests;
+      results.get(p.name)!.small.push(small);
       // Large bodies are measured on the L4 path only (issue 7).
       if (!p.l7) results.get(p.name)!.big.push(wrk(p.port, "/big", BIG_CONNECTIONS));
     }
   }
   const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
-  const summary = paths.map((p) => {
+  const summary = measured.map((p) => {
     const r = results.get(p.name)!;
     return {
       name: p.name,
@@ -279,18 +301,19 @@ backend local
       p50: mean(r.small.map((x) => x.p50)),
       p99: mean(r.small.map((x) => x.p99)),
       mbps: mean(r.big.map((x) => x.mbps)),
+      cpu: mean(r.small.map((x) => x.cpuUsPerRequest ?? NaN)),
       errors: [0, 1, 2, 3, 4].map((i) => [...r.small, ...r.big].reduce((sum, x) => sum + (x.errors[i] ?? 0), 0)).join("/"),
     };
   });
   const ref = summary.find((s) => s.name.startsWith("(d)"))!;
   const refL7 = summary.find((s) => s.name.startsWith("L7 (d)"))!;
   console.log(`\nwrk -t1, ${CONNECTIONS} connections on "/" (2-byte body), ${BIG_CONNECTIONS} on "/big" (1 MiB), ${SECONDS} s each, mean of ${ROUNDS} rounds\n`);
-  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | errors c/r/w/t/non-2xx |");
-  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | CPU µs/req | errors c/r/w/t/non-2xx |");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const s of summary) {
     const r = s.name.startsWith("L7") ? refL7 : ref;
     const mb = s.name.startsWith("L7") ? "| – | –" : `| ${s.mbps.toFixed(0)} | ${(s.mbps / r.mbps).toFixed(2)}`;
-    console.log(`| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / r.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / r.p99).toFixed(2)} ${mb} | ${s.errors} |`);
+    console.log(`| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / r.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / r.p99).toFixed(2)} ${mb} | ${s.cpu.toFixed(0)} | ${s.errors} |`);
   }
   console.log(`\nL7 rows are against L7 (d). Load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
   await Promise.all([xdsOne, xdsA, xdsB, xdsOneL7, xdsAL7].map((x) => x.close()));

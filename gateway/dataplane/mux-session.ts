@@ -270,6 +270,7 @@ export class MuxSession {
   /** Client: the last id handed out. Server: the highest id the peer opened. */
   private lastId = 0;
   private out: Buffer[] = [];
+  private outBytes = 0;
   private flushScheduled = false;
   /** GOAWAY sent or received: no new streams; the socket ends once the last stream does. */
   goingAway = false;
@@ -331,7 +332,10 @@ export class MuxSession {
   sendData(id: number, chunk: Buffer): void {
     if (this.closed) return;
     this.out.push(frameHeader(FrameType.DATA, id, chunk.length), chunk);
-    this.scheduleFlush();
+    this.outBytes += chunk.length;
+    // Bulk data gains nothing from waiting for the turn's end: a full frame's worth goes out now.
+    if (this.outBytes >= MUX_MAX_FRAME_PAYLOAD_BYTES) this.flush();
+    else this.scheduleFlush();
   }
 
   forget(stream: MuxStream): void {
@@ -355,6 +359,7 @@ export class MuxSession {
     const out = this.out;
     if (!out.length || this.closed || this.socket.destroyed) return;
     this.out = [];
+    this.outBytes = 0;
     this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
   }
 
