@@ -47,8 +47,6 @@ type Early = { kind: "data"; chunk: Buffer } | { kind: "end" } | { kind: "reset"
  * socket took them, so a slow reader only stalls its own stream.
  */
 export class MuxStream {
-  bytesSent = 0;
-  bytesReceived = 0;
   acked = false;
   closed = false;
   localEnded = false;
@@ -57,7 +55,7 @@ export class MuxStream {
   private early: Early[] = [];
   private sendWindow = MUX_INITIAL_WINDOW_BYTES;
   /** Bytes the peer may still send before we grant more. */
-  recvWindow = MUX_INITIAL_WINDOW_BYTES;
+  private recvWindow = MUX_INITIAL_WINDOW_BYTES;
   private uncredited = 0;
   private held: Buffer[] = [];
   private endWhenFlushed = false;
@@ -143,7 +141,6 @@ export class MuxStream {
         const n = frame.payload.length;
         if (n > this.recvWindow) throw new MuxProtocolError("window_exceeded", `${n} bytes on stream ${this.id} with a window of ${this.recvWindow}`);
         this.recvWindow -= n;
-        this.bytesReceived += n;
         this.deliver({ kind: "data", chunk: frame.payload });
         return;
       }
@@ -198,7 +195,6 @@ export class MuxStream {
       const piece = offset === 0 && n === chunk.length ? chunk : chunk.subarray(offset, offset + n);
       this.session.sendData(this.id, piece);
       this.sendWindow -= n;
-      this.bytesSent += n;
       offset += n;
     }
     return offset;

@@ -63,13 +63,6 @@ export class TunnelPool {
     this.idleTimeoutMs = options.idleTimeoutMs ?? MUX_IDLE_TIMEOUT_MS;
   }
 
-  /** Open tunnels (for tests and the admin endpoint). */
-  get size(): number {
-    let n = 0;
-    for (const e of this.entries.values()) n += e.tunnels.filter((t) => !t.session.closed).length;
-    return n;
-  }
-
   /** A link to `host` for one relayed connection; rejects like a failed connect (the caller tries the next endpoint). */
   async connect(cluster: UpstreamCluster, host: UpstreamHost, tls: TlsMatchSpec, secrets: SecretStore): Promise<PeerLink> {
     const context = secrets.client(tls.tls);
@@ -109,11 +102,6 @@ export class TunnelPool {
       return { kind: "stream", stream: await this.open(made, tls.sni, cluster.spec.connectTimeoutMs) };
     }
     throw new MuxStreamRefusedError("refused");
-  }
-
-  /** GOAWAY on every tunnel (drain): open streams finish, new connections dial afresh. */
-  goAway(): void {
-    for (const e of this.entries.values()) for (const t of e.tunnels) t.session.goAway();
   }
 
   /** Closes every tunnel and their streams. */

@@ -6,7 +6,7 @@ import * as assert from "uvu/assert";
 import { ProtoRegistry } from "../../gateway/index.ts";
 import { encodeFrame, encodeOpen, FrameDecoder, FrameType, MUX_ALPN, type Frame } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
-import { EXPORT_SNI, exchange, INBOUND, OUTBOUND, Topology, waitFor } from "../support/gateway-harness.ts";
+import { EXPORT_SNI, exchange, gatewayLeaf, INBOUND, OUTBOUND, Topology, waitFor } from "../support/gateway-harness.ts";
 
 const pki = await createClusterSetPki(["a", "b", "c"]);
 const registry = ProtoRegistry.load();
@@ -125,6 +125,22 @@ mux("drain (SIGTERM): B sends GOAWAY; its open stream carries on, new connection
   open.socket.end();
   assert.is(await drained, 0, "nothing had to be cut");
   assert.ok(open.closed() || (await waitFor("closed", () => open.closed()).then(() => true)));
+});
+
+mux("SDS rotation of the dialling gateway's certificate: new connections go on a new tunnel; the old one finishes its stream, then closes", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const open = openConnection(t.importPort("a"));
+  await waitFor("connected", () => open.received() === "b-1\n");
+  const acks = t.metric("a", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" });
+  t.get("a").leafPem = await gatewayLeaf(pki, "a");
+  t.push("a");
+  await waitFor("A installed its new certificate", () => t.metric("a", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" }) > acks);
+  assert.is(await exchange(t.importPort("a")), "b-1");
+  assert.is(t.metric("a", "fedgate_gateway_mux_tunnels_total", { side: "dialled" }), 2, "a second tunnel, with the new identity");
+  open.socket.write("old tunnel");
+  await waitFor("the stream on the old tunnel still works", () => open.received() === "b-1\nold tunnel");
+  open.socket.end();
+  await waitFor("the old tunnel closes after its last stream", () => t.metric("a", "fedgate_gateway_mux_active_tunnels", { side: "dialled" }) === 1);
 });
 
 mux("a caller cluster that is not a consumer is refused per stream (counted as today's unauthorized_cluster); consumers are served", async (ctx) => {
