@@ -1,7 +1,7 @@
 import type { Socket } from "node:net";
 import { createServer, type SecureContext, type Server, type TLSSocket } from "node:tls";
 import { asError } from "../../common/index.ts";
-import { admitTlsPeer, type PeerIdentity } from "../../trust/index.ts";
+import { admitTlsPeer, type PeerIdentity, type TrustBundle } from "../../trust/index.ts";
 import { GatewayError } from "./errors.ts";
 import { listen } from "./import-listener.ts";
 import type { ListenerContext } from "./listener-context.ts";
@@ -9,7 +9,6 @@ import type { ExportChainSpec, ExportListenerSpec } from "./resources.ts";
 import { MUX_ALPN } from "./mux-framing.ts";
 import { MuxSession, type MuxStream } from "./mux-session.ts";
 import { relay, relayStream } from "./relay.ts";
-import type { TrustBundle } from "../../trust/index.ts";
 import { MUX_MAX_STREAMS } from "./tunnel-pool.ts";
 import { connectUpstream, tlsReason } from "./upstream-connect.ts";
 
