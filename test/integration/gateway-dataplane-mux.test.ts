@@ -143,6 +143,18 @@ mux("SDS rotation of the dialling gateway's certificate: new connections go on a
   await waitFor("the old tunnel closes after its last stream", () => t.metric("a", "fedgate_gateway_mux_active_tunnels", { side: "dialled" }) === 1);
 });
 
+mux("new secrets on the exporting side: streams on an admitted tunnel are checked against the new bundle and still served", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  assert.is(await exchange(t.importPort("a")), "b-1");
+  const acks = t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" });
+  t.get("b").leafPem = await gatewayLeaf(pki, "b");
+  t.push("b");
+  await waitFor("B installed its new secrets", () => t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" }) > acks);
+  for (let i = 0; i < 3; i++) assert.is(await exchange(t.importPort("a")), "b-1");
+  assert.is(t.metric("b", "fedgate_gateway_mux_tunnels_total", { side: "accepted" }), 1, "the re-verified tunnel was kept");
+  assert.is(t.metric("b", "fedgate_gateway_downstream_streams_total", { listener: EXPORT_LISTENER }), 4);
+});
+
 mux("a caller cluster that is not a consumer is refused per stream (counted as today's unauthorized_cluster); consumers are served", async (ctx) => {
   const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1, c: 0 }, consumers: ["c"] }));
   let refused: unknown;
