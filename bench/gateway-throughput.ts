@@ -3,7 +3,9 @@
  * carried over the L4 path, as in REFERENCE §6):
  *   (a) direct to the backend;
  *   (b) one fedgate gateway hop (import listener -> local backend, plain);
- *   (c) fedgate gateway pair with mTLS (A's import listener -> B's export listener -> backend);
+ *   (c) fedgate gateway pair with mTLS (A's import listener -> B's export listener -> backend),
+ *       client connections carried as streams in one fedgate-mux/1 tunnel; (c0) the same pair with
+ *       `mux_tunnels: false` on A (one mTLS connection per client connection, the relay before tunnels);
  *   (d) HAProxy pair with the same mTLS path (Debian haproxy, one thread each).
  * Then the same four paths at L7 (HTTP/1.1 keep-alive, `Host` set to the
  * service): the fedgate gateways run HTTP import listeners (per-request
@@ -21,6 +23,7 @@
  * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
@@ -38,6 +41,8 @@ const SECONDS = flag("seconds", 5);
 const ROUNDS = flag("rounds", 2);
 const CONNECTIONS = flag("connections", 32);
 const BIG_CONNECTIONS = 4;
+/** `--only <regex>`: measure only the paths whose name matches, e.g. `--only "^\\((c0|c|d)\\)"` (the warm-up still touches every path). */
+const ONLY = args.includes("--only") ? new RegExp(args[args.indexOf("--only") + 1] ?? "") : undefined;
 const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
 /** Measures only the L7 rows (the L4 processes still start, since the L7 pair uses B's export listener). */
 const L7_ONLY = args.includes("--l7-only");
@@ -97,7 +102,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function startGateway(dir: string, name: string, xds: XdsServer): Promise<Record<string, { port: number }>> {
+async function startGateway(dir: string, name: string, xds: XdsServer, fedgate: Record<string, unknown> = {}): Promise<Record<string, { port: number }>> {
   const file = path.join(dir, `${name}.json`);
   await writeFile(
     file,
@@ -105,7 +110,7 @@ async function startGateway(dir: string, name: string, xds: XdsServer): Promise<
       node: { id: `bench-${name}`, cluster: name },
       xds_servers: [{ server_uri: xds.address }],
       admin: { address: "127.0.0.1", port: 0 },
-      fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(SERVICE_PORT)]: 0 } },
+      fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(SERVICE_PORT)]: 0 }, ...fedgate },
     }),
   );
   const profile = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
@@ -118,7 +123,21 @@ async function startGateway(dir: string, name: string, xds: XdsServer): Promise<
   }
 }
 
+/** CPU time (ms) used so far by every spawned process (gateways, HAProxy, backend): on a loaded machine, CPU per request moves less than req/s. */
+function childrenCpuMs(): number {
+  let ticks = 0;
+  for (const c of children) {
+    if (c.exitCode !== null || !c.pid) continue;
+    const fields = readFileSync(`/proc/${c.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks * 10;
+}
+
 interface WrkResult {
+  requests: number;
+  /** CPU µs per request of every spawned process during the run (set by the caller). */
+  cpuUsPerRequest?: number;
   rps: number;
   p50: number;
   p99: number;
@@ -149,6 +168,7 @@ function wrk(port: number, pathName: string, connections: number, host?: string)
   const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
   return {
+    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN),
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
     p50: unitMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? ""),
     p99: unitMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? ""),
@@ -183,6 +203,8 @@ async function main(): Promise<void> {
   xdsA.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", bExport]]), backends: [], leaf: leafA }));
   xdsA.flush();
   const a = await startGateway(dir, "a", xdsA);
+  // (c0): the same pair with A dialling one mTLS connection per client connection (no fedgate-mux tunnel).
+  const aPlain = await startGateway(dir, "a-plain", xdsA, { mux_tunnels: false });
 
   // L7: the same paths with HTTP import listeners (B's export side is the same L4 relay).
   const xdsOneL7 = await XdsServer.start({});
@@ -250,6 +272,7 @@ backend local
   const allPaths: { name: string; port: number; l7?: boolean }[] = [
     { name: "(a) direct", port: backendPort },
     { name: "(b) fedgate, one hop", port: one[listener]!.port },
+    { name: "(c0) fedgate pair, mTLS, no mux", port: aPlain[listener]!.port },
     { name: "(c) fedgate pair, mTLS", port: a[listener]!.port },
     { name: "(d) HAProxy pair, mTLS", port: haA },
     { name: "L7 (a) direct", port: backendPort, l7: true },
@@ -260,16 +283,20 @@ backend local
   const paths = allPaths.filter((p) => p.l7 || !L7_ONLY);
   // Warm-up (TLS sessions, JIT).
   for (const p of paths) wrk(p.port, "/", 8, L7_HOST);
-  const results = new Map<string, { small: WrkResult[]; big: WrkResult[] }>(paths.map((p) => [p.name, { small: [], big: [] }]));
+  const measured = paths.filter((p) => !ONLY || ONLY.test(p.name) || p.name.includes("(d)"));
+  const results = new Map<string, { small: WrkResult[]; big: WrkResult[] }>(measured.map((p) => [p.name, { small: [], big: [] }]));
   for (let round = 0; round < ROUNDS; round++) {
-    for (const p of paths) {
-      results.get(p.name)!.small.push(wrk(p.port, "/", CONNECTIONS, L7_HOST));
+    for (const p of measured) {
+      const cpuBefore = childrenCpuMs();
+      const small = wrk(p.port, "/", CONNECTIONS, L7_HOST);
+      small.cpuUsPerRequest = ((childrenCpuMs() - cpuBefore) * 1000) / small.requests;
+      results.get(p.name)!.small.push(small);
       // Large bodies are measured on the L4 path only (issue 7).
       if (!p.l7) results.get(p.name)!.big.push(wrk(p.port, "/big", BIG_CONNECTIONS));
     }
   }
   const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
-  const summary = paths.map((p) => {
+  const summary = measured.map((p) => {
     const r = results.get(p.name)!;
     return {
       name: p.name,
@@ -277,18 +304,19 @@ backend local
       p50: mean(r.small.map((x) => x.p50)),
       p99: mean(r.small.map((x) => x.p99)),
       mbps: mean(r.big.map((x) => x.mbps)),
+      cpu: mean(r.small.map((x) => x.cpuUsPerRequest ?? NaN)),
       errors: [0, 1, 2, 3, 4].map((i) => [...r.small, ...r.big].reduce((sum, x) => sum + (x.errors[i] ?? 0), 0)).join("/"),
     };
   });
   const ref = summary.find((s) => s.name.startsWith("(d)"));
   const refL7 = summary.find((s) => s.name.startsWith("L7 (d)"))!;
   console.log(`\nwrk -t1, ${CONNECTIONS} connections on "/" (2-byte body), ${BIG_CONNECTIONS} on "/big" (1 MiB), ${SECONDS} s each, mean of ${ROUNDS} rounds\n`);
-  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | errors c/r/w/t/non-2xx |");
-  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | CPU µs/req | errors c/r/w/t/non-2xx |");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const s of summary) {
     const r = s.name.startsWith("L7") ? refL7 : ref!;
     const mb = s.name.startsWith("L7") ? "| – | –" : `| ${s.mbps.toFixed(0)} | ${(s.mbps / r.mbps).toFixed(2)}`;
-    console.log(`| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / r.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / r.p99).toFixed(2)} ${mb} | ${s.errors} |`);
+    console.log(`| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / r.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / r.p99).toFixed(2)} ${mb} | ${s.cpu.toFixed(0)} | ${s.errors} |`);
   }
   console.log(`\nL7 rows are against L7 (d). Load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
   await Promise.all([xdsOne, xdsA, xdsB, xdsOneL7, xdsAL7].map((x) => x.close()));

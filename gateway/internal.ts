@@ -32,3 +32,5 @@ export { ResponseParser, UpstreamProtocolError, MAX_RESPONSE_HEAD_BYTES, type Re
 export { H1Connection } from "./dataplane/http-h1-connection.ts";
 export type { AttemptResult } from "./dataplane/http-attempt.ts";
 export type { BodyFraming } from "./dataplane/http-downstream.ts";
+export * from "./dataplane/mux-framing.ts";
+export { MuxSession, MuxStream, MuxStreamRefusedError, type MuxStreamHandlers } from "./dataplane/mux-session.ts";

@@ -40,6 +40,8 @@ export const bootstrapSchema = z.object({
       /** ADS reconnect backoff. */
       reconnect_initial_ms: z.number().int().min(1).max(60_000).default(250),
       reconnect_max_ms: z.number().int().min(1).max(600_000).default(10_000),
+      /** Offer fedgate-mux/1 (ALPN) when dialling peer gateways: many relayed connections per mTLS tunnel. false: one mTLS connection each. */
+      mux_tunnels: z.boolean().default(true),
     })
     .prefault({}),
 });

@@ -1,12 +1,15 @@
 import type { Socket } from "node:net";
 import { createServer, type SecureContext, type Server, type TLSSocket } from "node:tls";
 import { asError } from "../../common/index.ts";
-import { admitTlsPeer, type PeerIdentity } from "../../trust/index.ts";
+import { admitTlsPeer, type PeerIdentity, type TrustBundle } from "../../trust/index.ts";
 import { GatewayError } from "./errors.ts";
 import { listen } from "./import-listener.ts";
 import type { ListenerContext } from "./listener-context.ts";
 import type { ExportChainSpec, ExportListenerSpec } from "./resources.ts";
-import { relay } from "./relay.ts";
+import { MUX_ALPN } from "./mux-framing.ts";
+import { MuxSession, type MuxStream } from "./mux-session.ts";
+import { relay, relayStream } from "./relay.ts";
+import { MUX_MAX_STREAMS } from "./tunnel-pool.ts";
 import { connectUpstream, tlsReason } from "./upstream-connect.ts";
 
 /** The SNI named no exported service; refused during the handshake, before any certificate is sent. */
@@ -14,6 +17,27 @@ class UnknownSniError extends GatewayError {
   constructor(sni: string) {
     super("FEDGATE_GATEWAY_UNKNOWN_SNI", `no export for SNI ${JSON.stringify(sni.slice(0, 255))}`);
   }
+}
+
+/**
+ * fedgate-mux/1 when the peer offers it. Otherwise Node has no "select
+ * nothing" (undefined is a fatal alert, as is a list with no overlap), so the
+ * relay confirms what the client would speak anyway: `http/1.1` if offered
+ * (what a client falls back to without ALPN, as before tunnels), else its
+ * first choice (a client offering only `h2`, like gRPC, speaks h2 regardless).
+ */
+export function selectAlpn(protocols: readonly string[]): string | undefined {
+  if (protocols.includes(MUX_ALPN)) return MUX_ALPN;
+  return protocols.includes("http/1.1") ? "http/1.1" : protocols[0];
+}
+
+/** An accepted fedgate-mux tunnel: who the peer is, checked per stream. */
+interface TunnelPeer {
+  socket: TLSSocket;
+  identity: PeerIdentity;
+  bundleSecret: string;
+  /** The bundle the peer's chain was last verified against; a newer bundle re-verifies it. */
+  bundle: TrustBundle;
 }
 
 /**
@@ -29,6 +53,13 @@ class UnknownSniError extends GatewayError {
  * the list arrived are cut when it is installed (`enforceRevocations`): a
  * revoked cluster is one whose key may be in an attacker's hands, and a
  * long-lived connection would otherwise outlive the revocation indefinitely.
+ *
+ * fedgate-mux/1 (ALPN): a peer gateway may carry many connections over one
+ * admitted mTLS connection. Each stream names its service in its OPEN frame
+ * and gets the checks a connection gets: an exported service (else reset and
+ * counted as `unknown_sni`), the tunnel's peer cluster among its consumers
+ * (`unauthorized_cluster`), and the peer's chain verified against the current
+ * bundle. A revocation cuts the whole tunnel; `close()` sends GOAWAY.
  */
 export class ExportListener {
   spec: ExportListenerSpec;
@@ -37,6 +68,7 @@ export class ExportListener {
   private readonly admitted = new Map<TLSSocket, { identity: PeerIdentity; bundleSecret: string }>();
   private readonly server: Server;
   private readonly ctx: ListenerContext;
+  private readonly tunnels = new Set<MuxSession>();
 
   private constructor(spec: ExportListenerSpec, server: Server, ctx: ListenerContext) {
     this.spec = spec;
@@ -53,6 +85,8 @@ export class ExportListener {
       rejectUnauthorized: false,
       minVersion: "TLSv1.2",
       noDelay: true,
+      // Peers that offer no ALPN, or other protocols, get the per-connection SNI relay (see selectAlpn).
+      ALPNCallback: ({ protocols }) => selectAlpn(protocols),
       handshakeTimeout: options.ctx.handshakeTimeoutMs,
       SNICallback: (servername, cb) => {
         const result = holder.listener?.contextFor(servername) ?? new GatewayError("FEDGATE_GATEWAY_STARTING", "listener starting");
@@ -83,8 +117,10 @@ export class ExportListener {
     this.chains = new Map(spec.chains.map((c) => [c.sni, c]));
   }
 
+  /** Stops accepting; tunnels get GOAWAY (their open streams carry on, new ones go elsewhere). */
   close(): void {
     this.server.close();
+    for (const t of this.tunnels) t.goAway();
   }
 
   /** Cuts admitted connections whose cluster the current revocation lists name; returns how many. */
@@ -148,6 +184,12 @@ export class ExportListener {
       this.refuse(tlsReason(admitted.error), { sni: servername, err: admitted.error });
       return;
     }
+    if (socket.alpnProtocol === MUX_ALPN) {
+      this.admitted.set(socket, { identity: admitted.identity, bundleSecret: chain.tls.bundleSecret });
+      socket.once("close", () => this.admitted.delete(socket));
+      this.serveTunnel({ socket, identity: admitted.identity, bundleSecret: chain.tls.bundleSecret, bundle });
+      return;
+    }
     const caller = admitted.identity.cluster;
     if (chain.consumers && !chain.consumers.includes(caller)) {
       socket.destroy();
@@ -164,15 +206,93 @@ export class ExportListener {
       return;
     }
     connectUpstream({ cluster, secrets: this.ctx.secrets, onTlsFailure: (reason) => this.ctx.metrics.tlsFailures.labels({ side: "upstream", reason }).add() }).then(
-      (up) => {
-        if (socket.destroyed) return void up.socket.destroy();
-        relay(socket, up.socket, cluster);
+      ({ link }) => {
+        if (link.kind === "stream") {
+          if (socket.destroyed) return void link.stream.reset("cancel");
+          relayStream(link.stream, socket, cluster, "downstream");
+        } else {
+          if (socket.destroyed) return void link.socket.destroy();
+          relay(socket, link.socket, cluster);
+        }
         socket.resume();
       },
       (err: unknown) => {
         this.ctx.metrics.downstreamRefused.labels({ listener: this.spec.name, reason: "no_healthy_upstream" }).add();
         this.ctx.logger.warn("no local endpoint accepted the connection", { listener: this.spec.name, sni: servername, err: asError(err) });
         socket.destroy();
+      },
+    );
+  }
+
+  private serveTunnel(peer: TunnelPeer): void {
+    const { metrics, logger } = this.ctx;
+    const active = metrics.muxActiveTunnels.labels({ side: "accepted" });
+    metrics.muxTunnels.labels({ side: "accepted" }).add();
+    active.add(1);
+    const session = new MuxSession({
+      socket: peer.socket,
+      role: "server",
+      maxStreams: MUX_MAX_STREAMS,
+      onStream: (stream) => this.onStream(stream, peer),
+      onProtocolError: (err) => {
+        metrics.muxProtocolErrors.labels({ side: "accepted", reason: err.reason }).add();
+        logger.warn("closed a tunnel on bad input", { listener: this.spec.name, caller: peer.identity.cluster, reason: err.reason, err });
+      },
+      onClose: () => {
+        active.add(-1);
+        this.tunnels.delete(session);
+      },
+    });
+    this.tunnels.add(session);
+  }
+
+  /** One stream of a tunnel: the same checks and relay as one connection. */
+  private onStream(stream: MuxStream, peer: TunnelPeer): void {
+    const name = this.spec.name;
+    const { metrics } = this.ctx;
+    const chain = this.chains.get(stream.service);
+    if (!chain || chain.tls.bundleSecret !== peer.bundleSecret) {
+      stream.reset("unknown_service");
+      this.refuse("unknown_sni", { sni: stream.service.slice(0, 255), caller: peer.identity.cluster, tunnel: true });
+      return;
+    }
+    const bundle = this.ctx.secrets.bundle(chain.tls.bundleSecret);
+    if (bundle && bundle !== peer.bundle) {
+      // The bundle rotated since the tunnel was admitted: the peer's chain must still pass (admitTlsPeer cuts the tunnel otherwise).
+      const admitted = admitTlsPeer(peer.socket, bundle, { revocations: this.ctx.secrets.revocations(chain.tls.bundleSecret) });
+      if (!admitted.ok) return this.refuse(tlsReason(admitted.error), { sni: stream.service, err: admitted.error, tunnel: true });
+      peer.bundle = bundle;
+    }
+    if (chain.consumers && !chain.consumers.includes(peer.identity.cluster)) {
+      stream.reset("unauthorized_cluster");
+      this.refuse("unauthorized_cluster", { sni: stream.service, caller: peer.identity.cluster, tunnel: true });
+      return;
+    }
+    const cluster = this.ctx.cluster(chain.cluster);
+    if (!cluster) {
+      metrics.downstreamRefused.labels({ listener: name, reason: "unknown_cluster" }).add();
+      stream.reset("no_healthy_upstream");
+      return;
+    }
+    metrics.downstreamStreams.labels({ listener: name }).add();
+    const activeStreams = metrics.downstreamActiveStreams.labels({ listener: name });
+    connectUpstream({ cluster, secrets: this.ctx.secrets, onTlsFailure: (reason) => metrics.tlsFailures.labels({ side: "upstream", reason }).add() }).then(
+      ({ link }) => {
+        // No tunnels are passed to connectUpstream here, so the link is a socket.
+        if (link.kind === "stream" || stream.closed) {
+          if (link.kind === "stream") link.stream.reset("cancel");
+          else link.socket.destroy();
+          return void stream.reset("no_healthy_upstream");
+        }
+        activeStreams.add(1);
+        link.socket.once("close", () => activeStreams.add(-1));
+        stream.accept();
+        relayStream(stream, link.socket, cluster, "upstream");
+      },
+      (err: unknown) => {
+        metrics.downstreamRefused.labels({ listener: name, reason: "no_healthy_upstream" }).add();
+        this.ctx.logger.warn("no local endpoint accepted the stream", { listener: name, sni: stream.service, err: asError(err) });
+        stream.reset("no_healthy_upstream");
       },
     );
   }

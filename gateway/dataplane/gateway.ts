@@ -26,7 +26,9 @@ import {
   type SecretSpec,
 } from "./resources.ts";
 import { SecretStore } from "./secret-store.ts";
+import { TunnelPool } from "./tunnel-pool.ts";
 import { UpstreamCluster } from "./upstream-cluster.ts";
+import { dial } from "./upstream-connect.ts";
 
 export interface GatewayOptions {
   bootstrap: Bootstrap;
@@ -68,6 +70,7 @@ export class Gateway {
   private readonly ads: AdsClient;
   private readonly admin: Server;
   private readonly ctx: ListenerContext;
+  private readonly tunnels: TunnelPool | undefined;
   private draining = false;
 
   private constructor(init: { options: GatewayOptions; admin: { server: Server; port: number }; metrics: GatewayMetrics; registry: ProtoRegistry }) {
@@ -76,6 +79,7 @@ export class Gateway {
     this.metrics = init.metrics;
     this.admin = init.admin.server;
     this.adminPort = init.admin.port;
+    this.tunnels = this.bootstrap.fedgate.mux_tunnels ? new TunnelPool({ metrics: this.metrics, logger: this.logger.child({ component: "tunnels" }), dial }) : undefined;
     this.ctx = {
       cluster: (name) => this.clusters.get(name),
       route: (name) => this.routeSpecs.get(name),
@@ -84,6 +88,7 @@ export class Gateway {
       logger: this.logger,
       connections: this.connections,
       handshakeTimeoutMs: this.bootstrap.fedgate.handshake_timeout_ms,
+      tunnels: this.tunnels,
     };
     const node = this.bootstrap.node;
     this.ads = new AdsClient({
@@ -172,6 +177,7 @@ export class Gateway {
   }
 
   private closeUpstreams(): void {
+    this.tunnels?.close();
     for (const l of this.listeners.values()) if (l.impl instanceof HttpListener) l.impl.closeUpstreams();
   }
 

@@ -3,7 +3,7 @@ import { asError } from "../../common/index.ts";
 import { ListenFailedError } from "./errors.ts";
 import type { ListenerContext } from "./listener-context.ts";
 import type { ImportListenerSpec } from "./resources.ts";
-import { relay } from "./relay.ts";
+import { relay, relayStream } from "./relay.ts";
 import { connectUpstream } from "./upstream-connect.ts";
 
 /**
@@ -51,13 +51,15 @@ export class ImportListener {
       down.destroy();
       return;
     }
-    connectUpstream({ cluster, secrets: ctx.secrets, onTlsFailure: (reason) => ctx.metrics.tlsFailures.labels({ side: "upstream", reason }).add() }).then(
-      (up) => {
+    connectUpstream({ cluster, secrets: ctx.secrets, tunnels: ctx.tunnels, onTlsFailure: (reason) => ctx.metrics.tlsFailures.labels({ side: "upstream", reason }).add() }).then(
+      ({ link }) => {
         if (down.destroyed) {
-          up.socket.destroy();
+          if (link.kind === "stream") link.stream.reset("cancel");
+          else link.socket.destroy();
           return;
         }
-        relay(down, up.socket, cluster);
+        if (link.kind === "stream") relayStream(link.stream, down, cluster, "downstream");
+        else relay(down, link.socket, cluster);
         down.resume();
       },
       (err: unknown) => {

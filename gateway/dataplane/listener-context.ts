@@ -3,6 +3,7 @@ import type { ConnectionSet } from "./connection-set.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 import type { RouteConfigSpec } from "./resources.ts";
 import type { SecretStore } from "./secret-store.ts";
+import type { TunnelPool } from "./tunnel-pool.ts";
 import type { UpstreamCluster } from "./upstream-cluster.ts";
 
 /** What a running listener needs from the gateway; read at connection time, so updates apply to new connections only. */
@@ -15,4 +16,6 @@ export interface ListenerContext {
   readonly logger: Logger;
   readonly connections: ConnectionSet;
   readonly handshakeTimeoutMs: number;
+  /** Tunnels to peer gateways (fedgate-mux/1); undefined when the bootstrap turned them off. */
+  readonly tunnels: TunnelPool | undefined;
 }

@@ -91,6 +91,12 @@ export function gatewayMetrics(registry: MetricsRegistry) {
     httpTimeouts: registry.counter("fedgate_gateway_http_timeouts_total", "L7 requests cut by their route timeout (504 / DEADLINE_EXCEEDED), by cluster."),
     upstreamActiveRequests: registry.gauge("fedgate_gateway_upstream_active_requests", "L7 request attempts in flight, by cluster."),
     httpDownstreamErrors: registry.counter("fedgate_gateway_http_downstream_errors_total", "Bad or stalled downstream HTTP input, by listener and reason (header_overflow, malformed, headers_timeout, h2_protocol, ...)."),
+    downstreamStreams: registry.counter("fedgate_gateway_downstream_streams_total", "Relayed connections that arrived as streams in a fedgate-mux tunnel (each also counts per upstream cluster), by listener."),
+    downstreamActiveStreams: registry.gauge("fedgate_gateway_downstream_active_streams", "Open streams in fedgate-mux tunnels, by listener."),
+    muxTunnels: registry.counter("fedgate_gateway_mux_tunnels_total", "fedgate-mux/1 tunnels established, by side (dialled: to a peer gateway; accepted: on the export listener)."),
+    muxActiveTunnels: registry.gauge("fedgate_gateway_mux_active_tunnels", "Open fedgate-mux/1 tunnels, by side."),
+    muxProtocolErrors: registry.counter("fedgate_gateway_mux_protocol_errors_total", "Tunnels closed on bad input from the peer, by side and reason (unknown_frame_type, frame_too_large, window_exceeded, too_many_streams, unknown_stream, ...)."),
+    muxStreamRefusals: registry.counter("fedgate_gateway_mux_stream_refusals_total", "Stream opens the peer gateway refused or that were lost with their tunnel, by reason; the connection tried the next endpoint."),
     xdsUpdates: registry.counter("fedgate_gateway_xds_updates_total", "xDS responses handled, by type and result (ack/nack)."),
     xdsConnected: registry.gauge("fedgate_gateway_xds_connected", "1 while the ADS stream is up."),
   };

@@ -4,10 +4,12 @@ import { asError } from "../../common/index.ts";
 import { ClusterRevokedError } from "../../trust/index.ts";
 import { GatewayError, NoHealthyUpstreamError } from "./errors.ts";
 import type { SecretStore } from "./secret-store.ts";
+import type { PeerLink, TunnelPool } from "./tunnel-pool.ts";
 import type { UpstreamCluster, UpstreamHost } from "./upstream-cluster.ts";
 
 export interface Upstream {
-  readonly socket: Socket;
+  /** A socket, or a stream in a fedgate-mux tunnel to a peer gateway. */
+  readonly link: PeerLink;
   readonly host: UpstreamHost;
   readonly attempts: number;
 }
@@ -28,18 +30,23 @@ export class UpstreamTlsError extends GatewayError {
  * the next endpoint or priority before giving up, so a dead endpoint costs the
  * client a little latency, not a failed connection. No downstream byte has
  * been forwarded before a connection succeeds, so retrying is always safe.
+ *
+ * With `tunnels`, peer gateways are reached through fedgate-mux streams; a
+ * stream counts as connected on the peer's OPEN_ACK (its backend accepted),
+ * so a peer that cannot serve the stream is a connect failure here too.
  */
-export async function connectUpstream(options: { cluster: UpstreamCluster; secrets: SecretStore; onTlsFailure: (reason: string) => void }): Promise<Upstream> {
+export async function connectUpstream(options: { cluster: UpstreamCluster; secrets: SecretStore; onTlsFailure: (reason: string) => void; tunnels?: TunnelPool }): Promise<Upstream> {
   const { cluster } = options;
   let attempts = 0;
   let lastError: unknown;
   for (const host of cluster.candidates()) {
     attempts += 1;
     try {
-      const socket = await dial(cluster, host, options.secrets);
+      const tls = options.tunnels && cluster.tlsFor(host);
+      const link: PeerLink = tls ? await options.tunnels!.connect(cluster, host, tls, options.secrets) : { kind: "socket", socket: await dial(cluster, host, options.secrets) };
       cluster.reportSuccess(host);
       if (attempts > 1) cluster.series.failovers.add();
-      return { socket, host, attempts };
+      return { link, host, attempts };
     } catch (err) {
       lastError = err;
       if (err instanceof UpstreamTlsError) options.onTlsFailure(err.reason);
@@ -51,7 +58,7 @@ export async function connectUpstream(options: { cluster: UpstreamCluster; secre
 }
 
 /** Opens one connection to one endpoint (TLS to peer gateways, by the cluster's transport_socket_matches). */
-export function dial(cluster: UpstreamCluster, host: UpstreamHost, secrets: SecretStore): Promise<Socket> {
+export function dial(cluster: UpstreamCluster, host: UpstreamHost, secrets: SecretStore, alpn?: readonly string[]): Promise<Socket> {
   const { host: address, port } = host.spec.address;
   const tls = cluster.tlsFor(host);
   return new Promise<Socket>((resolve, reject) => {
@@ -69,6 +76,7 @@ export function dial(cluster: UpstreamCluster, host: UpstreamHost, secrets: Secr
         checkServerIdentity: ctx.checkServerIdentity,
         rejectUnauthorized: true,
         minVersion: "TLSv1.2",
+        ...(alpn ? { ALPNProtocols: [...alpn] } : {}),
       });
     } else {
       socket = netConnect({ host: address, port });

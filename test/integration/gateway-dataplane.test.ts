@@ -25,8 +25,13 @@ e2e("a connection to A's import listener is served by B's backend through B's mT
   assert.equal(ids, ["b-1", "b-1", "b-1", "b-1", "b-1"]);
   assert.is(t.metric("a", "fedgate_gateway_upstream_connections_total", { cluster: OUTBOUND }), 5);
   assert.is(t.metric("b", "fedgate_gateway_upstream_connections_total", { cluster: INBOUND }), 5);
-  assert.is(t.metric("b", "fedgate_gateway_downstream_connections_total", { listener: "fedgate-export-15443" }), 5);
+  // The five connections travel as five streams in one fedgate-mux tunnel (one TCP connection to B).
+  assert.is(t.metric("b", "fedgate_gateway_downstream_streams_total", { listener: "fedgate-export-15443" }), 5);
+  assert.is(t.metric("b", "fedgate_gateway_downstream_connections_total", { listener: "fedgate-export-15443" }), 1);
+  assert.is(t.metric("a", "fedgate_gateway_mux_tunnels_total", { side: "dialled" }), 1);
   await waitFor("bytes counted", () => t.metric("a", "fedgate_gateway_bytes_total", { cluster: OUTBOUND, direction: "upstream" }) === 5 * 4);
+  await waitFor("bytes counted on B", () => t.metric("b", "fedgate_gateway_bytes_total", { cluster: INBOUND, direction: "upstream" }) === 5 * 4);
+  assert.is(t.metric("b", "fedgate_gateway_bytes_total", { cluster: INBOUND, direction: "downstream" }), 5 * ("b-1\n".length + 4));
 });
 
 e2e("local endpoints first, weighted round robin among them; peers only after", async (ctx) => {

@@ -149,6 +149,8 @@ export interface TopologyOptions {
   handshakeTimeoutMs?: number;
   /** Where the gateways log (each as a child with `cluster`); silent by default. */
   logger?: Logger;
+  /** false: gateways dial one mTLS connection per relayed connection (no fedgate-mux tunnels). */
+  muxTunnels?: boolean;
 }
 
 /** Snapshot for `self`: demo/echo (L4 port 9000) exported by `exporters`, peers reached at their gateways' bound export ports. */
@@ -252,7 +254,9 @@ export class Topology {
       const sim: SimCluster = { name, xds, backends, leafPem, gateway: undefined as unknown as Gateway };
       t.clusters.set(name, sim);
       t.push(name);
-      sim.gateway = await Gateway.start({ bootstrap: gatewayBootstrap(name, xds, options.handshakeTimeoutMs), logger: options.logger?.child({ cluster: name }) ?? silentLogger, registry: options.registry });
+      const bootstrap = gatewayBootstrap(name, xds, options.handshakeTimeoutMs);
+      const fedgate = { ...bootstrap.fedgate, mux_tunnels: options.muxTunnels ?? true };
+      sim.gateway = await Gateway.start({ bootstrap: { ...bootstrap, fedgate }, logger: options.logger?.child({ cluster: name }) ?? silentLogger, registry: options.registry });
     }
     await wireExportPorts(t.clusters, options.exporters, t.exportPorts, (name) => t.push(name));
     return t;

@@ -1,0 +1,186 @@
+import { GatewayError } from "./errors.ts";
+
+/**
+ * The wire format of fedgate-mux/1: many relayed connections ("streams")
+ * between two gateways over one mTLS connection, negotiated with ALPN.
+ *
+ * Every frame is a 9-byte header, then `length` bytes of payload:
+ *
+ *   type u8 | stream id u32 (big endian) | length u32 (big endian)
+ *
+ * | type | payload | sent by |
+ * |---|---|---|
+ * | OPEN | service name (the export's SNI), 1..255 bytes UTF-8 | the dialling gateway |
+ * | OPEN_ACK | none: a backend accepted, data may flow | the exporting gateway |
+ * | DATA | 1..MUX_MAX_FRAME_PAYLOAD_BYTES bytes | both, within the peer's window |
+ * | END | none: no more data in this direction (TCP FIN) | both |
+ * | RESET | one byte, a `MuxResetReason` code | both |
+ * | WINDOW | u32 > 0: more bytes the sender of WINDOW will take | both |
+ * | GOAWAY | none, stream id 0: no new streams on this tunnel | both |
+ *
+ * A fixed binary header (not HTTP/2 or protobuf) keeps decoding to a few
+ * `readUInt32BE` calls per frame in JS; flow control is per stream only (the
+ * tunnel's own buffering is bounded by streams × window).
+ */
+export const MUX_ALPN = "fedgate-mux/1";
+export const MUX_HEADER_BYTES = 9;
+export const MUX_MAX_FRAME_PAYLOAD_BYTES = 64 * 1024;
+export const MUX_MAX_SERVICE_NAME_BYTES = 255;
+/** Bytes each side may send on a stream before the receiver grants more. */
+export const MUX_INITIAL_WINDOW_BYTES = 1024 * 1024;
+export const MUX_MAX_WINDOW_BYTES = 2 ** 31 - 1;
+
+export const FrameType = {
+  OPEN: 1,
+  OPEN_ACK: 2,
+  DATA: 3,
+  END: 4,
+  RESET: 5,
+  WINDOW: 6,
+  GOAWAY: 7,
+} as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+
+/** Why a stream was reset; the code travels in the RESET frame, the name goes into metrics and logs. */
+export const MUX_RESET_REASONS = ["unknown_service", "unauthorized_cluster", "no_healthy_upstream", "refused", "cancel", "upstream_reset", "tunnel_closed"] as const;
+export type MuxResetReason = (typeof MUX_RESET_REASONS)[number];
+
+export function resetCode(reason: MuxResetReason): number {
+  return MUX_RESET_REASONS.indexOf(reason) + 1;
+}
+
+export interface Frame {
+  type: FrameType;
+  stream: number;
+  payload: Buffer;
+}
+
+/** Bad input on a tunnel: the tunnel is closed, the reason counted. */
+export class MuxProtocolError extends GatewayError {
+  constructor(
+    readonly reason: string,
+    detail: string,
+  ) {
+    super("FEDGATE_GATEWAY_MUX_PROTOCOL", `fedgate-mux protocol error (${reason}): ${detail}`);
+  }
+}
+
+export function frameHeader(type: FrameType, stream: number, length: number): Buffer {
+  const header = Buffer.allocUnsafe(MUX_HEADER_BYTES);
+  header[0] = type;
+  header.writeUInt32BE(stream, 1);
+  header.writeUInt32BE(length, 5);
+  return header;
+}
+
+/** One whole frame in one buffer (control frames; DATA is sent as header + the chunk as is). */
+export function encodeFrame(type: FrameType, stream: number, payload?: Buffer): Buffer {
+  const length = payload?.length ?? 0;
+  const out = Buffer.allocUnsafe(MUX_HEADER_BYTES + length);
+  out[0] = type;
+  out.writeUInt32BE(stream, 1);
+  out.writeUInt32BE(length, 5);
+  if (payload) payload.copy(out, MUX_HEADER_BYTES);
+  return out;
+}
+
+export function encodeOpen(stream: number, service: string): Buffer {
+  const name = Buffer.from(service, "utf8");
+  if (name.length === 0 || name.length > MUX_MAX_SERVICE_NAME_BYTES) throw new RangeError(`service name must be 1..${MUX_MAX_SERVICE_NAME_BYTES} bytes`);
+  return encodeFrame(FrameType.OPEN, stream, name);
+}
+
+export function encodeReset(stream: number, reason: MuxResetReason): Buffer {
+  return encodeFrame(FrameType.RESET, stream, Buffer.of(resetCode(reason)));
+}
+
+export function encodeWindow(stream: number, credit: number): Buffer {
+  const payload = Buffer.allocUnsafe(4);
+  payload.writeUInt32BE(credit, 0);
+  return encodeFrame(FrameType.WINDOW, stream, payload);
+}
+
+/** The reason in a RESET frame's payload (validated by the decoder). */
+export function resetReason(payload: Buffer): MuxResetReason {
+  return MUX_RESET_REASONS[payload[0]! - 1]!;
+}
+
+const EXPECTED_LENGTH: Record<FrameType, (n: number) => boolean> = {
+  [FrameType.OPEN]: (n) => n >= 1 && n <= MUX_MAX_SERVICE_NAME_BYTES,
+  [FrameType.OPEN_ACK]: (n) => n === 0,
+  [FrameType.DATA]: (n) => n >= 1,
+  [FrameType.END]: (n) => n === 0,
+  [FrameType.RESET]: (n) => n === 1,
+  [FrameType.WINDOW]: (n) => n === 4,
+  [FrameType.GOAWAY]: (n) => n === 0,
+};
+
+/**
+ * Splits a byte stream into frames, checking each header before its payload
+ * is buffered: an unknown type, an oversized or malformed frame throws
+ * MuxProtocolError at once (the payload of an oversized frame is never held).
+ */
+export class FrameDecoder {
+  /** Bytes not yet decoded: the tail of earlier input, kept as chunks until a whole frame is there. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** How many bytes the frame at the head of `pending` needs (0: its header is not complete yet). */
+  private needed = 0;
+
+  /** Feeds bytes; returns every complete frame in them (payloads may share the input's memory). */
+  push(chunk: Buffer): Frame[] {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    // A large frame arrives in many reads: join them once, when all of it is there.
+    if (this.pendingBytes < Math.max(this.needed, MUX_HEADER_BYTES)) return [];
+    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.needed = 0;
+    const frames: Frame[] = [];
+    let offset = 0;
+    while (buf.length - offset >= MUX_HEADER_BYTES) {
+      const type = buf[offset]! as FrameType;
+      const stream = buf.readUInt32BE(offset + 1);
+      const length = buf.readUInt32BE(offset + 5);
+      checkHeader(type, stream, length);
+      if (buf.length - offset - MUX_HEADER_BYTES < length) {
+        this.needed = MUX_HEADER_BYTES + length;
+        break;
+      }
+      const start = offset + MUX_HEADER_BYTES;
+      const payload = buf.subarray(start, start + length);
+      checkPayload(type, payload);
+      frames.push({ type, stream, payload });
+      offset = start + length;
+    }
+    if (offset < buf.length) {
+      this.pending.push(buf.subarray(offset));
+      this.pendingBytes = buf.length - offset;
+    }
+    return frames;
+  }
+}
+
+function checkHeader(type: number, stream: number, length: number): void {
+  const expected = EXPECTED_LENGTH[type as FrameType] as ((n: number) => boolean) | undefined;
+  if (!expected) throw new MuxProtocolError("unknown_frame_type", `frame type ${type}`);
+  if (length > MUX_MAX_FRAME_PAYLOAD_BYTES) throw new MuxProtocolError("frame_too_large", `${length} bytes (at most ${MUX_MAX_FRAME_PAYLOAD_BYTES})`);
+  if (!expected(length)) throw new MuxProtocolError("bad_frame_length", `frame type ${type} with ${length} bytes`);
+  if ((type === FrameType.GOAWAY) !== (stream === 0)) throw new MuxProtocolError("bad_stream_id", `frame type ${type} on stream ${stream}`);
+}
+
+function checkPayload(type: FrameType, payload: Buffer): void {
+  if (type === FrameType.RESET && (payload[0]! < 1 || payload[0]! > MUX_RESET_REASONS.length)) throw new MuxProtocolError("bad_reset_code", `reset code ${payload[0]}`);
+  if (type === FrameType.WINDOW) {
+    const credit = payload.readUInt32BE(0);
+    if (credit === 0 || credit > MUX_MAX_WINDOW_BYTES) throw new MuxProtocolError("bad_window", `window increment ${credit}`);
+  }
+  if (type === FrameType.OPEN && !isPrintableAscii(payload)) throw new MuxProtocolError("bad_service_name", "service name is not a DNS-like name");
+}
+
+/** SNI names are ASCII hostnames; anything else in an OPEN is junk. */
+function isPrintableAscii(b: Buffer): boolean {
+  for (const c of b) if (c < 0x21 || c > 0x7e) return false;
+  return true;
+}

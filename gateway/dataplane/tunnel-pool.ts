@@ -1,0 +1,185 @@
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import type { Logger } from "../../common/index.ts";
+import type { GatewayMetrics } from "./metrics.ts";
+import { MUX_ALPN } from "./mux-framing.ts";
+import { MuxSession, MuxStreamRefusedError, type MuxStream } from "./mux-session.ts";
+import type { TlsMatchSpec } from "./resources.ts";
+import type { SecretStore } from "./secret-store.ts";
+import type { UpstreamCluster, UpstreamHost } from "./upstream-cluster.ts";
+
+/** Concurrent streams per tunnel; the exporting side treats more as a protocol error. */
+export const MUX_MAX_STREAMS = 1024;
+/** A dialled tunnel with no stream for this long is closed. */
+export const MUX_IDLE_TIMEOUT_MS = 60_000;
+
+/** What a connection to a peer gateway became: a stream in a tunnel, or (peer without fedgate-mux/1) its own mTLS socket. */
+export type PeerLink = { kind: "stream"; stream: MuxStream } | { kind: "socket"; socket: Socket };
+
+/** Opens one mTLS connection offering the given ALPN protocols (upstream-connect's `dial`). */
+export type TlsDial = (cluster: UpstreamCluster, host: UpstreamHost, secrets: SecretStore, alpn: readonly string[]) => Promise<Socket>;
+
+interface Tunnel {
+  session: MuxSession;
+  /** The client TLS context it was made with: a newer one (SDS rotation) retires it. */
+  context: object;
+  idleTimer?: NodeJS.Timeout;
+}
+
+interface PeerEntry {
+  tunnels: Tunnel[];
+  /** A dial in flight that may become a tunnel; other connections wait for it instead of dialling too. */
+  dialing?: Promise<unknown>;
+  /** The peer answered without fedgate-mux/1: connections dial their own socket (still offering it). */
+  plain: boolean;
+}
+
+export interface TunnelPoolOptions {
+  metrics: GatewayMetrics;
+  logger: Logger;
+  dial: TlsDial;
+  maxStreams?: number;
+  idleTimeoutMs?: number;
+}
+
+/**
+ * The dialling side of fedgate-mux/1: one tunnel per (peer endpoint, local
+ * identity and bundle), made on first use and re-made after it fails. A
+ * stream open resolves on the peer's OPEN_ACK, i.e. once the peer's backend
+ * accepted, so a refusal (no backend, unknown service, not a consumer) comes
+ * back before the client's first byte is read and the caller can still try
+ * the next endpoint or priority.
+ */
+export class TunnelPool {
+  private readonly entries = new Map<string, PeerEntry>();
+  private readonly options: TunnelPoolOptions;
+  private readonly maxStreams: number;
+  private readonly idleTimeoutMs: number;
+  private closed = false;
+
+  constructor(options: TunnelPoolOptions) {
+    this.options = options;
+    this.maxStreams = options.maxStreams ?? MUX_MAX_STREAMS;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? MUX_IDLE_TIMEOUT_MS;
+  }
+
+  /** A link to `host` for one relayed connection; rejects like a failed connect (the caller tries the next endpoint). */
+  async connect(cluster: UpstreamCluster, host: UpstreamHost, tls: TlsMatchSpec, secrets: SecretStore): Promise<PeerLink> {
+    const context = secrets.client(tls.tls);
+    const key = `${host.key}|${tls.tls.certSecret}|${tls.tls.bundleSecret}`;
+    let entry = this.entries.get(key);
+    if (!entry) this.entries.set(key, (entry = { tunnels: [], plain: false }));
+    // Two rounds: one tunnel made (or awaited) here may already be full or gone by the time we use it.
+    for (let round = 0; round < 2; round++) {
+      const tunnel = this.usable(entry, context);
+      if (tunnel) return { kind: "stream", stream: await this.open(tunnel, tls.sni, cluster.spec.connectTimeoutMs) };
+      if (entry.dialing && !entry.plain) {
+        await entry.dialing.then(
+          () => undefined,
+          () => undefined,
+        );
+        continue;
+      }
+      const dialing = this.options.dial(cluster, host, secrets, [MUX_ALPN]);
+      const shared = entry.plain ? undefined : dialing;
+      if (shared) entry.dialing = shared;
+      let socket: Socket;
+      try {
+        socket = await dialing;
+      } finally {
+        if (entry.dialing === shared) entry.dialing = undefined;
+      }
+      if ((socket as TLSSocket).alpnProtocol !== MUX_ALPN) {
+        entry.plain = true;
+        return { kind: "socket", socket };
+      }
+      entry.plain = false;
+      if (this.closed) {
+        socket.destroy();
+        throw new MuxStreamRefusedError("refused");
+      }
+      const made = this.adopt(entry, socket, context ?? {}, host.key);
+      return { kind: "stream", stream: await this.open(made, tls.sni, cluster.spec.connectTimeoutMs) };
+    }
+    throw new MuxStreamRefusedError("refused");
+  }
+
+  /** Closes every tunnel and their streams. */
+  close(): void {
+    this.closed = true;
+    for (const e of this.entries.values()) {
+      for (const t of e.tunnels) {
+        clearTimeout(t.idleTimer);
+        t.session.destroy();
+      }
+    }
+    this.entries.clear();
+  }
+
+  private usable(entry: PeerEntry, context: object | undefined): Tunnel | undefined {
+    let found: Tunnel | undefined;
+    for (const t of entry.tunnels) {
+      // Secrets rotated: the old tunnel finishes its streams; new streams go on a tunnel with the new identity.
+      if (t.context !== context) t.session.goAway();
+      else if (!found && t.session.canOpen) found = t;
+    }
+    return found;
+  }
+
+  private open(tunnel: Tunnel, service: string, timeoutMs: number): Promise<MuxStream> {
+    clearTimeout(tunnel.idleTimer);
+    tunnel.idleTimer = undefined;
+    const opening = tunnel.session.open(service);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new MuxStreamRefusedError("cancel")), timeoutMs);
+    });
+    return Promise.race([opening, timeout]).then(
+      (stream) => {
+        clearTimeout(timer);
+        return stream;
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        // A late OPEN_ACK after the timeout must not leave a stream nobody relays.
+        opening.then((s) => s.reset("cancel"), () => undefined);
+        if (err instanceof MuxStreamRefusedError) this.options.metrics.muxStreamRefusals.labels({ reason: err.reason }).add();
+        throw err;
+      },
+    );
+  }
+
+  private adopt(entry: PeerEntry, socket: Socket, context: object, peer: string): Tunnel {
+    const { metrics, logger } = this.options;
+    const active = metrics.muxActiveTunnels.labels({ side: "dialled" });
+    metrics.muxTunnels.labels({ side: "dialled" }).add();
+    active.add(1);
+    const tunnel: Tunnel = {
+      context,
+      session: new MuxSession({
+        socket,
+        role: "client",
+        maxStreams: this.maxStreams,
+        onProtocolError: (err) => {
+          metrics.muxProtocolErrors.labels({ side: "dialled", reason: err.reason }).add();
+          logger.warn("closed a tunnel on bad input from the peer gateway", { peer, reason: err.reason, err });
+        },
+        onIdle: () => {
+          clearTimeout(tunnel.idleTimer);
+          tunnel.idleTimer = setTimeout(() => {
+            if (tunnel.session.activeStreams === 0) tunnel.session.goAway();
+          }, this.idleTimeoutMs);
+          tunnel.idleTimer.unref();
+        },
+        onClose: () => {
+          clearTimeout(tunnel.idleTimer);
+          active.add(-1);
+          const i = entry.tunnels.indexOf(tunnel);
+          if (i >= 0) entry.tunnels.splice(i, 1);
+        },
+      }),
+    };
+    entry.tunnels.push(tunnel);
+    return tunnel;
+  }
+}

@@ -1,0 +1,330 @@
+import { Duplex } from "node:stream";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import {
+  encodeFrame,
+  encodeOpen,
+  encodeReset,
+  encodeWindow,
+  FrameDecoder,
+  FrameType,
+  MUX_INITIAL_WINDOW_BYTES,
+  MUX_MAX_FRAME_PAYLOAD_BYTES,
+  MuxProtocolError,
+  MuxSession,
+  MuxStreamRefusedError,
+  resetReason,
+  type MuxResetReason,
+  type MuxStream,
+} from "../../gateway/internal.ts";
+
+const tick = () => new Promise((r) => setImmediate(r));
+async function settle(turns = 6): Promise<void> {
+  for (let i = 0; i < turns; i++) await tick();
+}
+
+/** Two in-memory duplexes wired to each other: what one writes, the other reads. Records every write. */
+function duplexPair(): { a: Duplex; b: Duplex; writesFromA: Buffer[] } {
+  const writesFromA: Buffer[] = [];
+  const holder: { a?: Duplex; b?: Duplex } = {};
+  const make = (peer: () => Duplex | undefined, record?: Buffer[]) =>
+    new Duplex({
+      read() {},
+      write(chunk: Buffer, _e, cb) {
+        record?.push(chunk);
+        peer()?.push(chunk);
+        cb();
+      },
+      final(cb) {
+        peer()?.push(null);
+        cb();
+      },
+      destroy(err, cb) {
+        peer()?.push(null);
+        cb(err);
+      },
+    });
+  holder.a = make(() => holder.b, writesFromA);
+  holder.b = make(() => holder.a);
+  holder.a.on("end", () => holder.a?.destroy());
+  holder.b.on("end", () => holder.b?.destroy());
+  return { a: holder.a, b: holder.b, writesFromA };
+}
+
+const framing = suite("fedgate-mux framing");
+
+framing("frames round-trip through the decoder, split at every byte boundary", () => {
+  const wire = Buffer.concat([
+    encodeOpen(1, "outbound_.9000_._.echo.demo.svc.clusterset.local"),
+    encodeFrame(FrameType.OPEN_ACK, 1),
+    encodeFrame(FrameType.DATA, 1, Buffer.from("hello")),
+    encodeWindow(1, 4096),
+    encodeFrame(FrameType.END, 1),
+    encodeReset(3, "no_healthy_upstream"),
+    encodeFrame(FrameType.GOAWAY, 0),
+  ]);
+  for (let cut = 0; cut <= wire.length; cut++) {
+    const d = new FrameDecoder();
+    const frames = [...d.push(wire.subarray(0, cut)), ...d.push(wire.subarray(cut))];
+    assert.equal(
+      frames.map((f) => [f.type, f.stream, f.payload.toString("latin1")]),
+      [
+        [FrameType.OPEN, 1, "outbound_.9000_._.echo.demo.svc.clusterset.local"],
+        [FrameType.OPEN_ACK, 1, ""],
+        [FrameType.DATA, 1, "hello"],
+        [FrameType.WINDOW, 1, "\x00\x00\x10\x00"],
+        [FrameType.END, 1, ""],
+        [FrameType.RESET, 3, "\x03"],
+        [FrameType.GOAWAY, 0, ""],
+      ],
+      `cut at ${cut}`,
+    );
+  }
+  assert.is(resetReason(Buffer.of(3)), "no_healthy_upstream");
+});
+
+framing("a large frame fed in small reads comes out whole", () => {
+  const payload = Buffer.alloc(MUX_MAX_FRAME_PAYLOAD_BYTES, 7);
+  const wire = encodeFrame(FrameType.DATA, 5, payload);
+  const d = new FrameDecoder();
+  const out = [];
+  for (let i = 0; i < wire.length; i += 1000) out.push(...d.push(wire.subarray(i, i + 1000)));
+  assert.is(out.length, 1);
+  assert.ok(out[0]!.payload.equals(payload));
+});
+
+const header = (type: number, stream: number, length: number) => {
+  const b = Buffer.alloc(9);
+  b[0] = type;
+  b.writeUInt32BE(stream, 1);
+  b.writeUInt32BE(length, 5);
+  return b;
+};
+
+const badInput: { name: string; input: Buffer; reason: string }[] = [
+  { name: "unknown frame type", input: header(42, 1, 0), reason: "unknown_frame_type" },
+  { name: "HTTP text instead of frames", input: Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), reason: "unknown_frame_type" },
+  { name: "oversized frame (refused from its header, before the payload)", input: header(FrameType.DATA, 1, MUX_MAX_FRAME_PAYLOAD_BYTES + 1), reason: "frame_too_large" },
+  { name: "empty DATA", input: header(FrameType.DATA, 1, 0), reason: "bad_frame_length" },
+  { name: "END with a payload", input: Buffer.concat([header(FrameType.END, 1, 1), Buffer.of(0)]), reason: "bad_frame_length" },
+  { name: "DATA on stream 0", input: Buffer.concat([header(FrameType.DATA, 0, 1), Buffer.of(0)]), reason: "bad_stream_id" },
+  { name: "GOAWAY on a stream", input: header(FrameType.GOAWAY, 3, 0), reason: "bad_stream_id" },
+  { name: "reset code out of range", input: Buffer.concat([header(FrameType.RESET, 1, 1), Buffer.of(200)]), reason: "bad_reset_code" },
+  { name: "zero window increment", input: encodeWindow(1, 0), reason: "bad_window" },
+  { name: "OPEN with a non-hostname service", input: Buffer.concat([header(FrameType.OPEN, 1, 3), Buffer.from("a b")]), reason: "bad_service_name" },
+];
+
+for (const c of badInput) {
+  framing(`bad input is a typed error: ${c.name}`, () => {
+    try {
+      new FrameDecoder().push(c.input);
+      assert.unreachable("should have thrown");
+    } catch (err) {
+      assert.instance(err, MuxProtocolError);
+      assert.is((err as MuxProtocolError).reason, c.reason);
+      assert.is((err as MuxProtocolError).code, "FEDGATE_GATEWAY_MUX_PROTOCOL");
+    }
+  });
+}
+
+interface Pair {
+  client: MuxSession;
+  server: MuxSession;
+  accepted: MuxStream[];
+  errors: { side: string; reason: string }[];
+  writesFromClient: Buffer[];
+}
+
+/** A client and a server session over an in-memory pair; the server accepts every stream unless told otherwise. */
+function sessions(options: { maxStreams?: number; refuse?: MuxResetReason } = {}): Pair {
+  const { a, b, writesFromA } = duplexPair();
+  const accepted: MuxStream[] = [];
+  const errors: { side: string; reason: string }[] = [];
+  const client = new MuxSession({ socket: a, role: "client", maxStreams: 1024, onProtocolError: (e) => errors.push({ side: "client", reason: e.reason }) });
+  const server = new MuxSession({
+    socket: b,
+    role: "server",
+    maxStreams: options.maxStreams ?? 1024,
+    onProtocolError: (e) => errors.push({ side: "server", reason: e.reason }),
+    onStream: (s) => {
+      if (options.refuse) return s.reset(options.refuse);
+      accepted.push(s);
+      s.accept();
+    },
+  });
+  return { client, server, accepted, errors, writesFromClient: writesFromA };
+}
+
+/** Collects what a stream delivers. */
+function collect(stream: MuxStream, options: { credit?: boolean } = {}) {
+  const got = { data: [] as Buffer[], ended: false, reset: undefined as MuxResetReason | undefined, drains: 0 };
+  stream.attach({
+    onData: (c) => {
+      got.data.push(c);
+      if (options.credit !== false) stream.consumed(c.length);
+    },
+    onEnd: () => (got.ended = true),
+    onReset: (r) => (got.reset = r),
+    onDrain: () => (got.drains += 1),
+  });
+  return { got, text: () => Buffer.concat(got.data).toString(), bytes: () => got.data.reduce((n, c) => n + c.length, 0) };
+}
+
+const session = suite("fedgate-mux sessions and flow control");
+
+session("streams open on OPEN_ACK, carry data both ways and half-close independently", async () => {
+  const p = sessions();
+  const s = await p.client.open("svc.example");
+  assert.is(p.accepted.length, 1);
+  assert.is(p.accepted[0]!.service, "svc.example");
+  const atClient = collect(s);
+  const atServer = collect(p.accepted[0]!);
+  s.write(Buffer.from("ping"));
+  s.end();
+  await settle();
+  assert.is(atServer.text(), "ping");
+  assert.ok(atServer.got.ended, "server saw the client's END");
+  assert.is(p.server.activeStreams, 1, "still open: the server's direction is not ended");
+  p.accepted[0]!.write(Buffer.from("pong"));
+  p.accepted[0]!.end();
+  await settle();
+  assert.is(atClient.text(), "pong");
+  assert.ok(atClient.got.ended);
+  assert.is(p.client.activeStreams, 0);
+  assert.is(p.server.activeStreams, 0);
+  assert.equal(p.errors, []);
+});
+
+session("frames of many streams produced in one turn leave in one write", async () => {
+  const p = sessions();
+  const streams = await Promise.all(Array.from({ length: 20 }, () => p.client.open("svc")));
+  await settle();
+  const before = p.writesFromClient.length;
+  for (const s of streams) s.write(Buffer.from("x"));
+  await settle();
+  assert.is(p.writesFromClient.length - before, 1, "one socket write for 20 DATA frames");
+});
+
+session("a refused open rejects with the peer's reason, and the session keeps serving", async () => {
+  const p = sessions({ refuse: "no_healthy_upstream" });
+  try {
+    await p.client.open("svc");
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, MuxStreamRefusedError);
+    assert.is((err as MuxStreamRefusedError).reason, "no_healthy_upstream");
+  }
+  assert.is(p.client.activeStreams, 0);
+  assert.ok(p.client.canOpen);
+});
+
+session("a slow reader stalls only its own stream: the sender holds data at the window and resumes on credit", async () => {
+  const p = sessions();
+  const slow = await p.client.open("svc");
+  const fast = await p.client.open("svc");
+  const slowAtServer = collect(p.accepted[0]!, { credit: false });
+  const fastAtServer = collect(p.accepted[1]!);
+  const slowAtClient = collect(slow);
+  const big = Buffer.alloc(MUX_INITIAL_WINDOW_BYTES * 3, 1);
+  assert.is(slow.write(big), false, "more than the window: held");
+  assert.ok(fast.write(Buffer.from("quick")));
+  await settle();
+  assert.is(slowAtServer.bytes(), MUX_INITIAL_WINDOW_BYTES, "exactly one window arrived");
+  assert.is(fastAtServer.text(), "quick", "the other stream was not blocked");
+  // The reader takes what it got: credit flows back and the rest arrives.
+  p.accepted[0]!.consumed(slowAtServer.bytes());
+  await settle();
+  assert.is(slowAtServer.bytes(), MUX_INITIAL_WINDOW_BYTES * 2);
+  p.accepted[0]!.consumed(MUX_INITIAL_WINDOW_BYTES);
+  await settle();
+  p.accepted[0]!.consumed(MUX_INITIAL_WINDOW_BYTES);
+  await settle();
+  assert.is(slowAtServer.bytes(), big.length);
+  assert.is(slowAtClient.got.drains, 1, "onDrain once the held data went out");
+  assert.equal(p.errors, []);
+});
+
+session("END after held data goes out after that data", async () => {
+  const p = sessions();
+  const s = await p.client.open("svc");
+  const atServer = collect(p.accepted[0]!);
+  s.write(Buffer.alloc(MUX_INITIAL_WINDOW_BYTES + 10, 2));
+  s.end();
+  await settle(12);
+  assert.is(atServer.bytes(), MUX_INITIAL_WINDOW_BYTES + 10);
+  assert.ok(atServer.got.ended);
+});
+
+/** Raw frames from a misbehaving client straight into a server session. */
+async function serverGets(frames: Buffer[], maxStreams = 1024): Promise<{ errors: string[]; closed: boolean }> {
+  const { a, b } = duplexPair();
+  const errors: string[] = [];
+  let closed = false;
+  new MuxSession({ socket: b, role: "server", maxStreams, onProtocolError: (e) => errors.push(e.reason), onStream: (s) => s.accept(), onClose: () => (closed = true) });
+  for (const f of frames) a.write(f);
+  await settle();
+  return { errors, closed };
+}
+
+const violations: { name: string; frames: Buffer[]; maxStreams?: number; reason: string }[] = [
+  { name: "too many streams", frames: [encodeOpen(1, "s"), encodeOpen(2, "s"), encodeOpen(3, "s")], maxStreams: 2, reason: "too_many_streams" },
+  { name: "a stream id used twice", frames: [encodeOpen(5, "s"), encodeOpen(5, "s")], reason: "stream_id_reused" },
+  { name: "data on a stream never opened", frames: [encodeFrame(FrameType.DATA, 9, Buffer.from("x"))], reason: "unknown_stream" },
+  {
+    name: "more data than the window",
+    frames: [encodeOpen(1, "s"), ...Array.from({ length: MUX_INITIAL_WINDOW_BYTES / MUX_MAX_FRAME_PAYLOAD_BYTES + 1 }, () => encodeFrame(FrameType.DATA, 1, Buffer.alloc(MUX_MAX_FRAME_PAYLOAD_BYTES)))],
+    reason: "window_exceeded",
+  },
+  { name: "a window past 2^31-1", frames: [encodeOpen(1, "s"), encodeWindow(1, 2 ** 31 - 1)], reason: "window_overflow" },
+  { name: "data after END", frames: [encodeOpen(1, "s"), encodeFrame(FrameType.END, 1), encodeFrame(FrameType.DATA, 1, Buffer.from("x"))], reason: "data_after_end" },
+  { name: "an OPEN_ACK sent to the exporting side", frames: [encodeOpen(1, "s"), encodeFrame(FrameType.OPEN_ACK, 1)], reason: "unexpected_frame" },
+];
+
+for (const v of violations) {
+  session(`protocol violation closes the tunnel with a typed, counted reason: ${v.name}`, async () => {
+    const r = await serverGets(v.frames, v.maxStreams);
+    assert.equal(r.errors, [v.reason]);
+    assert.ok(r.closed, "tunnel closed");
+  });
+}
+
+session("frames for a stream we already closed are dropped, not an error (they crossed our RESET)", async () => {
+  const r = await serverGets([encodeOpen(1, "s"), encodeReset(1, "cancel"), encodeFrame(FrameType.DATA, 1, Buffer.from("late")), encodeWindow(1, 10)]);
+  assert.equal(r.errors, []);
+  assert.not.ok(r.closed);
+});
+
+session("a lost tunnel fails its streams and pending opens at once", async () => {
+  const { a, b } = duplexPair();
+  const client = new MuxSession({ socket: a, role: "client", maxStreams: 8 });
+  // A server that never answers: one open stays pending.
+  const silent = new MuxSession({ socket: b, role: "server", maxStreams: 8, onStream: () => undefined });
+  const pending = client.open("svc").then(
+    () => "opened",
+    (err: unknown) => (err as MuxStreamRefusedError).reason,
+  );
+  await settle();
+  silent.destroy();
+  a.destroy();
+  assert.is(await pending, "tunnel_closed");
+  assert.not.ok(client.canOpen);
+});
+
+session("GOAWAY: the server refuses new streams, open ones finish, then the tunnel closes", async () => {
+  const p = sessions();
+  const s = await p.client.open("svc");
+  const atClient = collect(s);
+  collect(p.accepted[0]!);
+  p.server.goAway();
+  await settle();
+  assert.not.ok(p.client.canOpen, "the client stops opening streams");
+  s.write(Buffer.from("still"));
+  s.end();
+  p.accepted[0]!.end();
+  await settle(12);
+  assert.ok(atClient.got.ended);
+  assert.ok(p.server.closed && p.client.closed, "the tunnel closed after its last stream");
+});
+
+framing.run();
+session.run();
