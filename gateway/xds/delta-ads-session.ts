@@ -84,6 +84,8 @@ export class DeltaAdsSession extends AdsSessionBase {
         delta.absent.delete(name);
       }
     }
+    // A bare ACK or NACK changes nothing the node wants: every push and refresh left it holding all of it.
+    if (!first && request.subscribe.length === 0 && request.unsubscribe.length === 0) return;
     // A first request is answered even when empty: the node waits for it to finish initialising.
     this.push(kind, state, delta, first && initial.length === 0);
   }
