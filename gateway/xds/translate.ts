@@ -225,7 +225,8 @@ function contextKey(snapshot: FederationSnapshot): string {
 
 /** Every input one service's translation reads; equal keys give equal translations. */
 function serviceInputKey(snapshot: FederationSnapshot, service: SnapshotService): string {
-  const views = service.exports.map((e) => snapshot.clusters.find((c) => c.name === e.cluster) ?? null);
+  // The last view of a name wins, as in outboundLoadAssignment.
+  const views = service.exports.map((e) => snapshot.clusters.findLast((c) => c.name === e.cluster) ?? null);
   return JSON.stringify([
     service,
     snapshot.policies.get(service.key) ?? null,

@@ -86,6 +86,7 @@ const changes: { name: string; change: (input: Input) => Input; only?: (typeof F
   { name: "this cluster's locality", change: (i) => ({ ...i, self: { ...i.self, region: "r2" } }) },
   { name: "a peer cluster going stale", change: (i) => ({ ...i, clusters: i.clusters.map((c) => (c.name === "b" ? { ...c, stale: true } : c)) }) },
   { name: "a peer cluster's registered region", change: (i) => ({ ...i, clusters: i.clusters.map((c) => (c.name === "b" && c.registration ? { ...c, registration: { ...c.registration, region: "r1" } } : c)) }) },
+  { name: "a later, stale copy of a peer's view (the last one counts)", change: (i) => ({ ...i, clusters: [...i.clusters, { ...i.clusters.find((c) => c.name === "b")!, stale: true }] }) },
   { name: "a service added", change: (i) => ({ ...i, services: [...i.services, renamed(i.services[0]!, "added")] }) },
   { name: "a service removed", change: (i) => ({ ...i, services: i.services.filter((s) => s.key !== "demo/http-0") }) },
   { name: "services reordered", change: (i) => ({ ...i, services: [...i.services].reverse() }) },
@@ -198,8 +199,8 @@ sessions("delta nodes get exactly the changed resources and removals, through ma
     return sent;
   };
   const wildcard = open("w", TYPE_URL.cluster, ["*"]);
-  const named = open("n", TYPE_URL.endpoint, ["outbound|50051||echo.demo.svc.clusterset.local", "outbound|8080||added.demo.svc.clusterset.local"]);
-  const steps = [...changes.map((c) => c.change(base())), base(), changes[21]!.change(base()), base()];
+  const named = open("n", TYPE_URL.endpoint, ["outbound|50051||echo.demo.svc.clusterset.local", "outbound|50051||added.demo.svc.clusterset.local"]);
+  const steps = [...changes.map((c) => c.change(base())), base(), changes.find((c) => c.name === "a service added")!.change(base()), base()];
   for (const input of steps) {
     const pushesBefore = wildcard.length + named.length;
     core.setSnapshot(input);
@@ -207,12 +208,14 @@ sessions("delta nodes get exactly the changed resources and removals, through ma
     const clusters = core.resources("gateway")?.cluster;
     const endpoints = core.resources("gateway")?.endpoint;
     assert.equal(held.get(`w ${TYPE_URL.cluster}`), new Map([...(clusters ?? [])].map(([n, r]) => [n, r.hash])), "the wildcard node holds every cluster");
-    const wanted = ["outbound|50051||echo.demo.svc.clusterset.local", "outbound|8080||added.demo.svc.clusterset.local"].filter((n) => endpoints?.has(n));
+    const wanted = ["outbound|50051||echo.demo.svc.clusterset.local", "outbound|50051||added.demo.svc.clusterset.local"].filter((n) => endpoints?.has(n));
     assert.equal(held.get(`n ${TYPE_URL.endpoint}`), new Map(wanted.map((n) => [n, endpoints?.get(n)?.hash ?? ""])), "the named node holds what exists of its names");
     assert.ok(wildcard.length + named.length - pushesBefore <= 2, "at most one push per stream per change");
   }
-  const removals = named.flatMap((r) => r.removedResources);
-  assert.ok(removals.includes("outbound|8080||added.demo.svc.clusterset.local"), "a subscribed name that went away was reported removed");
+  const added = "outbound|50051||added.demo.svc.clusterset.local";
+  const upserted = named.findIndex((r) => r.resources.some((res) => res.name === added));
+  assert.ok(upserted > 0, "the subscribed name was served once it existed");
+  assert.ok(named.slice(upserted + 1).some((r) => r.removedResources.includes(added)), "and reported removed when it went away");
 });
 
 sessions.run();
