@@ -1,6 +1,6 @@
 /** For tests: gateway/ internals beyond the public face. */
 export * from "./index.ts";
-export { translate, emptyResourceSet, type ResourceSet, type TranslatedResource, type Translation } from "./xds/translate.ts";
+export { translate, Translator, emptyResourceSet, type ResourceSet, type TranslatedResource, type Translation } from "./xds/translate.ts";
 export { validateAndEncode, EncodedResourceCache, type EncodedSet, type EncodedResource } from "./xds/resource-validation.ts";
 export { failoverTier, localityPriorities, type LocalityPlace } from "./xds/locality-priority.ts";
 export { AdsSession, flavourOf, type DiscoveryRequest, type DiscoveryResponse } from "./xds/ads-session.ts";

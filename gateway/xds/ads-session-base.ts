@@ -53,6 +53,13 @@ export type SessionEvent =
   | { type: "ack"; stream: number; nodeId: string; kind: ResourceKind; version: string; at: number }
   | { type: "nack"; stream: number; nodeId: string; kind: ResourceKind; nack: NackRecord };
 
+/**
+ * What changed in the last applied snapshot, per flavour and type: the names
+ * whose content changed or that went away. A flavour mapped to undefined, or
+ * absent, may have changed everywhere.
+ */
+export type ChangedNames = ReadonlyMap<Flavour, Readonly<Record<ResourceKind, ReadonlySet<string>>> | undefined>;
+
 /** What a session needs from the server that owns it. */
 export interface SessionHost {
   /** The resources currently served to a flavour, or undefined before the first good snapshot. */
@@ -108,8 +115,18 @@ export abstract class AdsSessionBase {
     return this.nodeInfo ? flavourOf(this.nodeInfo) : undefined;
   }
 
-  /** Pushes every type whose resources changed for this node; a node no change concerns gets nothing. */
-  abstract refresh(): void;
+  /**
+   * Pushes every type whose resources changed for this node; a node no change
+   * concerns gets nothing. With `changed`, only those names are looked at
+   * (a push's cost follows the change, not the size of the config).
+   */
+  abstract refresh(changed?: ChangedNames): void;
+
+  /** The names of `kind` that changed for this node's flavour; undefined: any may have. */
+  protected changedOf(changed: ChangedNames | undefined, kind: ResourceKind): ReadonlySet<string> | undefined {
+    const flavour = this.flavour;
+    return changed && flavour ? changed.get(flavour)?.[kind] : undefined;
+  }
 
   status(): NodeStatus {
     const types: Partial<Record<ResourceKind, TypeStatus>> = {};

@@ -1,4 +1,4 @@
-import { AdsSessionBase, type SessionHost, type TypeState, type XdsNode } from "./ads-session-base.ts";
+import { AdsSessionBase, type ChangedNames, type SessionHost, type TypeState, type XdsNode } from "./ads-session-base.ts";
 import type { EncodedResource } from "./resource-validation.ts";
 import { RESOURCE_KINDS, TYPE_URL, wildcardWhenEmpty, type ResourceKind } from "./type-urls.ts";
 
@@ -64,10 +64,14 @@ export class AdsSession extends AdsSessionBase {
     if (first || changed) this.push(kind, state, first || kind === "listener" || kind === "cluster");
   }
 
-  refresh(): void {
+  refresh(changed?: ChangedNames): void {
     for (const kind of RESOURCE_KINDS) {
       const state = this.types.get(kind);
-      if (state && state.sentNonce !== undefined) this.push(kind, state, false);
+      if (!state || state.sentNonce === undefined) continue;
+      // What was sent is what was desired (each request and refresh pushes any difference), so only a changed name this node wants can make one.
+      const names = this.changedOf(changed, kind);
+      if (names && ![...names].some((name) => state.wildcard || state.subscribed.has(name))) continue;
+      this.push(kind, state, false);
     }
   }
 

@@ -24,14 +24,21 @@ export type EncodedSet = Record<ResourceKind, Map<string, EncodedResource>>;
 const PIECEWISE_FIELD: Partial<Record<ResourceKind, string>> = { listener: "filter_chains", route: "virtual_hosts" };
 
 /**
- * Validated, encoded resources by content. Translation is deterministic, so
- * a resource a snapshot did not change (most of them) is validated and
- * encoded once, not again for every snapshot and flavour: bench/xds-push.ts
- * showed that re-validation was most of a push's server work. Entries live
- * for one generation after their last use (`endGeneration`).
+ * Validated, encoded resources. A translated message seen before (the same
+ * object: `Translator` hands back an unchanged service's resources as they
+ * were) is found by identity, without looking at its content. Otherwise it is
+ * keyed by its content (kind, name, JSON): translation is deterministic, so a
+ * resource a snapshot did not change is validated and encoded once, not again
+ * for every snapshot and flavour (bench/xds-push.ts: re-validation was most of
+ * a push's server work). Content entries live for one generation after their
+ * last use (`endGeneration`); identity entries as long as their message does.
+ * Only resources that pass every check of their own (proto, PGV, the name
+ * they declare, the ClusterLoadAssignment invariants) are cached.
  */
 export class EncodedResourceCache {
   private readonly registry: ProtoRegistry;
+  private readonly byIdentity = new WeakMap<ProtoMessage, EncodedResource>();
+  private readonly itemsByIdentity = new WeakMap<object, Uint8Array>();
   private previous = new Map<string, EncodedResource>();
   private current = new Map<string, EncodedResource>();
   private previousItems = new Map<string, Uint8Array>();
@@ -43,36 +50,59 @@ export class EncodedResourceCache {
 
   /** The encoded resource, or the problems that keep it from being sent (never cached). */
   encode(kind: ResourceKind, name: string, message: ProtoMessage, at: string): { resource: EncodedResource | undefined; problems: Problem[] } {
+    const seen = this.byIdentity.get(message);
+    if (seen && seen.kind === kind && seen.name === name) return { resource: seen, problems: [] };
+    const outcome = this.encodeByContent(kind, name, message, at);
+    if (outcome.resource) this.byIdentity.set(message, outcome.resource);
+    return outcome;
+  }
+
+  private encodeByContent(kind: ResourceKind, name: string, message: ProtoMessage, at: string): { resource: EncodedResource | undefined; problems: Problem[] } {
     const field = PIECEWISE_FIELD[kind];
     const items = field ? message[field] : undefined;
-    if (field && Array.isArray(items)) return this.encodePiecewise(kind, name, message, field, items, at);
+    if (field && Array.isArray(items)) return this.encodePiecewise(kind, name, message, field, items, at, ownProblems(kind, name, message, at));
     const key = `${kind}\0${name}\0${JSON.stringify(message, exactNumbers)}`;
     const known = this.known(key);
     if (known) return { resource: known, problems: [] };
     const result = this.registry.encode(messageNameOf(TYPE_URL[kind]), message, at);
-    if (!result.bytes) return { resource: undefined, problems: result.problems };
+    const problems = [...result.problems, ...ownProblems(kind, name, message, at)];
+    if (!result.bytes || problems.length) return { resource: undefined, problems };
     return { resource: this.remember(key, kind, name, result.bytes), problems: [] };
   }
 
-  private encodePiecewise(kind: ResourceKind, name: string, message: ProtoMessage, field: string, items: unknown[], at: string): { resource: EncodedResource | undefined; problems: Problem[] } {
+  private encodePiecewise(
+    kind: ResourceKind,
+    name: string,
+    message: ProtoMessage,
+    field: string,
+    items: unknown[],
+    at: string,
+    own: Problem[],
+  ): { resource: EncodedResource | undefined; problems: Problem[] } {
     const rest = Object.fromEntries(Object.entries(message).filter(([k]) => k !== field));
     const typeName = messageNameOf(TYPE_URL[kind]);
     const problems: Problem[] = [];
     const parts: Uint8Array[] = [];
-    // Cached piece by piece; the whole is keyed by its bytes' hash (a key of the whole JSON cost more than the pieces).
+    // Cached piece by piece (a piece seen before by identity, else by its JSON); the whole is keyed by its bytes' hash.
     [rest, ...items].forEach((item, i) => {
       const head = i === 0;
-      const itemKey = `${kind}\0${head ? "" : field}\0${JSON.stringify(item, exactNumbers)}`;
-      let bytes = this.currentItems.get(itemKey) ?? this.previousItems.get(itemKey);
+      const identity = !head && typeof item === "object" && item !== null ? item : undefined;
+      let bytes = identity && this.itemsByIdentity.get(identity);
       if (!bytes) {
-        const result = head ? this.registry.encode(typeName, rest, at) : this.registry.encodeRepeatedItem(typeName, field, item, `${at}.${field}[${i - 1}]`);
-        problems.push(...result.problems);
-        bytes = result.bytes;
+        const itemKey = `${kind}\0${head ? "" : field}\0${JSON.stringify(item, exactNumbers)}`;
+        bytes = this.currentItems.get(itemKey) ?? this.previousItems.get(itemKey);
+        if (!bytes) {
+          const result = head ? this.registry.encode(typeName, rest, at) : this.registry.encodeRepeatedItem(typeName, field, item, `${at}.${field}[${i - 1}]`);
+          problems.push(...result.problems);
+          bytes = result.bytes;
+        }
+        if (!bytes) return;
+        this.currentItems.set(itemKey, bytes);
+        if (identity) this.itemsByIdentity.set(identity, bytes);
       }
-      if (!bytes) return;
-      this.currentItems.set(itemKey, bytes);
       parts.push(bytes);
     });
+    problems.push(...own);
     if (problems.length) return { resource: undefined, problems };
     const bytes = Buffer.concat(parts);
     const hash = sha256(bytes);
@@ -137,12 +167,9 @@ export function validateAndEncode(cache: EncodedResourceCache, set: ResourceSet)
       const at = `${kind}[${name}]`;
       const result = cache.encode(kind, name, resource.message, at);
       problems.push(...result.problems);
-      const declared = kind === "endpoint" ? resource.message.cluster_name : resource.message.name;
-      if (declared !== name) problems.push({ path: at, message: `resource is keyed ${name} but names itself ${String(declared)}` });
       for (const ref of resource.refs) {
         if (!set[ref.kind].has(ref.name)) problems.push({ path: at, message: `refers to missing ${ref.kind} ${ref.name}` });
       }
-      if (kind === "endpoint") problems.push(...loadAssignmentProblems(resource.message, at));
       if (kind === "listener") {
         const address = listenerAddress(resource.message);
         if (address) {
@@ -155,6 +182,15 @@ export function validateAndEncode(cache: EncodedResourceCache, set: ResourceSet)
     }
   }
   return { encoded: problems.length ? undefined : encoded, problems };
+}
+
+/** What a resource must satisfy on its own, beyond its proto: cached with it, so checked once per content. */
+function ownProblems(kind: ResourceKind, name: string, message: ProtoMessage, at: string): Problem[] {
+  const problems: Problem[] = [];
+  const declared = kind === "endpoint" ? message.cluster_name : message.name;
+  if (declared !== name) problems.push({ path: at, message: `resource is keyed ${name} but names itself ${String(declared)}` });
+  if (kind === "endpoint") problems.push(...loadAssignmentProblems(message, at));
+  return problems;
 }
 
 function record(v: unknown): Record<string, unknown> | undefined {

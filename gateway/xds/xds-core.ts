@@ -1,13 +1,13 @@
 import { metrics, trace, type Counter, type Meter, type Tracer, type UpDownCounter } from "@opentelemetry/api";
 import { silentLogger, type Logger, type Problem } from "../../common/index.ts";
-import type { AdsSessionBase, NodeStatus, SessionEvent, SessionHost, XdsProtocolKind } from "./ads-session-base.ts";
+import type { AdsSessionBase, ChangedNames, NodeStatus, SessionEvent, SessionHost, XdsProtocolKind } from "./ads-session-base.ts";
 import { AdsSession, type DiscoveryResponse } from "./ads-session.ts";
 import { DeltaAdsSession, type DeltaDiscoveryResponse } from "./delta-ads-session.ts";
 import { XdsOptionsError, XdsResourceValidationError } from "./errors.ts";
 import { parseFederationSnapshot, type FederationSnapshot, type FederationSnapshotInput } from "./input.ts";
 import { ProtoRegistry } from "./proto-registry.ts";
 import { EncodedResourceCache, validateAndEncode, type EncodedSet } from "./resource-validation.ts";
-import { translate, type Flavour, type Translation } from "./translate.ts";
+import { Translator, type Flavour, type Translation } from "./translate.ts";
 import { RESOURCE_KINDS, TYPE_URL, type ResourceKind } from "./type-urls.ts";
 
 /** Timers, injected so the debounce is tested without sleeping. */
@@ -126,7 +126,8 @@ export class XdsCore {
     this.timers = options.timers ?? { setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout) };
     this.debounceMs = debounceMs;
     this.maxDebounceMs = maxDebounceMs;
-    this.translate = options.translate ?? translate;
+    const translator = new Translator();
+    this.translate = options.translate ?? ((snapshot, flavour) => translator.translate(snapshot, flavour));
     const meter = options.meter ?? metrics.getMeter("fedgate.gateway.xds");
     this.counters = {
       pushes: meter.createCounter("fedgate.xds.pushes", { description: "DiscoveryResponses sent" }),
@@ -178,12 +179,13 @@ export class XdsCore {
         }
         for (const w of warnings) this.logger.warn("snapshot input skipped", { path: w.path, problem: w.message });
         this.warnings = warnings;
+        const changed: ChangedNames = new Map([...next].map(([flavour, set]) => [flavour, changedNames(this.current.get(flavour), set)]));
         for (const [flavour, set] of next) this.current.set(flavour, set);
         this.generation += 1;
         this.lastAppliedAt = this.now();
         span.setAttribute("fedgate.xds.generation", this.generation);
         span.setAttribute("fedgate.xds.streams", this.sessions.size);
-        for (const session of this.sessions) session.refresh();
+        for (const session of this.sessions) session.refresh(changed);
         return true;
       } finally {
         this.encodedCache.endGeneration();
@@ -285,6 +287,21 @@ export class XdsCore {
     if (event.type === "nack") this.counters.nacks.add(1, { type: event.kind });
     for (const listener of this.listeners) listener(event);
   }
+}
+
+/**
+ * Per type, the names whose content changed (or that went away) from one
+ * applied set to the next, computed once per flush so each session looks at
+ * these alone; undefined (every name may have changed) for a flavour's first set.
+ */
+function changedNames(previous: EncodedSet | undefined, next: EncodedSet): Record<ResourceKind, ReadonlySet<string>> | undefined {
+  if (!previous) return undefined;
+  const changed = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Set<string>()])) as Record<ResourceKind, Set<string>>;
+  for (const kind of RESOURCE_KINDS) {
+    for (const [name, r] of next[kind]) if (previous[kind].get(name)?.hash !== r.hash) changed[kind].add(name);
+    for (const name of previous[kind].keys()) if (!next[kind].has(name)) changed[kind].add(name);
+  }
+  return changed;
 }
 
 const TYPE_URL_SHORT: Record<string, string> = Object.fromEntries(RESOURCE_KINDS.map((k) => [TYPE_URL[k], k]));
