@@ -8,6 +8,7 @@ import { parseCertificatesPem } from "../../trust/index.ts";
 import { createClusterSetPki, type ClusterSetPki } from "../support/clusterset-pki.ts";
 import { forgeLeaf } from "../support/tls-fixtures.ts";
 import { EXPORT_SNI, exchange, Topology, waitFor } from "../support/gateway-harness.ts";
+import { prng } from "../support/prng.ts";
 
 const pki = await createClusterSetPki(["a", "b", "c"]);
 /** Another trust domain, and the same trust domain under a root nobody trusts. */
@@ -261,17 +262,6 @@ async function captureClientHello(servername: string): Promise<Buffer> {
   return bytes;
 }
 
-/** mulberry32: a seeded generator, so a failing mutation can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The downstream TLS failure counters of B's gateway, by reason. */
 function downstreamFailures(t: Topology): Map<string, number> {
   const out = new Map<string, number>();
@@ -320,7 +310,7 @@ sec("fuzz: a few hundred mutated ClientHellos are each refused and counted exact
   const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS, logger: ctx.logger }));
   const hello = await captureClientHello(EXPORT_SNI);
   assert.ok(hello.indexOf(Buffer.from(EXPORT_SNI)) > 43, "the captured hello carries the SNI");
-  const random = seeded(7);
+  const random = prng(7);
   const MUTATIONS = 300;
   const BATCH = 60;
   const before = downstreamFailures(t);

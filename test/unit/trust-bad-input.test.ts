@@ -17,23 +17,12 @@ import {
   verifyPeer,
   x509,
 } from "../../trust/internal.ts";
+import { prng } from "../support/prng.ts";
 
 /**
  * Every parser turns garbage into a typed error: truncated, mutated and
  * oversized inputs never escape as a bare Error, TypeError or RangeError.
  */
-
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Outcome = "ok" | "typed";
 

@@ -21,6 +21,7 @@ import {
   verifyPeer,
   type IntermediateCa,
 } from "../../trust/internal.ts";
+import { prng } from "../support/prng.ts";
 
 const TD = "example.org";
 const DAY_MS = 86_400_000;
@@ -126,20 +127,9 @@ rev("the bus record is zod-validated and bound to the trust domain", async (ctx)
   }
 });
 
-/** mulberry32, so a failing mutation can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 rev("mutated CRL bytes are a MalformedInputError or a refused signature, never an install", async (ctx) => {
   const crl = await ctx.root.issueRevocationList({ intermediates: [ctx.a.certificate, ctx.b.certificate], crlNumber: 9 });
-  const random = seeded(11);
+  const random = prng(11);
   let malformed = 0;
   let unsigned = 0;
   for (let i = 0; i < 300; i++) {
