@@ -12,12 +12,22 @@
  * Each gateway and HAProxy runs in its own process; the backend (Node http,
  * "ok" or a 1 MiB body) too. Ratios are against (d).
  *
+ * wrk is closed-loop: at saturation each path runs at its own load, so its
+ * p99 ratios compare different loads. After the wrk rows, the bench offers
+ * the SAME fixed rates to all four paths, L4 then L7, with test/env/loadgen
+ * (open-loop, latency from each request's scheduled send time, like wrk2):
+ * by default 25 %, 50 % and 75 % of the HAProxy pair's wrk req/s in this run
+ * (`--rate-fractions`), so the rates sit below (d)'s capacity and the
+ * comparison is of latency at equal load. A path that cannot keep up shows
+ * its achieved rate below the offered one and a latency that includes its
+ * backlog.
+ *
  * Needs `wrk` and `haproxy`: the bench checks for them and, when missing and
  * running as root on Debian, installs them with
  * `apt-get update && apt-get install -y haproxy wrk`; otherwise it exits with
  * that instruction.
  *
- * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--profile <dir>] [--node-flags="..."]
+ * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--node-flags="..."]
  * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -28,6 +38,7 @@ import { XdsServer } from "../gateway/index.ts";
 import { createClusterSetPki } from "../test/support/clusterset-pki.ts";
 import type { FederationSnapshotInput } from "../gateway/index.ts";
 import { EXPORT_SNI, gatewayLeaf, SERVICE, SERVICE_PORT, topologySnapshot } from "../test/support/gateway-harness.ts";
+import { runLoadgen, type LoadgenReport } from "./support/loadgen-runner.ts";
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: number) => {
@@ -41,6 +52,9 @@ const BIG_CONNECTIONS = 4;
 const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
 const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
 /** Extra V8/Node flags for the gateway processes, e.g. `--node-flags=--max-semi-space-size=32`. */
+const RATE_FRACTIONS = (args.includes("--rate-fractions") ? args[args.indexOf("--rate-fractions") + 1]! : "0.25,0.5,0.75").split(",").map(Number);
+/** A path "kept up" when it completed at least this share of the offered rate. */
+const KEPT_UP_SHARE = 0.97;
 const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? [];
 
 function ensureTools(): void {
@@ -153,6 +167,22 @@ function wrk(port: number, pathName: string, connections: number, host?: string)
     mbps: transfer ? Number(transfer[1]) * scale[transfer[2] as keyof typeof scale] : NaN,
     errors: [...(errors ? errors.slice(1).map(Number) : [0, 0, 0, 0]), Number(non2xx?.[1] ?? 0)],
   };
+}
+
+/** Latency at the same offered load: one block per rate, ratios against the (d) row of that rate. */
+function printFixedRate(layer: "L4" | "L7", haproxyRps: number, rows: { rate: number; name: string; r: LoadgenReport }[]): void {
+  console.log(`\n${layer} at fixed offered rates (loadgen, open loop, ${CONNECTIONS} connections, ${SECONDS} s each; rates are ${RATE_FRACTIONS.map((f) => `${f * 100} %`).join(", ")} of ${layer} (d)'s wrk ${Math.round(haproxyRps).toLocaleString("en")} req/s)\n`);
+  console.log("| offered req/s | path | achieved req/s | kept up | p50 ms | p50 × (d) | p99 ms | p99 × (d) | p99.9 ms | max ms | errors c/w/r/t/parse/status |");
+  console.log("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+  for (const { rate, name, r } of rows) {
+    const d = rows.find((x) => x.rate === rate && x.name.includes("(d)"))!.r;
+    const keptUp = r.achievedRate >= rate * KEPT_UP_SHARE ? "yes" : `**no** (sent ${r.sent.toLocaleString("en")} of ${r.scheduled.toLocaleString("en")})`;
+    const e = r.errors;
+    const l = r.latencyMs;
+    console.log(
+      `| ${rate.toLocaleString("en")} | ${name} | ${Math.round(r.achievedRate).toLocaleString("en")} | ${keptUp} | ${l.p50.toFixed(2)} | ${(l.p50 / d.latencyMs.p50).toFixed(2)} | ${l.p99.toFixed(2)} | ${(l.p99 / d.latencyMs.p99).toFixed(2)} | ${l["p99.9"].toFixed(2)} | ${l.max.toFixed(1)} | ${[e.connect, e.write, e.read, e.timeout, e.parse, e.status].join("/")} |`,
+    );
+  }
 }
 
 async function main(): Promise<void> {
@@ -287,7 +317,19 @@ backend local
     const mb = s.name.startsWith("L7") ? "| – | –" : `| ${s.mbps.toFixed(0)} | ${(s.mbps / r.mbps).toFixed(2)}`;
     console.log(`| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / r.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / r.p99).toFixed(2)} ${mb} | ${s.errors} |`);
   }
-  console.log(`\nL7 rows are against L7 (d). Load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
+  console.log(`\nL7 rows are against L7 (d). Load average: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
+
+  for (const layer of ["L4", "L7"] as const) {
+    const layerPaths = paths.filter((p) => (layer === "L7") === Boolean(p.l7));
+    const haproxyRps = (layer === "L7" ? refL7 : ref).rps;
+    const rows: { rate: number; name: string; r: LoadgenReport }[] = [];
+    for (const fraction of RATE_FRACTIONS) {
+      const rate = Math.max(1, Math.round(haproxyRps * fraction));
+      for (const p of layerPaths) rows.push({ rate, name: p.name, r: await runLoadgen({ target: `127.0.0.1:${p.port}`, host: L7_HOST, rate, durationMs: SECONDS * 1000, connections: CONNECTIONS }) });
+    }
+    printFixedRate(layer, haproxyRps, rows);
+  }
+  console.log(`\nLoad average at the end: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
   await Promise.all([xdsOne, xdsA, xdsB, xdsOneL7, xdsAL7].map((x) => x.close()));
   await rm(dir, { recursive: true, force: true });
 }
