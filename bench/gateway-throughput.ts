@@ -11,6 +11,9 @@
  * HAProxy's A side runs in `mode http`.
  * Each gateway and HAProxy runs in its own process; the backend (Node http,
  * "ok" or a 1 MiB body) too. Ratios are against (d).
+ * On 1 MiB bodies each proxy path is also charged the CPU seconds (user +
+ * system, from /proc) its gateway or HAProxy processes used per GB relayed:
+ * the cost per byte, which the machine's load moves less than MB/s does.
  *
  * wrk is closed-loop: at saturation each path runs at its own load, so its
  * p99 ratios compare different loads. After the wrk rows, the bench offers
@@ -39,6 +42,7 @@ import { createClusterSetPki } from "../test/support/clusterset-pki.ts";
 import type { FederationSnapshotInput } from "../gateway/index.ts";
 import { EXPORT_SNI, gatewayLeaf, SERVICE, SERVICE_PORT, topologySnapshot } from "../test/support/gateway-harness.ts";
 import { runLoadgen, type LoadgenReport } from "./support/loadgen-runner.ts";
+import { cpuSeconds } from "./support/process-cpu.ts";
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: number) => {
@@ -185,6 +189,10 @@ function printFixedRate(layer: "L4" | "L7", haproxyRps: number, rows: { rate: nu
   }
 }
 
+function lastChildPid(): number {
+  return children.at(-1)!.pid!;
+}
+
 async function main(): Promise<void> {
   ensureTools();
   const dir = await mkdtemp(path.join(tmpdir(), "fedgate-bench-"));
@@ -200,17 +208,20 @@ async function main(): Promise<void> {
   xdsOne.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["a"], exportPorts: new Map(), backends: [backendRef], leaf: leafA }));
   xdsOne.flush();
   const one = await startGateway(dir, "one", xdsOne);
+  const onePid = lastChildPid();
 
   // (c) pair: B exports with the backend local; A imports with no local endpoints.
   const xdsB = await XdsServer.start({});
   xdsB.setSnapshot(topologySnapshot({ self: "b", pki, exporters: ["b"], exportPorts: new Map(), backends: [backendRef], leaf: leafB }));
   xdsB.flush();
   const b = await startGateway(dir, "b", xdsB);
+  const bPid = lastChildPid();
   const bExport = b["fedgate-export-15443"]!.port;
   const xdsA = await XdsServer.start({});
   xdsA.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", bExport]]), backends: [], leaf: leafA }));
   xdsA.flush();
   const a = await startGateway(dir, "a", xdsA);
+  const aPid = lastChildPid();
 
   // L7: the same paths with HTTP import listeners (B's export side is the same L4 relay).
   const xdsOneL7 = await XdsServer.start({});
@@ -272,14 +283,16 @@ backend local
     const child = spawn("haproxy", ["-db", "-f", path.join(dir, cfg)], { stdio: ["ignore", "ignore", "inherit"] });
     children.push(child);
   }
+  const haPids = children.slice(-2).map((c) => c.pid!);
   await new Promise((r) => setTimeout(r, 500));
 
   const listener = `fedgate-import-${SERVICE_PORT}`;
-  const paths: { name: string; port: number; l7?: boolean }[] = [
+  /** `proxies`: the processes whose CPU time the 1 MiB-body runs charge per GB relayed. */
+  const paths: { name: string; port: number; l7?: boolean; proxies?: number[] }[] = [
     { name: "(a) direct", port: backendPort },
-    { name: "(b) fedgate, one hop", port: one[listener]!.port },
-    { name: "(c) fedgate pair, mTLS", port: a[listener]!.port },
-    { name: "(d) HAProxy pair, mTLS", port: haA },
+    { name: "(b) fedgate, one hop", port: one[listener]!.port, proxies: [onePid] },
+    { name: "(c) fedgate pair, mTLS", port: a[listener]!.port, proxies: [aPid, bPid] },
+    { name: "(d) HAProxy pair, mTLS", port: haA, proxies: haPids },
     { name: "L7 (a) direct", port: backendPort, l7: true },
     { name: "L7 (b) fedgate, one hop", port: oneL7[listener]!.port, l7: true },
     { name: "L7 (c) fedgate pair, mTLS", port: aL7[listener]!.port, l7: true },
@@ -287,12 +300,17 @@ backend local
   ];
   // Warm-up (TLS sessions, JIT).
   for (const p of paths) wrk(p.port, "/", 8, L7_HOST);
-  const results = new Map<string, { small: WrkResult[]; big: WrkResult[] }>(paths.map((p) => [p.name, { small: [], big: [] }]));
+  const results = new Map<string, { small: WrkResult[]; big: WrkResult[]; cpuPerGb: number[] }>(paths.map((p) => [p.name, { small: [], big: [], cpuPerGb: [] }]));
   for (let round = 0; round < ROUNDS; round++) {
     for (const p of paths) {
       results.get(p.name)!.small.push(wrk(p.port, "/", CONNECTIONS, L7_HOST));
       // Large bodies are measured on the L4 path only (issue 7).
-      if (!p.l7) results.get(p.name)!.big.push(wrk(p.port, "/big", BIG_CONNECTIONS));
+      if (!p.l7) {
+        const cpuBefore = cpuSeconds(p.proxies ?? []);
+        const big = wrk(p.port, "/big", BIG_CONNECTIONS);
+        results.get(p.name)!.big.push(big);
+        if (p.proxies) results.get(p.name)!.cpuPerGb.push((cpuSeconds(p.proxies) - cpuBefore) / ((big.mbps * SECONDS) / 1024));
+      }
     }
   }
   const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
@@ -304,17 +322,19 @@ backend local
       p50: mean(r.small.map((x) => x.p50)),
       p99: mean(r.small.map((x) => x.p99)),
       mbps: mean(r.big.map((x) => x.mbps)),
+      cpuPerGb: r.cpuPerGb.length ? mean(r.cpuPerGb) : NaN,
       errors: [0, 1, 2, 3, 4].map((i) => [...r.small, ...r.big].reduce((sum, x) => sum + (x.errors[i] ?? 0), 0)).join("/"),
     };
   });
   const ref = summary.find((s) => s.name.startsWith("(d)"))!;
   const refL7 = summary.find((s) => s.name.startsWith("L7 (d)"))!;
   console.log(`\nwrk -t1, ${CONNECTIONS} connections on "/" (2-byte body), ${BIG_CONNECTIONS} on "/big" (1 MiB), ${SECONDS} s each, mean of ${ROUNDS} rounds\n`);
-  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | errors c/r/w/t/non-2xx |");
-  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | proxy CPU s per GB | × (d) | errors c/r/w/t/non-2xx |");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const s of summary) {
     const r = s.name.startsWith("L7") ? refL7 : ref;
-    const mb = s.name.startsWith("L7") ? "| – | –" : `| ${s.mbps.toFixed(0)} | ${(s.mbps / r.mbps).toFixed(2)}`;
+    const cpu = Number.isNaN(s.cpuPerGb) ? "| – | –" : `| ${s.cpuPerGb.toFixed(2)} | ${(s.cpuPerGb / r.cpuPerGb).toFixed(2)}`;
+    const mb = s.name.startsWith("L7") ? "| – | – | – | –" : `| ${s.mbps.toFixed(0)} | ${(s.mbps / r.mbps).toFixed(2)} ${cpu}`;
     console.log(`| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / r.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / r.p99).toFixed(2)} ${mb} | ${s.errors} |`);
   }
   console.log(`\nL7 rows are against L7 (d). Load average: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);

@@ -38,6 +38,7 @@ export const LoadgenReport = z.object({
   sent: z.number().int(),
   completed: z.number().int(),
   errors: z.object({ connect: z.number().int(), write: z.number().int(), read: z.number().int(), timeout: z.number().int(), parse: z.number().int(), status: z.number().int() }),
+  /** Completed requests per second of the scheduled window. */
   achievedRate: z.number(),
   bytesRead: z.number().int(),
   latencyMs: Latency,
