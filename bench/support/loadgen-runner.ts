@@ -22,6 +22,12 @@ export interface LoadgenOptions {
   connections: number;
   /** Per-request deadline; loadgen's default (2 s, as wrk) when absent. */
   timeoutMs?: number;
+  /**
+   * One unmeasured request per connection before the clock starts (default
+   * true), so a proxy's upstream connections and TLS handshakes are set up
+   * and the run measures keep-alive traffic.
+   */
+  prime?: boolean;
 }
 
 const Latency = z.object({ p50: z.number(), p90: z.number(), p99: z.number(), "p99.9": z.number(), max: z.number(), mean: z.number() });
@@ -60,6 +66,7 @@ export function loadgenArgs(o: LoadgenOptions): string[] {
     "-path", o.path ?? "/",
     ...(o.host ? ["-host", o.host] : []),
     ...(o.timeoutMs ? ["-timeout", `${o.timeoutMs}ms`] : []),
+    ...(o.prime === false ? ["-prime=false"] : []),
   ];
 }
 

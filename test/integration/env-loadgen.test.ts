@@ -43,10 +43,12 @@ loadgen.after.each(async (ctx) => {
 
 loadgen("charges a server's delay to every request (p50 at least the delay)", async (ctx) => {
   const target = await serve(ctx, (_req, res) => {
+    ctx.requests += 1;
     setTimeout(() => res.end("ok"), DELAY_MS);
   });
   const r = await runLoadgen({ target, rate: 100, durationMs: 2_000, connections: 4 });
   assert.is(r.scheduled, 200, "4 connections x 50 slots of a 100/s timetable over 2 s");
+  assert.is(ctx.requests, r.sent + 4, "the server saw every sent request plus one unmeasured priming request per connection");
   assert.ok(r.completed > 0, "some requests completed");
   assertAccounted(r);
   assert.equal([r.errors.connect, r.errors.parse, r.errors.status], [0, 0, 0]);
@@ -55,13 +57,14 @@ loadgen("charges a server's delay to every request (p50 at least the delay)", as
 });
 
 loadgen("charges a stall to every request scheduled behind it (no coordinated omission)", async (ctx) => {
-  // The first request is held for a second. One connection on a 100/s
+  // The first measured request (the second one: the first primes the
+  // connection) is held for a second. One connection on a 100/s
   // timetable: the ~100 requests due meanwhile wait behind it, and those due
   // in its first half (a quarter of the run) are each late by over 500 ms. A
   // closed-loop tool timing from the actual send would see one slow request.
   const target = await serve(ctx, (_req, res) => {
     ctx.requests += 1;
-    if (ctx.requests === 1) setTimeout(() => res.end("ok"), STALL_MS);
+    if (ctx.requests === 2) setTimeout(() => res.end("ok"), STALL_MS);
     else res.end("ok");
   });
   const r = await runLoadgen({ target, rate: 100, durationMs: 2_000, connections: 1, timeoutMs: 10_000 });
@@ -88,7 +91,7 @@ loadgen("reads chunked bodies on kept-alive connections", async (ctx) => {
 loadgen("counts every scheduled request as a connect error on a closed port", async (ctx) => {
   const target = await serve(ctx, (_req, res) => res.end("ok"));
   await new Promise((resolve) => ctx.servers.pop()?.close(resolve));
-  const r = await runLoadgen({ target, rate: 50, durationMs: 1_000, connections: 2 });
+  const r = await runLoadgen({ target, rate: 50, durationMs: 1_000, connections: 2, prime: false });
   assert.is(r.scheduled, 50);
   assert.is(r.errors.connect, r.scheduled);
   assert.equal([r.sent, r.completed, r.achievedRate], [0, 0, 0]);

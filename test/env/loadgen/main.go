@@ -4,7 +4,9 @@
 // actually sent, so a stalled server is charged for every request it held up
 // (no coordinated omission). Each connection sends one request at a time on
 // its own share of the timetable; a connection that falls behind sends its
-// late requests back to back and their latency shows the backlog.
+// late requests back to back and their latency shows the backlog. Before the
+// clock starts, each connection sends one unmeasured request (-prime), so a
+// proxy under test has its upstream connections and handshakes in place.
 //
 //	loadgen -target 127.0.0.1:8080 -host svc.example -rate 20000 -duration 5s -connections 32 -path /
 //
@@ -29,6 +31,7 @@ type config struct {
 	duration    time.Duration
 	connections int
 	timeout     time.Duration
+	prime       bool
 }
 
 type latencyMs struct {
@@ -106,6 +109,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long to send")
 	fs.IntVar(&c.connections, "connections", 16, "keep-alive connections")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Second, "per-request deadline (connect, write and read)")
+	fs.BoolVar(&c.prime, "prime", true, "send one unmeasured request on each connection before the clock starts")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -140,13 +144,24 @@ func parseFlags(args []string) (config, error) {
 func run(c config) report {
 	request := []byte(fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: fedgate-loadgen\r\n\r\n", c.path, c.host))
 	workers := make([]*worker, c.connections)
+	var ready sync.WaitGroup
 	for i := range workers {
-		workers[i] = &worker{conn: conn{target: c.target, request: request, timeout: c.timeout}, errors: map[string]uint64{}}
-		// Connect before the clock starts, as wrk does; a failure is retried on the first request.
-		if err := workers[i].conn.dial(); err != nil {
-			workers[i].conn.close()
-		}
+		w := &worker{conn: conn{target: c.target, request: request, timeout: c.timeout}, errors: map[string]uint64{}}
+		workers[i] = w
+		ready.Add(1)
+		// Connect before the clock starts, as wrk does; a failure is retried on the first
+		// request. Priming also gets a proxy's own upstream connection (and its TLS
+		// handshake) set up, so the run measures keep-alive traffic, not connection setup.
+		go func() {
+			defer ready.Done()
+			if c.prime {
+				_, _, _ = w.conn.roundTrip() // its outcome is not part of the run
+			} else if err := w.conn.dial(); err != nil {
+				w.conn.close()
+			}
+		}()
 	}
+	ready.Wait()
 	// Connection i sends at start + (i + k*connections) / rate: the whole timetable, evenly interleaved.
 	interval := float64(time.Second) * float64(c.connections) / c.rate
 	start := time.Now()
