@@ -13,17 +13,29 @@
  * HAProxy's A side runs in `mode http`.
  * Each gateway and HAProxy runs in its own process; the backend (Node http,
  * "ok" or a 1 MiB body) too. Ratios are against (d).
+ * On 1 MiB bodies each proxy path is also charged the CPU seconds (user +
+ * system, from /proc) its gateway or HAProxy processes used per GB relayed:
+ * the cost per byte, which the machine's load moves less than MB/s does.
+ *
+ * wrk is closed-loop: at saturation each path runs at its own load, so its
+ * p99 ratios compare different loads. After the wrk rows, the bench offers
+ * the SAME fixed rates to every path, L4 then L7, with test/env/loadgen
+ * (open-loop, latency from each request's scheduled send time, like wrk2):
+ * by default 25 %, 50 % and 75 % of the HAProxy pair's wrk req/s in this run
+ * (`--rate-fractions`), so the rates sit below (d)'s capacity and the
+ * comparison is of latency at equal load. A path that cannot keep up shows
+ * its achieved rate below the offered one and a latency that includes its
+ * backlog.
  *
  * Needs `wrk` and `haproxy`: the bench checks for them and, when missing and
  * running as root on Debian, installs them with
  * `apt-get update && apt-get install -y haproxy wrk`; otherwise it exits with
  * that instruction.
  *
- * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--profile <dir>] [--node-flags="..."] [--l7-only]
+ * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--node-flags="..."] [--l7-only] [--only <regex>]
  * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
@@ -31,6 +43,8 @@ import { XdsServer } from "../gateway/index.ts";
 import { createClusterSetPki } from "../test/support/clusterset-pki.ts";
 import type { FederationSnapshotInput } from "../gateway/index.ts";
 import { EXPORT_SNI, gatewayLeaf, SERVICE, SERVICE_PORT, topologySnapshot } from "../test/support/gateway-harness.ts";
+import { runLoadgen, type LoadgenReport } from "./support/loadgen-runner.ts";
+import { cpuSeconds } from "./support/process-cpu.ts";
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: number) => {
@@ -48,6 +62,9 @@ const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
 const L7_ONLY = args.includes("--l7-only");
 const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
 /** Extra V8/Node flags for the gateway processes, e.g. `--node-flags=--max-semi-space-size=32`. */
+const RATE_FRACTIONS = (args.includes("--rate-fractions") ? args[args.indexOf("--rate-fractions") + 1]! : "0.25,0.5,0.75").split(",").map(Number);
+/** A path "kept up" when it completed at least this share of the offered rate. */
+const KEPT_UP_SHARE = 0.97;
 const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? [];
 
 function ensureTools(): void {
@@ -123,15 +140,9 @@ async function startGateway(dir: string, name: string, xds: XdsServer, fedgate: 
   }
 }
 
-/** CPU time (ms) used so far by every spawned process (gateways, HAProxy, backend): on a loaded machine, CPU per request moves less than req/s. */
-function childrenCpuMs(): number {
-  let ticks = 0;
-  for (const c of children) {
-    if (c.exitCode !== null || !c.pid) continue;
-    const fields = readFileSync(`/proc/${c.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks * 10;
+/** CPU seconds used so far by every running spawned process (gateways, HAProxy, backend): on a loaded machine, CPU per request moves less than req/s. */
+function childrenCpuSeconds(): number {
+  return cpuSeconds(children.filter((c) => c.exitCode === null && c.pid).map((c) => c.pid!));
 }
 
 interface WrkResult {
@@ -177,6 +188,26 @@ function wrk(port: number, pathName: string, connections: number, host?: string)
   };
 }
 
+/** Latency at the same offered load: one block per rate, ratios against the (d) row of that rate. */
+function printFixedRate(layer: "L4" | "L7", haproxyRps: number, rows: { rate: number; name: string; r: LoadgenReport }[]): void {
+  console.log(`\n${layer} at fixed offered rates (loadgen, open loop, ${CONNECTIONS} connections, ${SECONDS} s each; rates are ${RATE_FRACTIONS.map((f) => `${f * 100} %`).join(", ")} of ${layer} (d)'s wrk ${Math.round(haproxyRps).toLocaleString("en")} req/s)\n`);
+  console.log("| offered req/s | path | achieved req/s | kept up | p50 ms | p50 × (d) | p99 ms | p99 × (d) | p99.9 ms | max ms | errors c/w/r/t/parse/status |");
+  console.log("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+  for (const { rate, name, r } of rows) {
+    const d = rows.find((x) => x.rate === rate && x.name.includes("(d)"))!.r;
+    const keptUp = r.achievedRate >= rate * KEPT_UP_SHARE ? "yes" : `**no** (sent ${r.sent.toLocaleString("en")} of ${r.scheduled.toLocaleString("en")})`;
+    const e = r.errors;
+    const l = r.latencyMs;
+    console.log(
+      `| ${rate.toLocaleString("en")} | ${name} | ${Math.round(r.achievedRate).toLocaleString("en")} | ${keptUp} | ${l.p50.toFixed(2)} | ${(l.p50 / d.latencyMs.p50).toFixed(2)} | ${l.p99.toFixed(2)} | ${(l.p99 / d.latencyMs.p99).toFixed(2)} | ${l["p99.9"].toFixed(2)} | ${l.max.toFixed(1)} | ${[e.connect, e.write, e.read, e.timeout, e.parse, e.status].join("/")} |`,
+    );
+  }
+}
+
+function lastChildPid(): number {
+  return children.at(-1)!.pid!;
+}
+
 async function main(): Promise<void> {
   ensureTools();
   const dir = await mkdtemp(path.join(tmpdir(), "fedgate-bench-"));
@@ -192,19 +223,23 @@ async function main(): Promise<void> {
   xdsOne.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["a"], exportPorts: new Map(), backends: [backendRef], leaf: leafA }));
   xdsOne.flush();
   const one = await startGateway(dir, "one", xdsOne);
+  const onePid = lastChildPid();
 
   // (c) pair: B exports with the backend local; A imports with no local endpoints.
   const xdsB = await XdsServer.start({});
   xdsB.setSnapshot(topologySnapshot({ self: "b", pki, exporters: ["b"], exportPorts: new Map(), backends: [backendRef], leaf: leafB }));
   xdsB.flush();
   const b = await startGateway(dir, "b", xdsB);
+  const bPid = lastChildPid();
   const bExport = b["fedgate-export-15443"]!.port;
   const xdsA = await XdsServer.start({});
   xdsA.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", bExport]]), backends: [], leaf: leafA }));
   xdsA.flush();
   const a = await startGateway(dir, "a", xdsA);
+  const aPid = lastChildPid();
   // (c0): the same pair with A dialling one mTLS connection per client connection (no fedgate-mux tunnel).
   const aPlain = await startGateway(dir, "a-plain", xdsA, { mux_tunnels: false });
+  const aPlainPid = lastChildPid();
 
   // L7: the same paths with HTTP import listeners (B's export side is the same L4 relay).
   const xdsOneL7 = await XdsServer.start({});
@@ -266,15 +301,17 @@ backend local
     const child = spawn("haproxy", ["-db", "-f", path.join(dir, cfg)], { stdio: ["ignore", "ignore", "inherit"] });
     children.push(child);
   }
+  const haPids = children.slice(-2).map((c) => c.pid!);
   await new Promise((r) => setTimeout(r, 500));
 
   const listener = `fedgate-import-${SERVICE_PORT}`;
-  const allPaths: { name: string; port: number; l7?: boolean }[] = [
+  /** `proxies`: the processes whose CPU time the 1 MiB-body runs charge per GB relayed. */
+  const allPaths: { name: string; port: number; l7?: boolean; proxies?: number[] }[] = [
     { name: "(a) direct", port: backendPort },
-    { name: "(b) fedgate, one hop", port: one[listener]!.port },
-    { name: "(c0) fedgate pair, mTLS, no mux", port: aPlain[listener]!.port },
-    { name: "(c) fedgate pair, mTLS", port: a[listener]!.port },
-    { name: "(d) HAProxy pair, mTLS", port: haA },
+    { name: "(b) fedgate, one hop", port: one[listener]!.port, proxies: [onePid] },
+    { name: "(c0) fedgate pair, mTLS, no mux", port: aPlain[listener]!.port, proxies: [aPlainPid, bPid] },
+    { name: "(c) fedgate pair, mTLS", port: a[listener]!.port, proxies: [aPid, bPid] },
+    { name: "(d) HAProxy pair, mTLS", port: haA, proxies: haPids },
     { name: "L7 (a) direct", port: backendPort, l7: true },
     { name: "L7 (b) fedgate, one hop", port: oneL7[listener]!.port, l7: true },
     { name: "L7 (c) fedgate pair, mTLS", port: aL7[listener]!.port, l7: true },
@@ -284,15 +321,20 @@ backend local
   // Warm-up (TLS sessions, JIT).
   for (const p of paths) wrk(p.port, "/", 8, L7_HOST);
   const measured = paths.filter((p) => !ONLY || ONLY.test(p.name) || p.name.includes("(d)"));
-  const results = new Map<string, { small: WrkResult[]; big: WrkResult[] }>(measured.map((p) => [p.name, { small: [], big: [] }]));
+  const results = new Map<string, { small: WrkResult[]; big: WrkResult[]; cpuPerGb: number[] }>(measured.map((p) => [p.name, { small: [], big: [], cpuPerGb: [] }]));
   for (let round = 0; round < ROUNDS; round++) {
     for (const p of measured) {
-      const cpuBefore = childrenCpuMs();
+      const cpuBefore = childrenCpuSeconds();
       const small = wrk(p.port, "/", CONNECTIONS, L7_HOST);
-      small.cpuUsPerRequest = ((childrenCpuMs() - cpuBefore) * 1000) / small.requests;
+      small.cpuUsPerRequest = ((childrenCpuSeconds() - cpuBefore) * 1e6) / small.requests;
       results.get(p.name)!.small.push(small);
       // Large bodies are measured on the L4 path only (issue 7).
-      if (!p.l7) results.get(p.name)!.big.push(wrk(p.port, "/big", BIG_CONNECTIONS));
+      if (!p.l7) {
+        const cpuBefore = cpuSeconds(p.proxies ?? []);
+        const big = wrk(p.port, "/big", BIG_CONNECTIONS);
+        results.get(p.name)!.big.push(big);
+        if (p.proxies) results.get(p.name)!.cpuPerGb.push((cpuSeconds(p.proxies) - cpuBefore) / ((big.mbps * SECONDS) / 1024));
+      }
     }
   }
   const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
@@ -305,20 +347,34 @@ backend local
       p99: mean(r.small.map((x) => x.p99)),
       mbps: mean(r.big.map((x) => x.mbps)),
       cpu: mean(r.small.map((x) => x.cpuUsPerRequest ?? NaN)),
+      cpuPerGb: r.cpuPerGb.length ? mean(r.cpuPerGb) : NaN,
       errors: [0, 1, 2, 3, 4].map((i) => [...r.small, ...r.big].reduce((sum, x) => sum + (x.errors[i] ?? 0), 0)).join("/"),
     };
   });
   const ref = summary.find((s) => s.name.startsWith("(d)"));
   const refL7 = summary.find((s) => s.name.startsWith("L7 (d)"))!;
   console.log(`\nwrk -t1, ${CONNECTIONS} connections on "/" (2-byte body), ${BIG_CONNECTIONS} on "/big" (1 MiB), ${SECONDS} s each, mean of ${ROUNDS} rounds\n`);
-  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | CPU µs/req | errors c/r/w/t/non-2xx |");
-  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | proxy CPU s per GB | × (d) | CPU µs/req | errors c/r/w/t/non-2xx |");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const s of summary) {
     const r = s.name.startsWith("L7") ? refL7 : ref!;
-    const mb = s.name.startsWith("L7") ? "| – | –" : `| ${s.mbps.toFixed(0)} | ${(s.mbps / r.mbps).toFixed(2)}`;
+    const cpu = Number.isNaN(s.cpuPerGb) ? "| – | –" : `| ${s.cpuPerGb.toFixed(2)} | ${(s.cpuPerGb / r.cpuPerGb).toFixed(2)}`;
+    const mb = s.name.startsWith("L7") ? "| – | – | – | –" : `| ${s.mbps.toFixed(0)} | ${(s.mbps / r.mbps).toFixed(2)} ${cpu}`;
     console.log(`| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / r.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / r.p99).toFixed(2)} ${mb} | ${s.cpu.toFixed(0)} | ${s.errors} |`);
   }
-  console.log(`\nL7 rows are against L7 (d). Load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
+  console.log(`\nL7 rows are against L7 (d). Load average: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
+
+  for (const layer of L7_ONLY ? (["L7"] as const) : (["L4", "L7"] as const)) {
+    const layerPaths = measured.filter((p) => (layer === "L7") === Boolean(p.l7));
+    const haproxyRps = (layer === "L7" ? refL7 : ref!).rps;
+    const rows: { rate: number; name: string; r: LoadgenReport }[] = [];
+    for (const fraction of RATE_FRACTIONS) {
+      const rate = Math.max(1, Math.round(haproxyRps * fraction));
+      for (const p of layerPaths) rows.push({ rate, name: p.name, r: await runLoadgen({ target: `127.0.0.1:${p.port}`, host: L7_HOST, rate, durationMs: SECONDS * 1000, connections: CONNECTIONS }) });
+    }
+    printFixedRate(layer, haproxyRps, rows);
+  }
+  console.log(`\nLoad average at the end: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
   await Promise.all([xdsOne, xdsA, xdsB, xdsOneL7, xdsAL7].map((x) => x.close()));
   await rm(dir, { recursive: true, force: true });
 }

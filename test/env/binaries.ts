@@ -14,14 +14,14 @@ export const PINNED = Object.freeze({
   kubernetes: "v1.35.4",
 });
 
-export type Tool = "nats-server" | "etcd" | "kube-apiserver" | "kube-controller-manager" | "xds-delta-client";
+export type Tool = "nats-server" | "etcd" | "kube-apiserver" | "kube-controller-manager" | "xds-delta-client" | "loadgen";
 
 /**
  * Go programs kept in this repository (test/env/<tool>/, with go.mod and
  * go.sum pinning their modules), built like the servers and cached by the
  * hash of their sources.
  */
-const REPO_GO_TOOLS: ReadonlySet<Tool> = new Set(["xds-delta-client"]);
+const REPO_GO_TOOLS: ReadonlySet<Tool> = new Set(["xds-delta-client", "loadgen"]);
 
 /** Only the Kubernetes binaries and etcd come from KUBEBUILDER_ASSETS, as in envtest. */
 const ENVTEST_TOOLS: readonly Tool[] = ["etcd", "kube-apiserver", "kube-controller-manager"];

@@ -34,6 +34,15 @@ e2e("a connection to A's import listener is served by B's backend through B's mT
   assert.is(t.metric("b", "fedgate_gateway_bytes_total", { cluster: INBOUND, direction: "downstream" }), 5 * ("b-1\n".length + 4));
 });
 
+e2e("a 4 MiB payload crosses the mTLS pair both ways intact and in order (bulk writes coalesced)", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  // A pattern that does not repeat on 16 KiB boundaries, so a reordered or dropped chunk shows.
+  const payload = Buffer.from(Array.from({ length: 4 << 20 }, (_, i) => 97 + ((i * 7_919) % 26))).toString("latin1");
+  assert.is(await exchange(t.importPort("a"), payload, 60_000), "b-1");
+  await waitFor("bytes counted", () => t.metric("a", "fedgate_gateway_bytes_total", { cluster: OUTBOUND, direction: "upstream" }) === payload.length);
+  assert.is(t.metric("a", "fedgate_gateway_bytes_total", { cluster: OUTBOUND, direction: "downstream" }), "b-1\n".length + payload.length);
+});
+
 e2e("local endpoints first, weighted round robin among them; peers only after", async (ctx) => {
   const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["a", "b"], members: { a: 2, b: 1 } }));
   const ids: string[] = [];

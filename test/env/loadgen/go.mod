@@ -1,0 +1,3 @@
+module fedgate.local/loadgen
+
+go 1.26.0
