@@ -12,6 +12,11 @@
  * - `export-gateway`: the same change to nodes subscribed like a gateway
  *   (CDS, EDS, LDS, the import RDS, SDS): the export listener and the import
  *   RouteConfiguration list every service, so they change with every export.
+ * - `export-gateway-ports`: as `export-gateway`, but with a gateway port
+ *   allocated per imported service port, as the controller's data-plane feed
+ *   always supplies: each service gets its own import listener and route, so
+ *   only the export listener (a filter chain per local export) still lists
+ *   every service.
  *
  * The nodes run in a child process (bench/xds-push-clients.ts), each on its
  * own connection, so this process is the server alone: its heap and RSS
@@ -66,6 +71,15 @@ function exportSnapshot(round: number): FederationSnapshotInput {
   return { ...base, services: [echo, ...Array.from({ length: count - 1 }, (_, i) => renamed(echo, `svc-${i}`))] };
 }
 
+/** The controller's allocation: a gateway port per imported service port (federation/kube/import-ports.ts). */
+const FIRST_IMPORT_PORT = 20000;
+
+function exportSnapshotWithImportPorts(round: number): FederationSnapshotInput {
+  const snapshot = exportSnapshot(round);
+  const importPorts = new Map(snapshot.services.map((s, i) => [s.key, [{ port: 50051, gatewayPort: FIRST_IMPORT_PORT + i }]]));
+  return { ...snapshot, importPorts };
+}
+
 const GATEWAY_SUBSCRIPTIONS: NodeSpec["subscriptions"] = [
   { kind: "cluster", names: [] },
   { kind: "endpoint", names: ["*"] },
@@ -95,6 +109,20 @@ const SCENARIOS: Scenario[] = [
     name: "export-gateway",
     snapshot: exportSnapshot,
     node: (id, _i, protocol) => ({ id, protocol, dataplane: "gateway", subscriptions: GATEWAY_SUBSCRIPTIONS }),
+    concerned: () => true,
+  },
+  {
+    name: "export-gateway-ports",
+    snapshot: exportSnapshotWithImportPorts,
+    node: (id, _i, protocol) => ({
+      id,
+      protocol,
+      dataplane: "gateway",
+      // Every route name up front: a gateway subscribes to a new listener's route once LDS names it.
+      subscriptions: GATEWAY_SUBSCRIPTIONS.map((s) =>
+        s.kind === "route" ? { kind: s.kind, names: Array.from({ length: SERVICES_IN_EXPORT_SCENARIO + 1 }, (_, i) => xdsNames.importListenerName(FIRST_IMPORT_PORT + i)) } : s,
+      ),
+    }),
     concerned: () => true,
   },
 ];
@@ -254,7 +282,7 @@ const f = (v: number) => v.toFixed(1);
 const results: Result[] = [];
 const loadBefore = loadAverage();
 const startedAt = new Date().toISOString().slice(11, 16);
-const wanted = (process.env.XDS_BENCH_SCENARIOS ?? "endpoints,export,export-gateway").split(",");
+const wanted = (process.env.XDS_BENCH_SCENARIOS ?? "endpoints,export,export-gateway,export-gateway-ports").split(",");
 const protocols = (process.env.XDS_BENCH_PROTOCOLS ?? "sotw,delta").split(",") as XdsProtocolKind[];
 for (const scenario of SCENARIOS.filter((s) => wanted.includes(s.name))) {
   for (const n of (process.env.XDS_BENCH_N ?? "1,10,100").split(",").map(Number)) {
