@@ -119,47 +119,96 @@ const EXPECTED_LENGTH: Record<FrameType, (n: number) => boolean> = {
  * Splits a byte stream into frames, checking each header before its payload
  * is buffered: an unknown type, an oversized or malformed frame throws
  * MuxProtocolError at once (the payload of an oversized frame is never held).
+ * A DATA frame's payload is handed on as it arrives, in pieces that share the
+ * input's memory (each a DATA frame of its own): a 64 KiB frame spans four or
+ * more TLS reads, and joining them cost a copy and a store-and-forward delay
+ * per frame (BENCHMARKS.md, "Bulk transfer"). Only control frames, at most
+ * 9 + 255 bytes, are assembled across reads.
  */
 export class FrameDecoder {
-  /** Bytes not yet decoded: the tail of earlier input, kept as chunks until a whole frame is there. */
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  /** How many bytes the frame at the head of `pending` needs (0: its header is not complete yet). */
-  private needed = 0;
+  /** A header or control frame split across reads (copied: a few bytes). */
+  private partial: Buffer | undefined;
+  /** Payload bytes of the current DATA frame still to come, and its stream. */
+  private dataLeft = 0;
+  private dataStream = 0;
 
-  /** Feeds bytes; returns every complete frame in them (payloads may share the input's memory). */
+  /** Feeds bytes; returns every complete frame and DATA piece in them (payloads may share the input's memory). */
   push(chunk: Buffer): Frame[] {
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    // A large frame arrives in many reads: join them once, when all of it is there.
-    if (this.pendingBytes < Math.max(this.needed, MUX_HEADER_BYTES)) return [];
-    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.needed = 0;
     const frames: Frame[] = [];
     let offset = 0;
-    while (buf.length - offset >= MUX_HEADER_BYTES) {
-      const type = buf[offset]! as FrameType;
-      const stream = buf.readUInt32BE(offset + 1);
-      const length = buf.readUInt32BE(offset + 5);
-      checkHeader(type, stream, length);
-      if (buf.length - offset - MUX_HEADER_BYTES < length) {
-        this.needed = MUX_HEADER_BYTES + length;
-        break;
+    while (offset < chunk.length) {
+      if (this.dataLeft > 0) {
+        const n = Math.min(this.dataLeft, chunk.length - offset);
+        frames.push({ type: FrameType.DATA, stream: this.dataStream, payload: chunk.subarray(offset, offset + n) });
+        this.dataLeft -= n;
+        offset += n;
+        continue;
       }
-      const start = offset + MUX_HEADER_BYTES;
-      const payload = buf.subarray(start, start + length);
-      checkPayload(type, payload);
-      frames.push({ type, stream, payload });
-      offset = start + length;
-    }
-    if (offset < buf.length) {
-      this.pending.push(buf.subarray(offset));
-      this.pendingBytes = buf.length - offset;
+      if (this.partial) {
+        offset = this.fillPartial(chunk, offset, frames);
+        continue;
+      }
+      if (chunk.length - offset < MUX_HEADER_BYTES) {
+        this.partial = Buffer.from(chunk.subarray(offset));
+        return frames;
+      }
+      const length = this.header(chunk, offset);
+      offset += MUX_HEADER_BYTES;
+      if (chunk[offset - MUX_HEADER_BYTES] === FrameType.DATA) continue;
+      if (chunk.length - offset < length) {
+        this.partial = Buffer.from(chunk.subarray(offset - MUX_HEADER_BYTES));
+        return frames;
+      }
+      frames.push(controlFrame(chunk.subarray(offset - MUX_HEADER_BYTES, offset + length)));
+      offset += length;
     }
     return frames;
   }
+
+  /** Checks the header at `offset`; a DATA header starts streaming its payload. Returns the payload length. */
+  private header(buf: Buffer, offset: number): number {
+    const type = buf[offset]!;
+    const stream = buf.readUInt32BE(offset + 1);
+    const length = buf.readUInt32BE(offset + 5);
+    checkHeader(type, stream, length);
+    if (type === FrameType.DATA) {
+      this.dataLeft = length;
+      this.dataStream = stream;
+    }
+    return length;
+  }
+
+  /** Adds bytes from `chunk` to the split header or control frame; returns the new offset in `chunk`. */
+  private fillPartial(chunk: Buffer, offset: number, frames: Frame[]): number {
+    const partial = this.partial!;
+    const headerKnown = partial.length >= MUX_HEADER_BYTES;
+    const want = (headerKnown ? MUX_HEADER_BYTES + partial.readUInt32BE(5) : MUX_HEADER_BYTES) - partial.length;
+    const take = Math.min(want, chunk.length - offset);
+    const joined = Buffer.concat([partial, chunk.subarray(offset, offset + take)]);
+    offset += take;
+    if (take < want) {
+      this.partial = joined;
+      return offset;
+    }
+    this.partial = undefined;
+    if (headerKnown) {
+      frames.push(controlFrame(joined));
+      return offset;
+    }
+    const length = this.header(joined, 0);
+    if (joined[0] === FrameType.DATA) return offset;
+    if (length === 0) frames.push(controlFrame(joined));
+    else this.partial = joined;
+    return offset;
+  }
+}
+
+/** A whole control frame (header already checked) in `buf`. */
+function controlFrame(buf: Buffer): Frame {
+  const type = buf[0]! as FrameType;
+  const payload = buf.subarray(MUX_HEADER_BYTES);
+  checkPayload(type, payload);
+  return { type, stream: buf.readUInt32BE(1), payload };
 }
 
 function checkHeader(type: number, stream: number, length: number): void {

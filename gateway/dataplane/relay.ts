@@ -52,6 +52,7 @@ export function relayStream(stream: MuxStream, socket: Socket, cluster: Upstream
   series.connections.add();
   series.active.add(1);
   let uncredited = 0;
+  const coalesce = bulkCoalescer(socket);
   socket.on("data", (chunk: Buffer) => {
     if (!stream.write(chunk)) socket.pause();
   });
@@ -73,6 +74,7 @@ export function relayStream(stream: MuxStream, socket: Socket, cluster: Upstream
     onData: (chunk) => {
       // After the socket closed, data still in flight is dropped but credited, so the peer is never stuck.
       if (socket.destroyed) return stream.consumed(chunk.length);
+      coalesce?.(chunk);
       if (socket.write(chunk)) stream.consumed(chunk.length);
       else uncredited += chunk.length;
     },
@@ -85,24 +87,34 @@ export function relayStream(stream: MuxStream, socket: Socket, cluster: Upstream
 /**
  * Writes the bulk chunks `src` hands over in one event-loop turn to the plain
  * socket `dst` as one writev, not one syscall per 16 KiB (BENCHMARKS.md: 1.25x
- * the MB/s on 1 MiB bodies). The uncork waits for setImmediate because Node
- * runs the tick queue after every native read callback, between the pieces
- * of one TLS read. Only plain destinations: a TLS socket copies a writev's
- * buffers into one before encrypting. Small chunks (request/response
- * traffic) are written at once.
+ * the MB/s on 1 MiB bodies).
  */
 function coalesceBulkWrites(src: Socket, dst: Socket): void {
-  if ("encrypted" in dst) return;
+  const coalesce = bulkCoalescer(dst);
+  // Before pipe's own 'data' listener, so the chunk is written into the cork.
+  if (coalesce) src.prependListener("data", coalesce);
+}
+
+/**
+ * Returns a function to call before writing `chunk` to `dst`: a bulk chunk
+ * corks `dst` until the end of the event-loop turn, so a turn's bulk chunks
+ * (TLS reads, tunnel DATA pieces) leave in one writev. The uncork waits for
+ * setImmediate because Node runs the tick queue after every native read
+ * callback, between the pieces of one TLS read. Only plain destinations
+ * (undefined for TLS): a TLS socket copies a writev's buffers into one before
+ * encrypting. Small chunks (request/response traffic) are written at once.
+ */
+function bulkCoalescer(dst: Socket): ((chunk: Buffer) => void) | undefined {
+  if ("encrypted" in dst) return undefined;
   let corked = false;
   const uncork = () => {
     corked = false;
     dst.uncork();
   };
-  // Before pipe's own 'data' listener, so the chunk is written into the cork.
-  src.prependListener("data", (chunk: Buffer) => {
+  return (chunk) => {
     if (corked || chunk.length < BULK_CHUNK_BYTES) return;
     corked = true;
     dst.cork();
     setImmediate(uncork);
-  });
+  };
 }

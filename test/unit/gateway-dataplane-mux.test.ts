@@ -14,6 +14,7 @@ import {
   MuxSession,
   MuxStreamRefusedError,
   resetReason,
+  type Frame,
   type MuxResetReason,
   type MuxStream,
 } from "../../gateway/internal.ts";
@@ -65,7 +66,7 @@ framing("frames round-trip through the decoder, split at every byte boundary", (
   ]);
   for (let cut = 0; cut <= wire.length; cut++) {
     const d = new FrameDecoder();
-    const frames = [...d.push(wire.subarray(0, cut)), ...d.push(wire.subarray(cut))];
+    const frames = joinDataPieces([...d.push(wire.subarray(0, cut)), ...d.push(wire.subarray(cut))]);
     assert.equal(
       frames.map((f) => [f.type, f.stream, f.payload.toString("latin1")]),
       [
@@ -83,15 +84,33 @@ framing("frames round-trip through the decoder, split at every byte boundary", (
   assert.is(resetReason(Buffer.of(3)), "no_healthy_upstream");
 });
 
-framing("a large frame fed in small reads comes out whole", () => {
-  const payload = Buffer.alloc(MUX_MAX_FRAME_PAYLOAD_BYTES, 7);
-  const wire = encodeFrame(FrameType.DATA, 5, payload);
+framing("a large DATA frame fed in small reads is handed on piece by piece, as it arrives", () => {
+  const payload = Buffer.alloc(MUX_MAX_FRAME_PAYLOAD_BYTES);
+  for (let i = 0; i < payload.length; i++) payload[i] = i % 251;
+  const wire = Buffer.concat([encodeFrame(FrameType.DATA, 5, payload), encodeFrame(FrameType.END, 5)]);
   const d = new FrameDecoder();
   const out = [];
-  for (let i = 0; i < wire.length; i += 1000) out.push(...d.push(wire.subarray(i, i + 1000)));
-  assert.is(out.length, 1);
-  assert.ok(out[0]!.payload.equals(payload));
+  for (let i = 0; i < wire.length; i += 1000) {
+    const pieces = d.push(wire.subarray(i, i + 1000));
+    // Every read that carries payload bytes yields them at once: nothing waits for the frame's end.
+    if (i + 1000 > 9 && i < 9 + payload.length) assert.ok(pieces.some((f) => f.type === FrameType.DATA), `read at ${i}`);
+    out.push(...pieces);
+  }
+  assert.ok(out.slice(0, -1).every((f) => f.type === FrameType.DATA && f.stream === 5));
+  assert.ok(Buffer.concat(out.slice(0, -1).map((f) => f.payload)).equals(payload));
+  assert.is(out.at(-1)!.type, FrameType.END);
 });
+
+/** Adjacent DATA pieces of one stream, joined back into the frames that were sent. */
+function joinDataPieces(frames: Frame[]): Frame[] {
+  const out: Frame[] = [];
+  for (const f of frames) {
+    const last = out.at(-1);
+    if (last && f.type === FrameType.DATA && last.type === FrameType.DATA && last.stream === f.stream) last.payload = Buffer.concat([last.payload, f.payload]);
+    else out.push({ ...f });
+  }
+  return out;
+}
 
 const header = (type: number, stream: number, length: number) => {
   const b = Buffer.alloc(9);
