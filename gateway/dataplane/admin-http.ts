@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import { listen } from "./import-listener.ts";
+import { boundPort, listen } from "./import-listener.ts";
 
 export interface AdminSource {
   ready(): boolean;
@@ -36,6 +36,5 @@ export async function startAdmin(options: { host: string; port: number; source: 
     }
   });
   await listen(server, options.host, options.port, "admin");
-  const address = server.address();
-  return { server, port: typeof address === "object" && address ? address.port : 0 };
+  return { server, port: boundPort(server) };
 }

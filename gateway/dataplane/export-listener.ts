@@ -3,7 +3,7 @@ import { createServer, type SecureContext, type Server, type TLSSocket } from "n
 import { asError } from "../../common/index.ts";
 import { admitTlsPeer, type PeerIdentity, type TrustBundle } from "../../trust/index.ts";
 import { GatewayError } from "./errors.ts";
-import { listen } from "./import-listener.ts";
+import { boundPort, listen } from "./import-listener.ts";
 import type { ListenerContext } from "./listener-context.ts";
 import type { ExportChainSpec, ExportListenerSpec } from "./resources.ts";
 import { MUX_ALPN } from "./mux-framing.ts";
@@ -108,8 +108,7 @@ export class ExportListener {
   }
 
   get port(): number {
-    const address = this.server.address();
-    return typeof address === "object" && address ? address.port : 0;
+    return boundPort(this.server);
   }
 
   update(spec: ExportListenerSpec): void {

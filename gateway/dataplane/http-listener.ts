@@ -7,7 +7,7 @@ import { h1Downstream, h2Downstream, type Downstream } from "./http-downstream.t
 import { forward, localReply, type ForwardContext } from "./http-forwarder.ts";
 import { matchRoute, matchVirtualHost } from "./http-router.ts";
 import { HttpUpstreamPool } from "./http-upstream-pool.ts";
-import { listen } from "./import-listener.ts";
+import { boundPort, listen } from "./import-listener.ts";
 import type { ListenerContext } from "./listener-context.ts";
 import type { MetricSeries } from "./metrics.ts";
 import { replayed } from "./replayed-socket.ts";
@@ -87,8 +87,7 @@ export class HttpListener {
   }
 
   get port(): number {
-    const address = this.server.address();
-    return typeof address === "object" && address ? address.port : 0;
+    return boundPort(this.server);
   }
 
   /**

@@ -31,8 +31,7 @@ export class ImportListener {
   }
 
   get port(): number {
-    const address = this.server.address();
-    return typeof address === "object" && address ? address.port : 0;
+    return boundPort(this.server);
   }
 
   /** Stops accepting; open connections carry on. */
@@ -69,6 +68,12 @@ export class ImportListener {
       },
     );
   }
+}
+
+/** The port a listening server is bound to (0 before it listens or after it closed). */
+export function boundPort(server: Server): number {
+  const address = server.address();
+  return typeof address === "object" && address ? address.port : 0;
 }
 
 export function listen(server: Server, host: string, port: number, name: string): Promise<void> {

@@ -231,15 +231,49 @@ export async function wireExportPorts(
  * Simulated clusters, each with a control plane and a gateway; `backendsPer`
  * backends per cluster. Peers' export ports are wired in once every gateway is up.
  */
-export class Topology {
-  readonly clusters = new Map<string, SimCluster>();
+/** What the L4 and L7 test topologies share: simulated clusters by name, each a gateway fed by its own xDS server. */
+export abstract class GatewayTopology<C extends { xds: XdsServer; gateway: Gateway }> {
+  readonly clusters = new Map<string, C>();
   readonly exportPorts = new Map<string, number>();
+  /** The service port whose import listener `importPort` finds. */
+  protected abstract readonly servicePort: number;
+
+  get(name: string): C {
+    const sim = this.clusters.get(name);
+    if (!sim) throw new RangeError(`no cluster ${name}`);
+    return sim;
+  }
+
+  importPort(name: string): number {
+    const port = this.get(name).gateway.listenerAddresses()[`fedgate-import-${this.servicePort}`]?.port;
+    if (!port) throw new Error(`${name} has no import listener`);
+    return port;
+  }
+
+  metric(name: string, metric: string, labels: Record<string, string> = {}): number {
+    return this.get(name).gateway.metrics.registry.value(metric, labels);
+  }
+
+  async close(): Promise<void> {
+    for (const sim of this.clusters.values()) {
+      await sim.gateway.close();
+      await sim.xds.close();
+      await this.killBackends(sim);
+    }
+  }
+
+  protected abstract killBackends(sim: C): Promise<void>;
+}
+
+export class Topology extends GatewayTopology<SimCluster> {
+  protected readonly servicePort = SERVICE_PORT;
   private readonly options: TopologyOptions;
   policy: ServicePolicyInput | undefined;
   consumers: readonly string[] | undefined;
   extraServices: FederationSnapshotInput["services"] = [];
 
   private constructor(options: TopologyOptions) {
+    super();
     this.options = options;
     this.policy = options.policy;
     this.consumers = options.consumers;
@@ -282,28 +316,8 @@ export class Topology {
     sim.xds.flush();
   }
 
-  get(name: string): SimCluster {
-    const sim = this.clusters.get(name);
-    if (!sim) throw new RangeError(`no cluster ${name}`);
-    return sim;
-  }
-
-  importPort(name: string): number {
-    const port = this.get(name).gateway.listenerAddresses()[`fedgate-import-${SERVICE_PORT}`]?.port;
-    if (!port) throw new Error(`${name} has no import listener`);
-    return port;
-  }
-
-  metric(name: string, metric: string, labels: Record<string, string> = {}): number {
-    return this.get(name).gateway.metrics.registry.value(metric, labels);
-  }
-
-  async close(): Promise<void> {
-    for (const sim of this.clusters.values()) {
-      await sim.gateway.close();
-      await sim.xds.close();
-      for (const b of sim.backends) await b.kill();
-    }
+  protected async killBackends(sim: SimCluster): Promise<void> {
+    for (const b of sim.backends) await b.kill();
   }
 }
 

@@ -6,7 +6,7 @@ import { silentLogger } from "../../common/index.ts";
 import { Gateway, XdsServer, type FederationSnapshotInput, type ProtoRegistry, type ServicePolicyInput } from "../../gateway/index.ts";
 import { replayed } from "../../gateway/internal.ts";
 import type { ClusterSetPki } from "./clusterset-pki.ts";
-import { gatewayBootstrap, gatewayLeaf, wireExportPorts } from "./gateway-harness.ts";
+import { gatewayBootstrap, gatewayLeaf, GatewayTopology, wireExportPorts } from "./gateway-harness.ts";
 
 /**
  * Loopback fixtures for the gateway's L7 path: HTTP backends speaking
@@ -189,14 +189,15 @@ interface L7Cluster {
 }
 
 /** Simulated clusters exporting demo/web (HTTP) and demo/greeter (gRPC) on port 9000; every cluster imports both. */
-export class L7Topology {
-  readonly clusters = new Map<string, L7Cluster>();
-  readonly exportPorts = new Map<string, number>();
+export class L7Topology extends GatewayTopology<L7Cluster> {
+  protected readonly servicePort = L7_PORT;
   policy: ServicePolicyInput = {};
   private constructor(
     private readonly pki: ClusterSetPki,
     private readonly exporters: readonly string[],
-  ) {}
+  ) {
+    super();
+  }
 
   static async start(options: { pki: ClusterSetPki; registry: ProtoRegistry; exporters: readonly string[]; members: Record<string, number>; policy?: ServicePolicyInput; handshakeTimeoutMs?: number }): Promise<L7Topology> {
     const t = new L7Topology(options.pki, options.exporters);
@@ -250,28 +251,8 @@ export class L7Topology {
     sim.xds.flush();
   }
 
-  get(name: string): L7Cluster {
-    const sim = this.clusters.get(name);
-    if (!sim) throw new RangeError(`no cluster ${name}`);
-    return sim;
-  }
-
-  importPort(name: string): number {
-    const port = this.get(name).gateway.listenerAddresses()[`fedgate-import-${L7_PORT}`]?.port;
-    if (!port) throw new Error(`${name} has no import listener`);
-    return port;
-  }
-
-  metric(name: string, metric: string, labels: Record<string, string> = {}): number {
-    return this.get(name).gateway.metrics.registry.value(metric, labels);
-  }
-
-  async close(): Promise<void> {
-    for (const sim of this.clusters.values()) {
-      await sim.gateway.close();
-      await sim.xds.close();
-      for (const b of sim.web) await b.kill();
-      for (const b of sim.grpc) await b.kill();
-    }
+  protected async killBackends(sim: L7Cluster): Promise<void> {
+    for (const b of sim.web) await b.kill();
+    for (const b of sim.grpc) await b.kill();
   }
 }
