@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import { constants, type IncomingHttpHeaders as H2Headers, type ServerHttp2Stream } from "node:http2";
 import type { Readable, Writable } from "node:stream";
 
@@ -50,46 +50,9 @@ export function endToEndHeaders(headers: IncomingHttpHeaders | H2Headers): Outgo
   return out;
 }
 
-function isGrpc(headers: IncomingHttpHeaders | H2Headers): boolean {
+/** A gRPC call: its errors are answered as gRPC statuses. */
+export function isGrpc(headers: IncomingHttpHeaders | H2Headers): boolean {
   return String(headers["content-type"] ?? "").startsWith("application/grpc");
-}
-
-export function h1Downstream(req: IncomingMessage, res: ServerResponse): Downstream {
-  return {
-    protocol: "h1",
-    method: req.method ?? "GET",
-    path: req.url ?? "/",
-    authority: req.headers.host ?? "",
-    headers: endToEndHeaders(req.headers),
-    body: req,
-    // Node's parser rejects a request with both; with neither, there is no body (RFC 9112 §6.3).
-    bodyFraming: req.headers["transfer-encoding"] !== undefined ? "chunked" : req.headers["content-length"] !== undefined ? "length" : "none",
-    grpc: isGrpc(req.headers),
-    get headersSent() {
-      return res.headersSent;
-    },
-    get closed() {
-      return res.writableEnded || res.destroyed;
-    },
-    respond(status, headers, endStream) {
-      res.writeHead(status, headers);
-      if (endStream) {
-        res.end();
-        return undefined;
-      }
-      return res;
-    },
-    end(trailers, last) {
-      if (trailers && Object.keys(trailers).length) res.addTrailers(trailers);
-      res.end(last);
-    },
-    abort() {
-      res.destroy();
-    },
-    onClose(listener) {
-      res.once("close", listener);
-    },
-  };
 }
 
 export function h2Downstream(stream: ServerHttp2Stream, headers: H2Headers): Downstream {

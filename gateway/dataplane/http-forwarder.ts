@@ -242,6 +242,5 @@ export function localReply(ctx: Pick<ForwardContext, "requests">, down: Downstre
     down.respond(200, { "content-type": "application/grpc", "grpc-status": String(grpcStatus), "grpc-message": encodeURIComponent(message) }, true);
     return;
   }
-  const sink = down.respond(status, { "content-type": "text/plain", "content-length": Buffer.byteLength(message) + 1 }, false);
-  sink?.end(`${message}\n`);
+  if (down.respond(status, { "content-type": "text/plain", "content-length": Buffer.byteLength(message) + 1 }, false)) down.end(undefined, Buffer.from(`${message}\n`));
 }

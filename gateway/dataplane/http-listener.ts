@@ -1,9 +1,9 @@
-import { createServer as createH1Server, type IncomingMessage, type Server as H1Server, type ServerResponse } from "node:http";
 import { createServer as createH2Server, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { createServer, type Server, type Socket } from "node:net";
-import type { Readable, Writable } from "node:stream";
+import { Readable } from "node:stream";
 import { asError } from "../../common/index.ts";
-import { h1Downstream, h2Downstream, type Downstream } from "./http-downstream.ts";
+import { h2Downstream, type Downstream } from "./http-downstream.ts";
+import { H1ServerConnection } from "./http-h1-downstream.ts";
 import { forward, localReply, type ForwardContext } from "./http-forwarder.ts";
 import { matchRoute, matchVirtualHost } from "./http-router.ts";
 import { HttpUpstreamPool } from "./http-upstream-pool.ts";
@@ -23,7 +23,7 @@ export const MAX_HEADER_BYTES = 16 * 1024;
 export const H2_MAX_HEADER_LIST_BYTES = 4 * MAX_HEADER_BYTES;
 /** RFC 9113 §6.5.2: a header field's size is its name and value octets plus 32. */
 const H2_HEADER_FIELD_OVERHEAD_BYTES = 32;
-/** How often Node's HTTP/1.1 server looks for stalled request heads. */
+/** How often stalled request heads and idle HTTP/1.1 connections are looked for. */
 const HEADERS_CHECK_INTERVAL_MS = 1_000;
 /** An idle HTTP/2 connection is closed after this. */
 const H2_IDLE_TIMEOUT_MS = 120_000;
@@ -40,7 +40,11 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 export class HttpListener {
   spec: HttpListenerSpec;
   private readonly server: Server;
-  private readonly h1: H1Server;
+  /** Open HTTP/1.1 connections, for the stalled-head sweep and for closing. */
+  private readonly h1 = new Set<H1ServerConnection>();
+  private readonly sweep: NodeJS.Timeout;
+  /** The body of requests without one (never read). */
+  private readonly emptyBody = new Readable({ read: () => undefined });
   private readonly h2: Http2Server;
   private readonly ctx: ListenerContext;
   private readonly pool: HttpUpstreamPool;
@@ -64,12 +68,11 @@ export class HttpListener {
       },
     };
     // A client must send its whole request head (HTTP/2: its preface) within the bootstrap's handshake timeout.
-    this.h1 = createH1Server({ maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: ctx.handshakeTimeoutMs, requestTimeout: 0, connectionsCheckingInterval: HEADERS_CHECK_INTERVAL_MS, noDelay: true }, (req, res) =>
-      this.onH1Request(req, res),
-    );
-    // Never listens itself (connections are handed over after the preface check); 'listening' starts its stalled-head checker.
-    this.h1.emit("listening");
-    this.h1.on("clientError", (err: Error & { code?: string }, socket: Socket) => this.onH1ClientError(err, socket));
+    this.sweep = setInterval(() => {
+      const now = Date.now();
+      for (const c of this.h1) c.expire(now);
+    }, HEADERS_CHECK_INTERVAL_MS);
+    this.sweep.unref();
     this.h2 = createH2Server({ settings: { maxHeaderListSize: H2_MAX_HEADER_LIST_BYTES }, maxSessionInvalidFrames: 100 });
     this.h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => this.onH2Stream(stream, headers, rawHeaders));
     this.h2.on("sessionError", (err: Error) => this.badInput("h2_protocol", err));
@@ -97,13 +100,14 @@ export class HttpListener {
    */
   close(): void {
     this.server.close();
-    this.h1.close();
+    for (const c of this.h1) c.closeWhenIdle();
   }
 
   /** Closes pooled upstream connections (gateway shutdown). */
   closeUpstreams(): void {
     this.pool.close();
-    this.h1.closeAllConnections();
+    clearInterval(this.sweep);
+    for (const c of this.h1) c.socket.destroy();
   }
 
   private onConnection(socket: Socket): void {
@@ -126,19 +130,24 @@ export class HttpListener {
         this.h2.emit("connection", replayed(socket, head));
         return;
       }
-      socket.pause();
-      socket.unshift(head);
-      this.h1.emit("connection", socket);
-      socket.resume();
+      this.startH1(socket, head);
     };
     socket.on("data", onData);
     socket.once("close", () => clearTimeout(timer));
   }
 
-  private onH1Request(req: IncomingMessage, res: ServerResponse): void {
-    res.on("error", destroyOnError);
-    req.on("error", destroyOnError);
-    this.dispatch(h1Downstream(req, res));
+  private startH1(socket: Socket, head: Buffer): void {
+    const conn = new H1ServerConnection({
+      socket,
+      maxHeadBytes: MAX_HEADER_BYTES,
+      headTimeoutMs: this.ctx.handshakeTimeoutMs,
+      emptyBody: this.emptyBody,
+      onRequest: (down) => this.dispatch(down),
+      onBadInput: (reason, err) => this.badInput(reason, err),
+      onClose: (c) => this.h1.delete(c),
+    });
+    this.h1.add(conn);
+    conn.start(head);
   }
 
   private onH2Stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
@@ -175,18 +184,6 @@ export class HttpListener {
     localReply(this.forwardCtx, down, "", status, down.grpc ? grpcStatus : undefined, message);
   }
 
-  private onH1ClientError(err: Error & { code?: string }, socket: Socket): void {
-    if (err.code === "ECONNRESET" || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const [status, reason] =
-      err.code === "HPE_HEADER_OVERFLOW" ? [431, "header_overflow"] : err.code === "ERR_HTTP_REQUEST_TIMEOUT" || err.code === "HPE_HEADERS_TIMEOUT" ? [408, "headers_timeout"] : [400, "malformed"];
-    this.badInput(reason, err);
-    const text = status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request";
-    socket.end(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-  }
-
   private badInput(reason: string, err: Error | undefined): void {
     this.ctx.metrics.httpDownstreamErrors.labels({ listener: this.spec.name, reason }).add();
     this.ctx.logger.warn("bad downstream HTTP input", { listener: this.spec.name, reason, err: err && asError(err) });
@@ -200,7 +197,7 @@ function h2HeaderListBytes(rawHeaders: readonly string[]): number {
   return bytes + (rawHeaders.length / 2) * H2_HEADER_FIELD_OVERHEAD_BYTES;
 }
 
-/** An error on a request or response stream ends that stream only (shared, so no closure per request). */
-function destroyOnError(this: Readable | Writable): void {
+/** An error on a stream ends that stream only (shared, so no closure per stream). */
+function destroyOnError(this: ServerHttp2Stream): void {
   this.destroy();
 }
