@@ -1,41 +1,19 @@
 import { Agent, request as h1request } from "node:http";
 import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders } from "node:http2";
-import { connect, type Socket } from "node:net";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { ProtoRegistry } from "../../gateway/index.ts";
 import { H2_MAX_HEADER_LIST_BYTES, MAX_HEADER_BYTES } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
 import { waitFor } from "../support/gateway-harness.ts";
-import { L7Topology, SMUGGLED_MARK, WEB_HOST } from "../support/l7-harness.ts";
+import { L7Topology, raw, SMUGGLED_MARK, WEB_HOST } from "../support/l7-harness.ts";
 import { prng } from "../support/prng.ts";
 
 const pki = await createClusterSetPki(["a"]);
 const registry = ProtoRegistry.load();
 const LISTENER = "fedgate-import-9000";
-/** Longest a fuzz case waits for the gateway to answer or close before the client gives up. */
-const CASE_WAIT_MS = 2_000;
 const FUZZ_CASES = 300;
 const FUZZ_CONCURRENCY = 12;
-
-/** Sends raw bytes on a fresh connection; resolves with what came back once the gateway closes (or after `waitMs`). */
-function raw(port: number, bytes: Buffer | string, waitMs = CASE_WAIT_MS): Promise<{ reply: string; closedByGateway: boolean }> {
-  return new Promise((resolve) => {
-    const socket: Socket = connect({ host: "127.0.0.1", port });
-    let reply = "";
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve({ reply, closedByGateway: false });
-    }, waitMs);
-    socket.on("connect", () => socket.write(bytes));
-    socket.on("data", (c: Buffer) => (reply += c.toString("latin1")));
-    socket.on("error", () => socket.destroy());
-    socket.on("close", () => {
-      clearTimeout(timer);
-      resolve({ reply, closedByGateway: true });
-    });
-  });
-}
 
 function get(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

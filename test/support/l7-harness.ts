@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { createServer as createH1Server } from "node:http";
 import { createServer as createH2Server, type ServerHttp2Stream } from "node:http2";
-import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { silentLogger } from "../../common/index.ts";
 import { Gateway, XdsServer, type FederationSnapshotInput, type ProtoRegistry, type ServicePolicyInput } from "../../gateway/index.ts";
 import { replayed } from "../../gateway/internal.ts";
@@ -23,6 +23,8 @@ export const GREETER_AUTHORITY = `greeter.demo.svc.clusterset.local:${L7_PORT}`;
 export const WEB_CLUSTER = `outbound|${L7_PORT}||${WEB_HOST}`;
 export const GREETER_CLUSTER = `outbound|${L7_PORT}||greeter.demo.svc.clusterset.local`;
 export const GREET_PATH = "/demo.Greeter/Greet";
+/** Longest `raw` waits for the gateway to answer or close before the client gives up. */
+const RAW_WAIT_MS = 2_000;
 /** The body of the response `HttpBackend` hides behind a smuggling one. */
 export const SMUGGLED_MARK = "smuggled";
 
@@ -119,6 +121,25 @@ export class HttpBackend {
     this.server = undefined;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+}
+
+/** Sends raw bytes on a fresh connection; resolves with what came back once the gateway closes (or after `waitMs`). */
+export function raw(port: number, bytes: Buffer | string, waitMs = RAW_WAIT_MS): Promise<{ reply: string; closedByGateway: boolean }> {
+  return new Promise((resolve) => {
+    const socket: Socket = connect({ host: "127.0.0.1", port });
+    let reply = "";
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ reply, closedByGateway: false });
+    }, waitMs);
+    socket.on("connect", () => socket.write(bytes));
+    socket.on("data", (c: Buffer) => (reply += c.toString("latin1")));
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve({ reply, closedByGateway: true });
+    });
+  });
 }
 
 const bytes = (b: Buffer) => b;

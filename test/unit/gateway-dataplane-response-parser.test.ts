@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { MAX_RESPONSE_HEAD_BYTES, ResponseParser, UpstreamProtocolError, type ResponseHead } from "../../gateway/internal.ts";
+import { mutateHttp } from "../support/http-mutation.ts";
 import { prng } from "../support/prng.ts";
 
 interface Outcome {
@@ -112,26 +113,11 @@ parsing("bytes after the response are noticed (the connection must not be reused
 const SEEDS = 3000;
 const BASES = valid.map((c) => r(c.input));
 
-function mutate(input: Buffer, rand: () => number): Buffer {
-  const bytes = [...input];
-  const edits = 1 + Math.floor(rand() * 4);
-  const specials = [0x0d, 0x0a, 0x20, 0x3a, 0x30, 0x3b, 0x09];
-  for (let i = 0; i < edits; i++) {
-    const at = Math.floor(rand() * bytes.length);
-    const op = Math.floor(rand() * 4);
-    if (op === 0) bytes[at] = rand() < 0.5 ? specials[Math.floor(rand() * specials.length)]! : Math.floor(rand() * 256);
-    else if (op === 1) bytes.splice(at, 1);
-    else if (op === 2) bytes.splice(at, 0, Math.floor(rand() * 256));
-    else bytes.splice(at, 0, ...bytes.slice(at, at + Math.floor(rand() * 16)));
-  }
-  return Buffer.from(bytes);
-}
-
 parsing(`fuzz: ${SEEDS} mutated responses (seeded) give the same outcome whole or in random pieces; only typed errors; a Content-Length body is exact`, () => {
   let refused = 0;
   for (let seed = 1; seed <= SEEDS; seed++) {
     const rand = prng(seed);
-    const input = mutate(BASES[seed % BASES.length]!, rand);
+    const input = mutateHttp(BASES[seed % BASES.length]!, rand);
     const cuts = Array.from({ length: 1 + Math.floor(rand() * 5) }, () => Math.floor(rand() * input.length)).sort((a, b) => a - b);
     const whole = parse(input, { eof: true });
     const pieces = parse(input, { cuts, eof: true });
