@@ -165,6 +165,8 @@ export class H1ServerConnection {
   private onSocketClose(): void {
     this.dead = true;
     this.deadline = 0;
+    // A body still being read when its response already ended (the connection was closing) ends here too.
+    this.reading?.peerClosed();
     this.exchange?.peerClosed();
     this.exchange = this.reading = undefined;
     this.options.onClose(this);
@@ -254,6 +256,7 @@ class H1Exchange implements Downstream {
     if (this.finished || this.socket.destroyed) return;
     const writer = this.writer;
     if (writer) {
+      if (writer.writableEnded) return;
       writer.trailers = trailers;
       if (last) writer.end(last);
       else writer.end();
