@@ -143,6 +143,35 @@ h1("HTTP/1.0: closed after the answer unless keep-alive was asked; a streamed an
   assert.ok(streamed.reply.endsWith(`a-1 POST /old-big ${body}`));
 });
 
+h1("a large answer streams chunked to an HTTP/1.1 client; the next request's head, stalled, gets 408 and the connection is closed", async (ctx) => {
+  const t = ctx.topology!;
+  const port = t.importPort("a");
+  const timeouts = () => t.metric("a", "fedgate_gateway_http_downstream_errors_total", { listener: LISTENER, reason: "headers_timeout" });
+  const before = timeouts();
+  const body = "z".repeat(150 * 1024);
+  const r = await raw(port, `POST /chunked-back HTTP/1.1\r\n${H}Content-Length: ${body.length}\r\n\r\n${body}GET /stalled HTTP/1.1\r\n${H}`, 20_000);
+  assert.ok(r.closedByGateway);
+  const parts = responses(r.reply);
+  assert.is(parts.length, 2, r.reply.slice(0, 300));
+  assert.match(parts[0]!, /\r\ntransfer-encoding: chunked\r\n/);
+  const head = parts[0]!.split("\r\n\r\n", 1)[0]!;
+  assert.not.match(head, /content-length/i);
+  // Undo the chunk framing: the echo is whole and the last chunk ends it.
+  let decoded = "";
+  let rest = parts[0]!.slice(head.length + 4);
+  for (;;) {
+    const eol = rest.indexOf("\r\n");
+    const size = parseInt(rest.slice(0, eol), 16);
+    if (size === 0) break;
+    decoded += rest.slice(eol + 2, eol + 2 + size);
+    rest = rest.slice(eol + 2 + size + 2);
+  }
+  assert.is(decoded, `a-1 POST /chunked-back ${body}`);
+  assert.is(rest, "0\r\n\r\n", "the last chunk, no trailers");
+  assert.match(parts[1]!, /^HTTP\/1\.1 408 /);
+  assert.is(timeouts() - before, 1);
+});
+
 h1("a request framed two ways, or with a coding nothing decodes, is refused before it reaches the backend; the connection is closed", async (ctx) => {
   const t = ctx.topology!;
   const port = t.importPort("a");
