@@ -205,8 +205,8 @@ class H1Exchange implements Downstream {
     this.method = head.method;
     this.path = head.target;
     this.authority = head.headers.host ?? "";
-    // The gateway answers the expectation itself (100 Continue).
-    delete head.headers.expect;
+    // The gateway answers the expectation itself (100 Continue). Checked first: delete changes the object's shape.
+    if (head.headers.expect !== undefined) delete head.headers.expect;
     this.headers = endToEndHeaders(head.headers);
     this.body = body;
     this.bodyFraming = head.framing;
