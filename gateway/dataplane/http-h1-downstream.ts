@@ -110,9 +110,12 @@ export class H1ServerConnection {
     } catch (err) {
       if (!(err instanceof DownstreamProtocolError)) throw err;
       this.options.onBadInput(err.reason, err);
-      // Mid-body, the request is already on its way: it is cut, not answered twice.
-      if (this.exchange) this.socket.destroy();
-      else this.refuse(err.status);
+      // Mid-body, a request already handed on is cut, not answered twice; one not handed on yet is answered.
+      if (this.exchange && !this.fresh) this.socket.destroy();
+      else {
+        this.exchange = this.reading = this.fresh = undefined;
+        this.refuse(err.status);
+      }
       return;
     }
     if (rest && rest.length > 0) this.queued = this.queued ? Buffer.concat([rest, this.queued]) : rest;
@@ -276,7 +279,7 @@ class H1Exchange implements Downstream {
 
   /** The connection closed with this exchange unfinished. */
   peerClosed(): void {
-    if (!this.body.readableEnded) this.body.destroy();
+    if (this.bodyFraming !== "none" && !this.body.readableEnded) this.body.destroy();
     this.ended();
   }
 
