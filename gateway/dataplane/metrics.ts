@@ -96,6 +96,7 @@ export function gatewayMetrics(registry: MetricsRegistry) {
     muxTunnels: registry.counter("fedgate_gateway_mux_tunnels_total", "fedgate-mux/1 tunnels established, by side (dialled: to a peer gateway; accepted: on the export listener)."),
     muxActiveTunnels: registry.gauge("fedgate_gateway_mux_active_tunnels", "Open fedgate-mux/1 tunnels, by side."),
     muxProtocolErrors: registry.counter("fedgate_gateway_mux_protocol_errors_total", "Tunnels closed on bad input from the peer, by side and reason (unknown_frame_type, frame_too_large, window_exceeded, too_many_streams, unknown_stream, ...)."),
+    muxKeepAliveTimeouts: registry.counter("fedgate_gateway_mux_keepalive_timeouts_total", "Dialled fedgate-mux/2 tunnels closed because the peer gateway answered no PING within the keep-alive timeout (it hangs with its socket open)."),
     muxStreamRefusals: registry.counter("fedgate_gateway_mux_stream_refusals_total", "Stream opens the peer gateway refused or that were lost with their tunnel, by reason; the connection tried the next endpoint."),
     xdsUpdates: registry.counter("fedgate_gateway_xds_updates_total", "xDS responses handled, by type and result (ack/nack)."),
     xdsConnected: registry.gauge("fedgate_gateway_xds_connected", "1 while the ADS stream is up."),

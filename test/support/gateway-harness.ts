@@ -151,6 +151,8 @@ export interface TopologyOptions {
   logger?: Logger;
   /** false: gateways dial one mTLS connection per relayed connection (no fedgate-mux tunnels). */
   muxTunnels?: boolean;
+  /** The tunnels' keep-alive (bootstrap `mux_keepalive_*`); the gateway's defaults when absent. */
+  keepAlive?: { intervalMs: number; timeoutMs: number };
 }
 
 /** Snapshot for `self`: demo/echo (L4 port 9000) exported by `exporters`, peers reached at their gateways' bound export ports. */
@@ -289,7 +291,8 @@ export class Topology extends GatewayTopology<SimCluster> {
       t.clusters.set(name, sim);
       t.push(name);
       const bootstrap = gatewayBootstrap(name, xds, options.handshakeTimeoutMs);
-      const fedgate = { ...bootstrap.fedgate, mux_tunnels: options.muxTunnels ?? true };
+      const keepAlive = options.keepAlive ? { mux_keepalive_interval_ms: options.keepAlive.intervalMs, mux_keepalive_timeout_ms: options.keepAlive.timeoutMs } : {};
+      const fedgate = { ...bootstrap.fedgate, mux_tunnels: options.muxTunnels ?? true, ...keepAlive };
       sim.gateway = await Gateway.start({ bootstrap: { ...bootstrap, fedgate }, logger: options.logger?.child({ cluster: name }) ?? silentLogger, registry: options.registry });
     }
     await wireExportPorts(t.clusters, options.exporters, t.exportPorts, (name) => t.push(name));
