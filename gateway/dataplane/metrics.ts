@@ -87,6 +87,7 @@ export function gatewayMetrics(registry: MetricsRegistry) {
     tlsFailures: registry.counter("fedgate_gateway_tls_handshake_failures_total", "TLS handshakes refused or failed, by side (downstream/upstream) and reason."),
     httpRequests: registry.counter("fedgate_gateway_http_requests_total", "L7 requests answered, by route cluster, serving fedgate cluster (served_by, empty when no upstream answered) and response class (2xx..5xx)."),
     httpRetries: registry.counter("fedgate_gateway_http_retries_total", "L7 request attempts after the first, by cluster and reason (connect_failure, refused_stream, reset, timeout, 5xx, grpc_unavailable, ...)."),
+    httpStaleRetries: registry.counter("fedgate_gateway_http_stale_connection_retries_total", "L7 requests sent again on a fresh connection to the same endpoint because the pooled keep-alive connection they went out on was closed by the server with no answer (not an endpoint failure), by cluster."),
     httpFailovers: registry.counter("fedgate_gateway_http_failovers_total", "L7 requests answered by a later priority than their first attempt, by cluster."),
     httpTimeouts: registry.counter("fedgate_gateway_http_timeouts_total", "L7 requests cut by their route timeout (504 / DEADLINE_EXCEEDED), by cluster."),
     upstreamActiveRequests: registry.gauge("fedgate_gateway_upstream_active_requests", "L7 request attempts in flight, by cluster."),

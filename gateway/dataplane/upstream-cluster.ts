@@ -73,6 +73,7 @@ export class UpstreamCluster {
     hcUnhealthy: MetricSeries;
     hcHealthy: MetricSeries;
     activeRequests: MetricSeries;
+    staleRetries: MetricSeries;
   };
 
   constructor(options: UpstreamClusterOptions) {
@@ -93,6 +94,7 @@ export class UpstreamCluster {
       hcUnhealthy: m.healthTransitions.labels({ cluster, state: "unhealthy" }),
       hcHealthy: m.healthTransitions.labels({ cluster, state: "healthy" }),
       activeRequests: m.upstreamActiveRequests.labels({ cluster }),
+      staleRetries: m.httpStaleRetries.labels({ cluster }),
     };
     this.restartHealthChecks();
   }

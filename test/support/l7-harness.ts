@@ -39,6 +39,12 @@ export class HttpBackend {
   healthStatus = 200;
   /** The Host header of each health check received, in order. */
   readonly healthChecks: string[] = [];
+  /** HTTP/1.1 keep-alive timeout (Node's default 5 s); takes effect at `listen`. */
+  keepAliveTimeoutMs = 5_000;
+  /** Close a kept-alive connection, unanswered, when its next request arrives (a server dropping an idle connection as a request crosses). */
+  dropReused = false;
+  /** Requests dropped that way. */
+  dropped = 0;
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   constructor(
@@ -61,7 +67,14 @@ export class HttpBackend {
       if (slow) setTimeout(reply, Number(slow[1]));
       else reply();
     };
+    const answered = new WeakSet<Socket>();
     const h1 = createH1Server((req, res) => {
+      if (this.dropReused && answered.has(req.socket)) {
+        this.dropped += 1;
+        req.socket.destroy();
+        return;
+      }
+      answered.add(req.socket);
       if (req.method === "GET" && req.url === "/healthz") {
         this.healthChecks.push(req.headers.host ?? "");
         res.writeHead(this.healthStatus).end();
@@ -76,6 +89,7 @@ export class HttpBackend {
       req.on("data", (c: Buffer) => (body += c.toString()));
       req.on("end", () => handle(req.method ?? "", req.url ?? "", body, (status, text) => res.writeHead(status, { "x-backend": this.id, "content-type": "text/plain" }).end(text)));
     });
+    h1.keepAliveTimeout = this.keepAliveTimeoutMs;
     const h2 = createH2Server();
     h2.on("stream", (stream: ServerHttp2Stream, headers) => {
       let body = "";
