@@ -177,13 +177,15 @@ export class GrpcBackend {
 }
 
 /** A gRPC client of the greeter through a gateway's import port; returns the reply and the response metadata. */
-export function greeterClient(port: number): { greet(name: string, deadlineMs?: number): Promise<{ reply: string; servedBy: string }>; close(): void } {
+export function greeterClient(port: number): { greet(name: string, deadlineMs?: number, metadata?: Record<string, string>): Promise<{ reply: string; servedBy: string }>; close(): void } {
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { "grpc.default_authority": GREETER_AUTHORITY });
   return {
-    greet: (name, deadlineMs = 10_000) =>
+    greet: (name, deadlineMs = 10_000, metadata = {}) =>
       new Promise((resolve, reject) => {
         let servedBy = "";
-        const call = client.makeUnaryRequest(GREET_PATH, bytes, bytes, Buffer.from(name), new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, value) => {
+        const md = new grpc.Metadata();
+        for (const [k, v] of Object.entries(metadata)) md.set(k, v);
+        const call = client.makeUnaryRequest(GREET_PATH, bytes, bytes, Buffer.from(name), md, { deadline: Date.now() + deadlineMs }, (err, value) => {
           if (err) return reject(err);
           resolve({ reply: value?.toString() ?? "", servedBy });
         });
