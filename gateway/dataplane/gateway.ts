@@ -28,7 +28,7 @@ import {
 import { SecretStore } from "./secret-store.ts";
 import { TunnelPool } from "./tunnel-pool.ts";
 import { UpstreamCluster } from "./upstream-cluster.ts";
-import { dial } from "./upstream-connect.ts";
+import { dial, linkTo } from "./upstream-connect.ts";
 
 export interface GatewayOptions {
   bootstrap: Bootstrap;
@@ -254,7 +254,7 @@ export class Gateway {
     for (const [name, spec] of specs) {
       const existing = this.clusters.get(name);
       if (existing) existing.updateSpec(spec);
-      else this.clusters.set(name, new UpstreamCluster({ spec, metrics: this.metrics, logger: this.logger }));
+      else this.clusters.set(name, new UpstreamCluster({ spec, metrics: this.metrics, logger: this.logger, linkToPeer: (cluster, host) => linkTo(cluster, host, this.secrets, this.tunnels) }));
     }
     this.clusterSpecs = specs;
     this.assignEndpoints();
