@@ -1,3 +1,4 @@
+import { Agent, request } from "node:http";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { suite } from "uvu";
@@ -7,6 +8,7 @@ import { ProtoRegistry } from "../../gateway/index.ts";
 import { encodeFrame, FrameDecoder, FrameType, MUX_ALPN, MUX_ALPN_PING, MUX_ALPNS, type Frame } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
 import { ConnectionLoad, EXPORT_SNI, exchange, OUTBOUND, Topology, waitFor } from "../support/gateway-harness.ts";
+import { L7Topology, WEB_CLUSTER, WEB_HOST } from "../support/l7-harness.ts";
 import { TcpProxy } from "../support/tcp-proxy.ts";
 
 const pki = await createClusterSetPki(["a", "b", "c"]);
@@ -14,7 +16,7 @@ const registry = ProtoRegistry.load();
 const KEEPALIVE = { intervalMs: 200, timeoutMs: 400 };
 
 interface Ctx {
-  topology?: Topology;
+  topology?: Topology | L7Topology;
   proxy?: TcpProxy;
 }
 
@@ -85,6 +87,72 @@ keepalive("a peer that hangs with its socket open (black-holed): its tunnel is d
   assert.ok(t.metric("a", "fedgate_gateway_failovers_total", { cluster: OUTBOUND }) >= 1);
   assert.ok(t.metric("a", "fedgate_gateway_outlier_ejections_total", { cluster: OUTBOUND }) >= 1, "B was ejected by outlier detection");
   assert.is(await exchange(t.importPort("a")), "c-1");
+});
+
+/** Steady HTTP/1.1 load through A on kept-alive client connections: who served each request, and what failed. */
+class RequestLoad {
+  readonly served: { cluster: string; at: number }[] = [];
+  readonly failures: string[] = [];
+  private running = true;
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 4 });
+  private readonly loops: Promise<void>[];
+
+  constructor(port: number) {
+    this.loops = Array.from({ length: 4 }, async () => {
+      while (this.running) {
+        const outcome = await new Promise<string>((resolve) => {
+          const req = request({ host: "127.0.0.1", port, path: "/load", agent: this.agent, headers: { host: WEB_HOST } }, (res) => {
+            res.resume();
+            res.on("end", () => resolve(res.statusCode === 200 ? `ok ${String(res.headers["x-fedgate-cluster"])}` : `HTTP ${res.statusCode}`));
+          });
+          req.on("error", (err) => resolve(err.message));
+          req.end();
+        });
+        if (outcome.startsWith("ok ")) this.served.push({ cluster: outcome.slice(3), at: Date.now() });
+        else this.failures.push(outcome);
+      }
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+    this.agent.destroy();
+  }
+}
+
+keepalive("L7 through a peer that goes silent: no request fails; the peer's HTTP check (through its tunnel, which the keep-alive closes) takes it out, and a per-try timeout moves requests stuck on it", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({
+    pki,
+    registry,
+    exporters: ["b", "c"],
+    members: { a: 0, b: 1, c: 1 },
+    policy: {
+      failover: { clusterOrder: ["b", "c"] },
+      retries: { perTryTimeoutMs: 2_000 },
+      healthCheck: { intervalMs: 300, timeoutMs: 500, unhealthyThreshold: 2, healthyThreshold: 1, http: { path: "/healthz" } },
+    },
+    keepAlive: KEEPALIVE,
+  }));
+  const proxy = (ctx.proxy = await TcpProxy.start({ host: "127.0.0.1", port: t.exportPorts.get("b")! }));
+  t.exportPorts.set("b", proxy.port);
+  t.push("a");
+  await waitFor("A reaches B through the proxy", () => t.get("a").gateway.configSummary().endpoints.some((e) => e.localities.some((l) => l.endpoints.some((x) => x.address.port === proxy.port))));
+  const unhealthy = () => t.metric("a", "fedgate_gateway_health_check_transitions_total", { cluster: WEB_CLUSTER, state: "unhealthy" });
+  const unhealthyBefore = unhealthy();
+  const load = new RequestLoad(t.importPort("a"));
+  await waitFor("the load is served by B", () => load.served.filter((s) => s.cluster === "b").length >= 20);
+  const holedAt = Date.now();
+  proxy.blackHole();
+  await waitFor("A takes B out", () => unhealthy() > unhealthyBefore);
+  await waitFor("the load is served by C", () => load.served.filter((s) => s.at > holedAt && s.cluster === "c").length >= 20);
+  await load.stop();
+  const lastB = Math.max(...load.served.filter((s) => s.cluster === "b").map((s) => s.at));
+  const firstC = Math.min(...load.served.filter((s) => s.cluster === "c").map((s) => s.at));
+  console.log(`    L7: first answer from C ${firstC - holedAt} ms after the black hole; last from B ${lastB - holedAt} ms; ${load.served.length} requests, ${load.failures.length} failed`);
+  assert.equal(load.failures, [], "no L7 request failed");
+  assert.ok(t.metric("a", "fedgate_gateway_mux_keepalive_timeouts_total") >= 1, "the checks' tunnel to B was declared dead by the keep-alive");
+  assert.ok(lastB - holedAt < 1_000, "B answered nothing after the black hole (what it answered had left before)");
 });
 
 /** A raw TLS client at B's export listener with A's identity, offering `alpn`; what it receives, decoded as frames. */

@@ -1,6 +1,6 @@
 import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { silentLogger, type Logger } from "../../common/index.ts";
-import { Gateway, parseBootstrap, XdsServer, type ProtoRegistry, type FederationSnapshotInput, type ServicePolicyInput } from "../../gateway/index.ts";
+import { Gateway, parseBootstrap, XdsServer, type Bootstrap, type ProtoRegistry, type FederationSnapshotInput, type ServicePolicyInput } from "../../gateway/index.ts";
 import type { ClusterSetPki } from "./clusterset-pki.ts";
 
 /**
@@ -205,6 +205,12 @@ export function gatewayBootstrap(name: string, xds: XdsServer, handshakeTimeoutM
   });
 }
 
+/** The bootstrap with the tests' tunnel settings: tunnels on or off, and a keep-alive (the gateway's defaults when absent). */
+export function withTunnelOptions(bootstrap: Bootstrap, options: { muxTunnels?: boolean; keepAlive?: { intervalMs: number; timeoutMs: number } }): Bootstrap {
+  const keepAlive = options.keepAlive ? { mux_keepalive_interval_ms: options.keepAlive.intervalMs, mux_keepalive_timeout_ms: options.keepAlive.timeoutMs } : {};
+  return { ...bootstrap, fedgate: { ...bootstrap.fedgate, mux_tunnels: options.muxTunnels ?? bootstrap.fedgate.mux_tunnels, ...keepAlive } };
+}
+
 /**
  * Wires simulated clusters to each other once every gateway is up: records
  * each exporter's bound export port, re-pushes every snapshot with them, and
@@ -290,10 +296,8 @@ export class Topology extends GatewayTopology<SimCluster> {
       const sim: SimCluster = { name, xds, backends, leafPem, gateway: undefined as unknown as Gateway };
       t.clusters.set(name, sim);
       t.push(name);
-      const bootstrap = gatewayBootstrap(name, xds, options.handshakeTimeoutMs);
-      const keepAlive = options.keepAlive ? { mux_keepalive_interval_ms: options.keepAlive.intervalMs, mux_keepalive_timeout_ms: options.keepAlive.timeoutMs } : {};
-      const fedgate = { ...bootstrap.fedgate, mux_tunnels: options.muxTunnels ?? true, ...keepAlive };
-      sim.gateway = await Gateway.start({ bootstrap: { ...bootstrap, fedgate }, logger: options.logger?.child({ cluster: name }) ?? silentLogger, registry: options.registry });
+      const bootstrap = withTunnelOptions(gatewayBootstrap(name, xds, options.handshakeTimeoutMs), options);
+      sim.gateway = await Gateway.start({ bootstrap, logger: options.logger?.child({ cluster: name }) ?? silentLogger, registry: options.registry });
     }
     await wireExportPorts(t.clusters, options.exporters, t.exportPorts, (name) => t.push(name));
     return t;

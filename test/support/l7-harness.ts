@@ -6,7 +6,7 @@ import { silentLogger } from "../../common/index.ts";
 import { Gateway, XdsServer, type FederationSnapshotInput, type ProtoRegistry, type ServicePolicyInput } from "../../gateway/index.ts";
 import { replayed } from "../../gateway/internal.ts";
 import type { ClusterSetPki } from "./clusterset-pki.ts";
-import { gatewayBootstrap, gatewayLeaf, GatewayTopology, wireExportPorts } from "./gateway-harness.ts";
+import { gatewayBootstrap, gatewayLeaf, GatewayTopology, wireExportPorts, withTunnelOptions } from "./gateway-harness.ts";
 
 /**
  * Loopback fixtures for the gateway's L7 path: HTTP backends speaking
@@ -215,7 +215,7 @@ export class L7Topology extends GatewayTopology<L7Cluster> {
     super();
   }
 
-  static async start(options: { pki: ClusterSetPki; registry: ProtoRegistry; exporters: readonly string[]; members: Record<string, number>; policy?: ServicePolicyInput; handshakeTimeoutMs?: number; muxTunnels?: boolean }): Promise<L7Topology> {
+  static async start(options: { pki: ClusterSetPki; registry: ProtoRegistry; exporters: readonly string[]; members: Record<string, number>; policy?: ServicePolicyInput; handshakeTimeoutMs?: number; muxTunnels?: boolean; keepAlive?: { intervalMs: number; timeoutMs: number } }): Promise<L7Topology> {
     const t = new L7Topology(options.pki, options.exporters);
     t.policy = options.policy ?? {};
     for (const [name, count] of Object.entries(options.members)) {
@@ -225,9 +225,7 @@ export class L7Topology extends GatewayTopology<L7Cluster> {
       const sim: L7Cluster = { name, xds, web, grpc: grpcBackends, leaf: await gatewayLeaf(options.pki, name), gateway: undefined as unknown as Gateway };
       t.clusters.set(name, sim);
       t.push(name);
-      const bootstrap = gatewayBootstrap(name, xds, options.handshakeTimeoutMs, L7_PORT);
-      const fedgate = { ...bootstrap.fedgate, mux_tunnels: options.muxTunnels ?? bootstrap.fedgate.mux_tunnels };
-      sim.gateway = await Gateway.start({ bootstrap: { ...bootstrap, fedgate }, logger: silentLogger, registry: options.registry });
+      sim.gateway = await Gateway.start({ bootstrap: withTunnelOptions(gatewayBootstrap(name, xds, options.handshakeTimeoutMs, L7_PORT), options), logger: silentLogger, registry: options.registry });
     }
     await wireExportPorts(t.clusters, options.exporters, t.exportPorts, (name) => t.push(name));
     return t;
