@@ -396,10 +396,14 @@ export class MuxSession {
       this.send(encodeFrame(FrameType.PING, 0, Buffer.alloc(MUX_PING_PAYLOAD_BYTES)));
       const readsAtPing = this.reads;
       this.pingTimer = setTimeout(() => {
-        this.pingTimer = undefined;
-        if (this.reads !== readsAtPing || this.closed) return;
-        this.options.onKeepAliveTimeout?.();
-        this.socket.destroy();
+        // Timers run before the loop's poll phase: after a stall of our own event loop, an answer may sit
+        // unread in the socket. setImmediate looks again once this turn's reads are done.
+        setImmediate(() => {
+          this.pingTimer = undefined;
+          if (this.reads !== readsAtPing || this.closed) return;
+          this.options.onKeepAliveTimeout?.();
+          this.socket.destroy();
+        });
       }, k.timeoutMs);
       this.pingTimer.unref();
     }, k.intervalMs);

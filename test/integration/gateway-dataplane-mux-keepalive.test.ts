@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { Agent, request } from "node:http";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
@@ -5,7 +6,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { sleep } from "../../common/index.ts";
 import { ProtoRegistry } from "../../gateway/index.ts";
-import { encodeFrame, FrameDecoder, FrameType, MUX_ALPN, MUX_ALPN_PING, MUX_ALPNS, type Frame } from "../../gateway/internal.ts";
+import { encodeFrame, FrameDecoder, FrameType, MUX_ALPN, MUX_ALPN_PING, MUX_ALPNS, MuxSession, type Frame } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
 import { ConnectionLoad, EXPORT_SNI, exchange, OUTBOUND, Topology, waitFor } from "../support/gateway-harness.ts";
 import { L7Topology, WEB_CLUSTER, WEB_HOST } from "../support/l7-harness.ts";
@@ -153,6 +154,60 @@ keepalive("L7 through a peer that goes silent: no request fails; the peer's HTTP
   assert.equal(load.failures, [], "no L7 request failed");
   assert.ok(t.metric("a", "fedgate_gateway_mux_keepalive_timeouts_total") >= 1, "the checks' tunnel to B was declared dead by the keep-alive");
   assert.ok(lastB - holedAt < 1_000, "B answered nothing after the black hole (what it answered had left before)");
+});
+
+/** A peer in its own process that answers every PING (17 bytes: header + 8) with a PONG; prints its port. */
+const PONG_PEER = `
+const net = require("node:net");
+const server = net.createServer((s) => {
+  let buf = Buffer.alloc(0);
+  s.on("data", (c) => {
+    buf = Buffer.concat([buf, c]);
+    while (buf.length >= 17) {
+      const frame = Buffer.from(buf.subarray(0, 17));
+      buf = buf.subarray(17);
+      frame[0] = ${FrameType.PONG};
+      s.write(frame);
+    }
+  });
+  s.on("error", () => s.destroy());
+});
+// Not console.log: the test runner's FORCE_COLOR would colour the number.
+server.listen(0, "127.0.0.1", () => process.stdout.write(server.address().port + "\\n"));
+`;
+
+keepalive("a stall of the pinging gateway's own event loop past the timeout is not taken for a silent peer: the PONG waiting in its socket counts", async () => {
+  const child = spawn(process.execPath, ["-e", PONG_PEER], { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    const port = await new Promise<number>((resolve) => child.stdout.once("data", (c: Buffer) => resolve(Number(c.toString().trim()))));
+    const socket = netConnect({ host: "127.0.0.1", port });
+    await new Promise((resolve) => socket.once("connect", resolve));
+    let pongBytes = 0;
+    socket.on("data", (c: Buffer) => (pongBytes += c.length));
+    // Our own loop stalls (a long GC pause, a burst of synchronous work) right as a PING leaves, three times:
+    // the PONG arrives while we are stalled, and the ping timeout is overdue when the loop runs again.
+    let stalls = 0;
+    const write: (chunk: Buffer) => boolean = socket.write.bind(socket);
+    socket.write = (chunk: Buffer) => {
+      const flushed = write(chunk);
+      if (chunk[0] === FrameType.PING && stalls < 3) {
+        stalls += 1;
+        const until = Date.now() + 1_000;
+        while (Date.now() < until) continue;
+      }
+      return flushed;
+    };
+    let timeouts = 0;
+    const session = new MuxSession({ socket, role: "client", maxStreams: 8, pings: true, keepAlive: { intervalMs: 50, timeoutMs: 100 }, onKeepAliveTimeout: () => (timeouts += 1) });
+    await waitFor("three stalls (or a timeout)", () => stalls === 3 || session.closed);
+    await sleep(200);
+    assert.ok(pongBytes >= 17 * 3, `PONGs came back (${pongBytes} bytes)`);
+    assert.is(timeouts, 0, "no keep-alive timeout");
+    assert.not.ok(session.closed);
+    session.destroy();
+  } finally {
+    child.kill();
+  }
 });
 
 /** A raw TLS client at B's export listener with A's identity, offering `alpn`; what it receives, decoded as frames. */
