@@ -79,12 +79,9 @@ export class Gateway {
     this.metrics = init.metrics;
     this.admin = init.admin.server;
     this.adminPort = init.admin.port;
-    this.tunnels = this.bootstrap.fedgate.mux_tunnels ? new TunnelPool({
-          metrics: this.metrics,
-          logger: this.logger.child({ component: "tunnels" }),
-          dial,
-          keepAlive: { intervalMs: this.bootstrap.fedgate.mux_keepalive_interval_ms, timeoutMs: this.bootstrap.fedgate.mux_keepalive_timeout_ms },
-        }) : undefined;
+    const fedgate = this.bootstrap.fedgate;
+    const keepAlive = { intervalMs: fedgate.mux_keepalive_interval_ms, timeoutMs: fedgate.mux_keepalive_timeout_ms };
+    this.tunnels = fedgate.mux_tunnels ? new TunnelPool({ metrics: this.metrics, logger: this.logger.child({ component: "tunnels" }), dial, keepAlive }) : undefined;
     this.ctx = {
       cluster: (name) => this.clusters.get(name),
       route: (name) => this.routeSpecs.get(name),
