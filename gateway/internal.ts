@@ -27,7 +27,7 @@ export { DELTA_ADS_METHOD_PATH, type DecodedDeltaDiscoveryResponse } from "./xds
 export { ReplayBody } from "./dataplane/replay-body.ts";
 export { replayed } from "./dataplane/replayed-socket.ts";
 export { MAX_HEADER_BYTES, H2_MAX_HEADER_LIST_BYTES } from "./dataplane/http-listener.ts";
-export { probe } from "./dataplane/health-probe.ts";
+export { probe, probeThroughPeer } from "./dataplane/health-probe.ts";
 export { ResponseParser, UpstreamProtocolError, MAX_RESPONSE_HEAD_BYTES, type ResponseHead } from "./dataplane/http-response-parser.ts";
 export { H1Connection } from "./dataplane/http-h1-connection.ts";
 export { RequestParser, DownstreamProtocolError, type RequestHead } from "./dataplane/http-request-parser.ts";

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { asError } from "../../common/index.ts";
 import { GatewayBootstrapError } from "./errors.ts";
+import { MUX_KEEPALIVE_INTERVAL_MS, MUX_KEEPALIVE_TIMEOUT_MS } from "./tunnel-pool.ts";
 
 /**
  * The gateway's bootstrap, shaped like Envoy's: who this node is, where its
@@ -42,6 +43,10 @@ export const bootstrapSchema = z.object({
       reconnect_max_ms: z.number().int().min(1).max(600_000).default(10_000),
       /** Offer fedgate-mux/1 (ALPN) when dialling peer gateways: many relayed connections per mTLS tunnel. false: one mTLS connection each. */
       mux_tunnels: z.boolean().default(true),
+      /** fedgate-mux/2 keep-alive: a tunnel silent this long sends a PING (gateway/README.md, "Tunnels"). */
+      mux_keepalive_interval_ms: z.number().int().min(10).max(600_000).default(MUX_KEEPALIVE_INTERVAL_MS),
+      /** ... and is closed as dead when the peer sends nothing this long after it. */
+      mux_keepalive_timeout_ms: z.number().int().min(10).max(600_000).default(MUX_KEEPALIVE_TIMEOUT_MS),
     })
     .prefault({}),
 });

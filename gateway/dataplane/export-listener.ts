@@ -6,7 +6,7 @@ import { GatewayError } from "./errors.ts";
 import { boundPort, listen } from "./import-listener.ts";
 import type { ListenerContext } from "./listener-context.ts";
 import type { ExportChainSpec, ExportListenerSpec } from "./resources.ts";
-import { MUX_ALPN } from "./mux-framing.ts";
+import { MUX_ALPNS, MUX_ALPN_PING } from "./mux-framing.ts";
 import { MuxSession, type MuxStream } from "./mux-session.ts";
 import { relay, relayStream } from "./relay.ts";
 import { MUX_MAX_STREAMS } from "./tunnel-pool.ts";
@@ -20,14 +20,15 @@ class UnknownSniError extends GatewayError {
 }
 
 /**
- * fedgate-mux/1 when the peer offers it. Otherwise Node has no "select
+ * The newest fedgate-mux version the peer offers (MUX_ALPNS). Otherwise Node has no "select
  * nothing" (undefined is a fatal alert, as is a list with no overlap), so the
  * relay confirms what the client would speak anyway: `http/1.1` if offered
  * (what a client falls back to without ALPN, as before tunnels), else its
  * first choice (a client offering only `h2`, like gRPC, speaks h2 regardless).
  */
 export function selectAlpn(protocols: readonly string[]): string | undefined {
-  if (protocols.includes(MUX_ALPN)) return MUX_ALPN;
+  const mux = MUX_ALPNS.find((p) => protocols.includes(p));
+  if (mux) return mux;
   return protocols.includes("http/1.1") ? "http/1.1" : protocols[0];
 }
 
@@ -183,7 +184,7 @@ export class ExportListener {
       this.refuse(tlsReason(admitted.error), { sni: servername, err: admitted.error });
       return;
     }
-    if (socket.alpnProtocol === MUX_ALPN) {
+    if (typeof socket.alpnProtocol === "string" && MUX_ALPNS.includes(socket.alpnProtocol)) {
       this.admitted.set(socket, { identity: admitted.identity, bundleSecret: chain.tls.bundleSecret });
       socket.once("close", () => this.admitted.delete(socket));
       this.serveTunnel({ socket, identity: admitted.identity, bundleSecret: chain.tls.bundleSecret, bundle });
@@ -232,6 +233,7 @@ export class ExportListener {
       socket: peer.socket,
       role: "server",
       maxStreams: MUX_MAX_STREAMS,
+      pings: peer.socket.alpnProtocol === MUX_ALPN_PING,
       onStream: (stream) => this.onStream(stream, peer),
       onProtocolError: (err) => {
         metrics.muxProtocolErrors.labels({ side: "accepted", reason: err.reason }).add();

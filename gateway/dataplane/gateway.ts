@@ -28,7 +28,7 @@ import {
 import { SecretStore } from "./secret-store.ts";
 import { TunnelPool } from "./tunnel-pool.ts";
 import { UpstreamCluster } from "./upstream-cluster.ts";
-import { dial } from "./upstream-connect.ts";
+import { dial, linkTo } from "./upstream-connect.ts";
 
 export interface GatewayOptions {
   bootstrap: Bootstrap;
@@ -79,7 +79,9 @@ export class Gateway {
     this.metrics = init.metrics;
     this.admin = init.admin.server;
     this.adminPort = init.admin.port;
-    this.tunnels = this.bootstrap.fedgate.mux_tunnels ? new TunnelPool({ metrics: this.metrics, logger: this.logger.child({ component: "tunnels" }), dial }) : undefined;
+    const fedgate = this.bootstrap.fedgate;
+    const keepAlive = { intervalMs: fedgate.mux_keepalive_interval_ms, timeoutMs: fedgate.mux_keepalive_timeout_ms };
+    this.tunnels = fedgate.mux_tunnels ? new TunnelPool({ metrics: this.metrics, logger: this.logger.child({ component: "tunnels" }), dial, keepAlive }) : undefined;
     this.ctx = {
       cluster: (name) => this.clusters.get(name),
       route: (name) => this.routeSpecs.get(name),
@@ -249,7 +251,7 @@ export class Gateway {
     for (const [name, spec] of specs) {
       const existing = this.clusters.get(name);
       if (existing) existing.updateSpec(spec);
-      else this.clusters.set(name, new UpstreamCluster({ spec, metrics: this.metrics, logger: this.logger }));
+      else this.clusters.set(name, new UpstreamCluster({ spec, metrics: this.metrics, logger: this.logger, linkToPeer: (cluster, host) => linkTo(cluster, host, this.secrets, this.tunnels) }));
     }
     this.clusterSpecs = specs;
     this.assignEndpoints();

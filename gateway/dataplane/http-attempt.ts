@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import { constants } from "node:http2";
 import type { Readable } from "node:stream";
 import { endToEndHeaders, type Downstream } from "./http-downstream.ts";
+import type { H1Connection } from "./http-h1-connection.ts";
 import { UpstreamConnectError, type HttpUpstreamPool } from "./http-upstream-pool.ts";
 import type { ReplayBody } from "./replay-body.ts";
 import type { RequestDeadline } from "./request-deadline.ts";
@@ -71,24 +72,34 @@ function withDeadline(options: AttemptOptions, cancel: () => void, run: (settle:
 }
 
 async function h1Attempt(options: AttemptOptions): Promise<AttemptResult> {
-  const { down, pool } = options;
-  let conn = pool.idleConnection(options.cluster, options.host);
-  if (!conn) {
-    try {
-      conn = await pool.newConnection(options.cluster, options.host);
-    } catch (err) {
-      if (err instanceof UpstreamConnectError) return { ok: false, failure: "connect_failure" };
-      throw err;
-    }
-    // The route timeout fired (or the client left) while connecting: the new connection waits in the pool for the next request.
-    if (options.deadline.aborted) {
-      conn.park();
-      return { ok: false, failure: "timeout" };
-    }
+  const pooled = options.pool.idleConnection(options.cluster, options.host);
+  if (pooled) {
+    const result = await h1Exchange(options, pooled);
+    // A kept-alive connection the server closed while it sat idle (nothing came back): that says nothing
+    // about the endpoint, so the request goes once more on a fresh connection to it, as Go's and Envoy's
+    // clients do, rather than counting an endpoint failure and leaving for another cluster.
+    if (result.ok || result.failure !== "refused_stream" || !options.body.replayable || options.deadline.aborted) return result;
+    options.cluster.series.staleRetries.add();
   }
-  const c = conn;
-  return withDeadline(options, () => c.destroy(), (settle) => {
-    c.send({ method: down.method, path: down.path, authority: down.authority, headers: down.headers, framing: down.bodyFraming, body: options.body }, settle);
+  let conn: H1Connection;
+  try {
+    conn = await options.pool.newConnection(options.cluster, options.host);
+  } catch (err) {
+    if (err instanceof UpstreamConnectError) return { ok: false, failure: "connect_failure" };
+    throw err;
+  }
+  // The route timeout fired (or the client left) while connecting: the new connection waits in the pool for the next request.
+  if (options.deadline.aborted) {
+    conn.park();
+    return { ok: false, failure: "timeout" };
+  }
+  return h1Exchange(options, conn);
+}
+
+function h1Exchange(options: AttemptOptions, conn: H1Connection): Promise<AttemptResult> {
+  const { down } = options;
+  return withDeadline(options, () => conn.destroy(), (settle) => {
+    conn.send({ method: down.method, path: down.path, authority: down.authority, headers: down.headers, framing: down.bodyFraming, body: options.body }, settle);
   });
 }
 

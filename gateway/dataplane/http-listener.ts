@@ -96,7 +96,7 @@ export class HttpListener {
   /**
    * Stops accepting; idle keep-alive clients are closed, requests in flight
    * carry on until the gateway drains them. Pooled upstream connections close
-   * when idle (`UPSTREAM_IDLE_TIMEOUT_MS`).
+   * when idle (`UPSTREAM_H1_IDLE_TIMEOUT_MS`, h2 sessions `UPSTREAM_IDLE_TIMEOUT_MS`).
    */
   close(): void {
     this.server.close();
@@ -152,12 +152,15 @@ export class HttpListener {
 
   private onH2Stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
     stream.on("error", destroyOnError);
+    const down = h2Downstream(stream, headers);
     if (h2HeaderListBytes(rawHeaders) > MAX_HEADER_BYTES) {
       this.badInput("header_overflow", undefined);
+      // A gRPC caller reads a status, not the HTTP code: trailers-only RESOURCE_EXHAUSTED (8), as gRPC servers answer oversized metadata.
+      if (down.grpc) return this.fail(down, 431, 8, "request metadata too large");
       stream.respond({ ":status": 431 }, { endStream: true });
       return;
     }
-    this.dispatch(h2Downstream(stream, headers));
+    this.dispatch(down);
   }
 
   private dispatch(down: Downstream): void {

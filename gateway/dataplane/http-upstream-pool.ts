@@ -6,8 +6,14 @@ import type { SecretStore } from "./secret-store.ts";
 import type { UpstreamCluster, UpstreamHost } from "./upstream-cluster.ts";
 import { dial, UpstreamTlsError } from "./upstream-connect.ts";
 
-/** Idle keep-alive connections per endpoint are closed after this long. */
+/** Idle HTTP/2 sessions per endpoint are closed after this long. */
 export const UPSTREAM_IDLE_TIMEOUT_MS = 30_000;
+/**
+ * Idle HTTP/1.1 keep-alive connections are closed after this long: below the
+ * shortest common server keep-alive (Node's 5 s), so the pool drops a
+ * connection before the server does and seldom sends on one being closed.
+ */
+export const UPSTREAM_H1_IDLE_TIMEOUT_MS = 4_000;
 /** Idle HTTP/1.1 connections kept per endpoint. */
 const MAX_FREE_SOCKETS = 64;
 
@@ -62,7 +68,7 @@ export class HttpUpstreamPool {
       },
     });
     this.h1.add(conn);
-    socket.setTimeout(UPSTREAM_IDLE_TIMEOUT_MS, () => {
+    socket.setTimeout(UPSTREAM_H1_IDLE_TIMEOUT_MS, () => {
       if (conn.idle) conn.destroy();
     });
     socket.once("close", () => {

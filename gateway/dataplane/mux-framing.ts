@@ -17,12 +17,24 @@ import { GatewayError } from "./errors.ts";
  * | RESET | one byte, a `MuxResetReason` code | both |
  * | WINDOW | u32 > 0: more bytes the sender of WINDOW will take | both |
  * | GOAWAY | none, stream id 0: no new streams on this tunnel | both |
+ * | PING | 8 opaque bytes, stream id 0: answer with PONG (fedgate-mux/2 only) | the dialling gateway |
+ * | PONG | the PING's 8 bytes, stream id 0 (fedgate-mux/2 only) | the exporting gateway |
+ *
+ * fedgate-mux/2 is fedgate-mux/1 plus PING/PONG keep-alives. The version is
+ * chosen by ALPN (the dialler offers both, newest first), because a
+ * fedgate-mux/1 peer treats an unknown frame type as junk and cuts the
+ * tunnel: a PING must never reach a peer that did not say it knows it.
  *
  * A fixed binary header (not HTTP/2 or protobuf) keeps decoding to a few
  * `readUInt32BE` calls per frame in JS; flow control is per stream only (the
  * tunnel's own buffering is bounded by streams × window).
  */
 export const MUX_ALPN = "fedgate-mux/1";
+/** fedgate-mux/1 plus PING/PONG keep-alives. */
+export const MUX_ALPN_PING = "fedgate-mux/2";
+/** What a dialling gateway offers, newest first. */
+export const MUX_ALPNS: readonly string[] = [MUX_ALPN_PING, MUX_ALPN];
+export const MUX_PING_PAYLOAD_BYTES = 8;
 export const MUX_HEADER_BYTES = 9;
 export const MUX_MAX_FRAME_PAYLOAD_BYTES = 64 * 1024;
 export const MUX_MAX_SERVICE_NAME_BYTES = 255;
@@ -38,6 +50,8 @@ export const FrameType = {
   RESET: 5,
   WINDOW: 6,
   GOAWAY: 7,
+  PING: 8,
+  PONG: 9,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -113,7 +127,12 @@ const EXPECTED_LENGTH: Record<FrameType, (n: number) => boolean> = {
   [FrameType.RESET]: (n) => n === 1,
   [FrameType.WINDOW]: (n) => n === 4,
   [FrameType.GOAWAY]: (n) => n === 0,
+  [FrameType.PING]: (n) => n === MUX_PING_PAYLOAD_BYTES,
+  [FrameType.PONG]: (n) => n === MUX_PING_PAYLOAD_BYTES,
 };
+
+/** Frames about the whole tunnel, sent on stream id 0 (and only they are). */
+const TUNNEL_FRAMES: ReadonlySet<number> = new Set([FrameType.GOAWAY, FrameType.PING, FrameType.PONG]);
 
 /**
  * Splits a byte stream into frames, checking each header before its payload
@@ -216,7 +235,7 @@ function checkHeader(type: number, stream: number, length: number): void {
   if (!expected) throw new MuxProtocolError("unknown_frame_type", `frame type ${type}`);
   if (length > MUX_MAX_FRAME_PAYLOAD_BYTES) throw new MuxProtocolError("frame_too_large", `${length} bytes (at most ${MUX_MAX_FRAME_PAYLOAD_BYTES})`);
   if (!expected(length)) throw new MuxProtocolError("bad_frame_length", `frame type ${type} with ${length} bytes`);
-  if ((type === FrameType.GOAWAY) !== (stream === 0)) throw new MuxProtocolError("bad_stream_id", `frame type ${type} on stream ${stream}`);
+  if (TUNNEL_FRAMES.has(type) !== (stream === 0)) throw new MuxProtocolError("bad_stream_id", `frame type ${type} on stream ${stream}`);
 }
 
 function checkPayload(type: FrameType, payload: Buffer): void {

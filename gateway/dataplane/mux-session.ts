@@ -11,6 +11,7 @@ import {
   MUX_INITIAL_WINDOW_BYTES,
   MUX_MAX_FRAME_PAYLOAD_BYTES,
   MUX_MAX_WINDOW_BYTES,
+  MUX_PING_PAYLOAD_BYTES,
   MuxProtocolError,
   resetReason,
   type Frame,
@@ -249,6 +250,12 @@ export interface MuxSessionOptions {
   onIdle?: () => void;
   /** The socket closed; every stream has failed. */
   onClose?: () => void;
+  /** fedgate-mux/2 was negotiated: PING is answered with PONG (else both are protocol errors). */
+  pings?: boolean;
+  /** Client, with `pings`: send a PING after `intervalMs` without a byte from the peer; none within `timeoutMs` after it => dead. */
+  keepAlive?: { intervalMs: number; timeoutMs: number };
+  /** The peer sent nothing within the keep-alive timeout; the session is already being destroyed. */
+  onKeepAliveTimeout?: () => void;
 }
 
 /**
@@ -271,12 +278,18 @@ export class MuxSession {
   /** GOAWAY sent or received: no new streams; the socket ends once the last stream does. */
   goingAway = false;
   closed = false;
+  /** Socket reads so far: a count, so the keep-alive costs the read path one increment. */
+  private reads = 0;
+  private readsSeen = 0;
+  private keepAliveTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
 
   constructor(options: MuxSessionOptions) {
     this.options = options;
     this.socket = options.socket;
     this.role = options.role;
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    if (options.pings && options.keepAlive) this.startKeepAlive(options.keepAlive);
     this.socket.on("error", () => this.socket.destroy());
     // The peer ended the tunnel: so do we (a socket that allows half-open would otherwise linger).
     this.socket.once("end", () => this.socket.end());
@@ -366,7 +379,39 @@ export class MuxSession {
     });
   }
 
+  /**
+   * Every interval, a PING if nothing arrived since the last look; any byte
+   * from the peer (a PONG or other traffic) within the timeout keeps the
+   * tunnel. A peer that hangs with its socket open (stopped process,
+   * black-holed network) would otherwise be noticed only by stream opens
+   * timing out, and established streams never.
+   */
+  private startKeepAlive(k: { intervalMs: number; timeoutMs: number }): void {
+    this.keepAliveTimer = setInterval(() => {
+      if (this.pingTimer) return;
+      if (this.reads !== this.readsSeen) {
+        this.readsSeen = this.reads;
+        return;
+      }
+      this.send(encodeFrame(FrameType.PING, 0, Buffer.alloc(MUX_PING_PAYLOAD_BYTES)));
+      const readsAtPing = this.reads;
+      this.pingTimer = setTimeout(() => {
+        // Timers run before the loop's poll phase: after a stall of our own event loop, an answer may sit
+        // unread in the socket. setImmediate looks again once this turn's reads are done.
+        setImmediate(() => {
+          this.pingTimer = undefined;
+          if (this.reads !== readsAtPing || this.closed) return;
+          this.options.onKeepAliveTimeout?.();
+          this.socket.destroy();
+        });
+      }, k.timeoutMs);
+      this.pingTimer.unref();
+    }, k.intervalMs);
+    this.keepAliveTimer.unref();
+  }
+
   private onData(chunk: Buffer): void {
+    this.reads += 1;
     if (this.closed) return;
     try {
       for (const frame of this.decoder.push(chunk)) {
@@ -386,11 +431,18 @@ export class MuxSession {
       this.endIfIdle();
       return;
     }
+    if (frame.type === FrameType.PING || frame.type === FrameType.PONG) return this.onPing(frame);
     if (frame.type === FrameType.OPEN) return this.onOpen(frame);
     const stream = this.streams.get(frame.stream);
     if (stream) return stream.receive(frame);
     // A frame for a stream closed on our side may cross our RESET or END on the wire: dropped.
     if (frame.stream > this.lastId) throw new MuxProtocolError("unknown_stream", `frame type ${frame.type} on stream ${frame.stream}, never opened`);
+  }
+
+  /** PING is answered at once; a PONG's only job was to be a byte from the peer (counted in onData). */
+  private onPing(frame: Frame): void {
+    if (!this.options.pings) throw new MuxProtocolError("unexpected_frame", `frame type ${frame.type} on a fedgate-mux/1 tunnel`);
+    if (frame.type === FrameType.PING) this.send(encodeFrame(FrameType.PONG, 0, frame.payload));
   }
 
   private onOpen(frame: Frame): void {
@@ -406,6 +458,8 @@ export class MuxSession {
 
   private onSocketClose(): void {
     this.closed = true;
+    clearInterval(this.keepAliveTimer);
+    clearTimeout(this.pingTimer);
     this.out = [];
     const streams = [...this.streams.values()];
     this.streams.clear();

@@ -2,7 +2,7 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Logger } from "../../common/index.ts";
 import type { GatewayMetrics } from "./metrics.ts";
-import { MUX_ALPN } from "./mux-framing.ts";
+import { MUX_ALPN_PING, MUX_ALPNS } from "./mux-framing.ts";
 import { MuxSession, MuxStreamRefusedError, type MuxStream } from "./mux-session.ts";
 import type { TlsMatchSpec } from "./resources.ts";
 import type { SecretStore } from "./secret-store.ts";
@@ -12,6 +12,10 @@ import type { UpstreamCluster, UpstreamHost } from "./upstream-cluster.ts";
 export const MUX_MAX_STREAMS = 1024;
 /** A dialled tunnel with no stream for this long is closed. */
 export const MUX_IDLE_TIMEOUT_MS = 60_000;
+/** fedgate-mux/2: a tunnel that heard nothing for this long sends a PING. */
+export const MUX_KEEPALIVE_INTERVAL_MS = 2_000;
+/** ... and is declared dead when nothing arrives this long after the PING. */
+export const MUX_KEEPALIVE_TIMEOUT_MS = 3_000;
 
 /** What a connection to a peer gateway became: a stream in a tunnel, or (peer without fedgate-mux/1) its own mTLS socket. */
 export type PeerLink = { kind: "stream"; stream: MuxStream } | { kind: "socket"; socket: Socket };
@@ -24,6 +28,8 @@ interface Tunnel {
   /** The client TLS context it was made with: a newer one (SDS rotation) retires it. */
   context: object;
   idleTimer?: NodeJS.Timeout;
+  /** The endpoint each upstream cluster reached through it: each counts a failure if the tunnel dies of silence. */
+  users: Map<UpstreamCluster, UpstreamHost>;
 }
 
 interface PeerEntry {
@@ -40,6 +46,7 @@ export interface TunnelPoolOptions {
   dial: TlsDial;
   maxStreams?: number;
   idleTimeoutMs?: number;
+  keepAlive?: { intervalMs: number; timeoutMs: number };
 }
 
 /**
@@ -72,7 +79,7 @@ export class TunnelPool {
     // Two rounds: one tunnel made (or awaited) here may already be full or gone by the time we use it.
     for (let round = 0; round < 2; round++) {
       const tunnel = this.usable(entry, context);
-      if (tunnel) return { kind: "stream", stream: await this.open(tunnel, tls.sni, cluster.spec.connectTimeoutMs) };
+      if (tunnel) return { kind: "stream", stream: await this.open(tunnel, cluster, host, tls.sni) };
       if (entry.dialing && !entry.plain) {
         await entry.dialing.then(
           () => undefined,
@@ -80,7 +87,7 @@ export class TunnelPool {
         );
         continue;
       }
-      const dialing = this.options.dial(cluster, host, secrets, [MUX_ALPN]);
+      const dialing = this.options.dial(cluster, host, secrets, MUX_ALPNS);
       const shared = entry.plain ? undefined : dialing;
       if (shared) entry.dialing = shared;
       let socket: Socket;
@@ -89,7 +96,8 @@ export class TunnelPool {
       } finally {
         if (entry.dialing === shared) entry.dialing = undefined;
       }
-      if ((socket as TLSSocket).alpnProtocol !== MUX_ALPN) {
+      const alpn = (socket as TLSSocket).alpnProtocol;
+      if (typeof alpn !== "string" || !MUX_ALPNS.includes(alpn)) {
         entry.plain = true;
         return { kind: "socket", socket };
       }
@@ -98,8 +106,8 @@ export class TunnelPool {
         socket.destroy();
         throw new MuxStreamRefusedError("refused");
       }
-      const made = this.adopt(entry, socket, context ?? {}, host.key);
-      return { kind: "stream", stream: await this.open(made, tls.sni, cluster.spec.connectTimeoutMs) };
+      const made = this.adopt(entry, socket, context ?? {}, host.key, alpn === MUX_ALPN_PING);
+      return { kind: "stream", stream: await this.open(made, cluster, host, tls.sni) };
     }
     throw new MuxStreamRefusedError("refused");
   }
@@ -126,9 +134,11 @@ export class TunnelPool {
     return found;
   }
 
-  private open(tunnel: Tunnel, service: string, timeoutMs: number): Promise<MuxStream> {
+  private open(tunnel: Tunnel, cluster: UpstreamCluster, host: UpstreamHost, service: string): Promise<MuxStream> {
     clearTimeout(tunnel.idleTimer);
     tunnel.idleTimer = undefined;
+    tunnel.users.set(cluster, host);
+    const timeoutMs = cluster.spec.connectTimeoutMs;
     const opening = tunnel.session.open(service);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_resolve, reject) => {
@@ -149,17 +159,27 @@ export class TunnelPool {
     );
   }
 
-  private adopt(entry: PeerEntry, socket: Socket, context: object, peer: string): Tunnel {
+  private adopt(entry: PeerEntry, socket: Socket, context: object, peer: string, pings: boolean): Tunnel {
     const { metrics, logger } = this.options;
     const active = metrics.muxActiveTunnels.labels({ side: "dialled" });
     metrics.muxTunnels.labels({ side: "dialled" }).add();
     active.add(1);
+    const keepAlive = this.options.keepAlive ?? { intervalMs: MUX_KEEPALIVE_INTERVAL_MS, timeoutMs: MUX_KEEPALIVE_TIMEOUT_MS };
     const tunnel: Tunnel = {
       context,
+      users: new Map(),
       session: new MuxSession({
         socket,
         role: "client",
         maxStreams: this.maxStreams,
+        pings,
+        keepAlive,
+        // Its open streams fail and pending opens go to the next endpoint (onClose); the endpoint counts a failure.
+        onKeepAliveTimeout: () => {
+          metrics.muxKeepAliveTimeouts.labels().add();
+          logger.warn("peer gateway silent past the keep-alive timeout: tunnel closed", { peer, streams: tunnel.session.activeStreams, ...keepAlive });
+          for (const [cluster, host] of tunnel.users) cluster.reportFailure(host);
+        },
         onProtocolError: (err) => {
           metrics.muxProtocolErrors.labels({ side: "dialled", reason: err.reason }).add();
           logger.warn("closed a tunnel on bad input from the peer gateway", { peer, reason: err.reason, err });

@@ -1,6 +1,7 @@
 import type { Logger } from "../../common/index.ts";
-import { probe } from "./health-probe.ts";
+import { probe, probeThroughPeer } from "./health-probe.ts";
 import type { GatewayMetrics, MetricSeries } from "./metrics.ts";
+import type { PeerLink } from "./tunnel-pool.ts";
 import type { ClusterSpec, EndpointSpec, HealthCheckSpec, LoadAssignmentSpec, TlsMatchSpec } from "./resources.ts";
 
 /** Attempts per downstream connection: the first choice plus retries on other endpoints/priorities. */
@@ -41,6 +42,8 @@ export interface UpstreamClusterOptions {
   metrics: GatewayMetrics;
   logger: Logger;
   now?: () => number;
+  /** A link to a peer gateway endpoint, as a client connection gets one: HTTP health checks of peers go through it. */
+  linkToPeer?: (cluster: UpstreamCluster, host: UpstreamHost) => Promise<PeerLink>;
 }
 
 /**
@@ -61,6 +64,7 @@ export class UpstreamCluster {
   private hcTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   private readonly logger: Logger;
+  private readonly linkToPeer: UpstreamClusterOptions["linkToPeer"];
   readonly series: {
     connections: MetricSeries;
     active: MetricSeries;
@@ -73,11 +77,13 @@ export class UpstreamCluster {
     hcUnhealthy: MetricSeries;
     hcHealthy: MetricSeries;
     activeRequests: MetricSeries;
+    staleRetries: MetricSeries;
   };
 
   constructor(options: UpstreamClusterOptions) {
     this.spec = options.spec;
     this.now = options.now ?? Date.now;
+    this.linkToPeer = options.linkToPeer;
     this.logger = options.logger.child({ upstream: options.spec.name });
     const m = options.metrics;
     const cluster = options.spec.name;
@@ -93,6 +99,7 @@ export class UpstreamCluster {
       hcUnhealthy: m.healthTransitions.labels({ cluster, state: "unhealthy" }),
       hcHealthy: m.healthTransitions.labels({ cluster, state: "healthy" }),
       activeRequests: m.upstreamActiveRequests.labels({ cluster }),
+      staleRetries: m.httpStaleRetries.labels({ cluster }),
     };
     this.restartHealthChecks();
   }
@@ -223,9 +230,14 @@ export class UpstreamCluster {
   private checkHost(host: UpstreamHost): void {
     const hc = this.spec.healthCheck;
     if (!hc) return;
-    // Peer gateways sit behind mTLS and check their own backends: a connect to their export port is the check.
-    const http = this.tlsFor(host) ? undefined : hc.http;
-    void probe({ address: host.spec.address, timeoutMs: hc.timeoutMs, ...(http ? { http } : {}) }).then((ok) => this.recordCheck(host, hc, ok));
+    const peer = this.tlsFor(host) !== undefined;
+    // A peer gateway is reachable without being able to serve (its endpoints down or failing): the HTTP
+    // check goes through it to one of its endpoints. Without a way to reach it, a TCP connect is the check.
+    const verdict =
+      peer && hc.http && this.linkToPeer
+        ? probeThroughPeer({ open: () => this.linkToPeer!(this, host), http: hc.http, host: host.key, timeoutMs: hc.timeoutMs })
+        : probe({ address: host.spec.address, timeoutMs: hc.timeoutMs, ...(hc.http && !peer ? { http: hc.http } : {}) });
+    void verdict.then((ok) => this.recordCheck(host, hc, ok));
   }
 
   private recordCheck(host: UpstreamHost, hc: HealthCheckSpec, ok: boolean): void {

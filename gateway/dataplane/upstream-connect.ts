@@ -42,8 +42,7 @@ export async function connectUpstream(options: { cluster: UpstreamCluster; secre
   for (const host of cluster.candidates()) {
     attempts += 1;
     try {
-      const tls = options.tunnels && cluster.tlsFor(host);
-      const link: PeerLink = tls ? await options.tunnels!.connect(cluster, host, tls, options.secrets) : { kind: "socket", socket: await dial(cluster, host, options.secrets) };
+      const link = await linkTo(cluster, host, options.secrets, options.tunnels);
       cluster.reportSuccess(host);
       if (attempts > 1) cluster.series.failovers.add();
       return { link, host, attempts };
@@ -55,6 +54,12 @@ export async function connectUpstream(options: { cluster: UpstreamCluster; secre
   }
   cluster.series.noHealthy.add();
   throw new NoHealthyUpstreamError(cluster.spec.name, attempts, { cause: lastError });
+}
+
+/** One connection to one endpoint: a tunnel stream when `tunnels` are on and the endpoint is a peer gateway, else a socket of its own. */
+export async function linkTo(cluster: UpstreamCluster, host: UpstreamHost, secrets: SecretStore, tunnels?: TunnelPool): Promise<PeerLink> {
+  const tls = tunnels && cluster.tlsFor(host);
+  return tls ? tunnels.connect(cluster, host, tls, secrets) : { kind: "socket", socket: await dial(cluster, host, secrets) };
 }
 
 /** Opens one connection to one endpoint (TLS to peer gateways, by the cluster's transport_socket_matches). */

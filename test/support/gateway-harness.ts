@@ -1,6 +1,6 @@
 import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { silentLogger, type Logger } from "../../common/index.ts";
-import { Gateway, parseBootstrap, XdsServer, type ProtoRegistry, type FederationSnapshotInput, type ServicePolicyInput } from "../../gateway/index.ts";
+import { Gateway, parseBootstrap, XdsServer, type Bootstrap, type ProtoRegistry, type FederationSnapshotInput, type ServicePolicyInput } from "../../gateway/index.ts";
 import type { ClusterSetPki } from "./clusterset-pki.ts";
 
 /**
@@ -151,6 +151,8 @@ export interface TopologyOptions {
   logger?: Logger;
   /** false: gateways dial one mTLS connection per relayed connection (no fedgate-mux tunnels). */
   muxTunnels?: boolean;
+  /** The tunnels' keep-alive (bootstrap `mux_keepalive_*`); the gateway's defaults when absent. */
+  keepAlive?: { intervalMs: number; timeoutMs: number };
 }
 
 /** Snapshot for `self`: demo/echo (L4 port 9000) exported by `exporters`, peers reached at their gateways' bound export ports. */
@@ -201,6 +203,12 @@ export function gatewayBootstrap(name: string, xds: XdsServer, handshakeTimeoutM
     admin: { address: "127.0.0.1", port: 0 },
     fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(importPort)]: 0 }, handshake_timeout_ms: handshakeTimeoutMs, drain_timeout_ms: 2_000, reconnect_initial_ms: 50, reconnect_max_ms: 500 },
   });
+}
+
+/** The bootstrap with the tests' tunnel settings: tunnels on or off, and a keep-alive (the gateway's defaults when absent). */
+export function withTunnelOptions(bootstrap: Bootstrap, options: { muxTunnels?: boolean; keepAlive?: { intervalMs: number; timeoutMs: number } }): Bootstrap {
+  const keepAlive = options.keepAlive ? { mux_keepalive_interval_ms: options.keepAlive.intervalMs, mux_keepalive_timeout_ms: options.keepAlive.timeoutMs } : {};
+  return { ...bootstrap, fedgate: { ...bootstrap.fedgate, mux_tunnels: options.muxTunnels ?? bootstrap.fedgate.mux_tunnels, ...keepAlive } };
 }
 
 /**
@@ -288,9 +296,8 @@ export class Topology extends GatewayTopology<SimCluster> {
       const sim: SimCluster = { name, xds, backends, leafPem, gateway: undefined as unknown as Gateway };
       t.clusters.set(name, sim);
       t.push(name);
-      const bootstrap = gatewayBootstrap(name, xds, options.handshakeTimeoutMs);
-      const fedgate = { ...bootstrap.fedgate, mux_tunnels: options.muxTunnels ?? true };
-      sim.gateway = await Gateway.start({ bootstrap: { ...bootstrap, fedgate }, logger: options.logger?.child({ cluster: name }) ?? silentLogger, registry: options.registry });
+      const bootstrap = withTunnelOptions(gatewayBootstrap(name, xds, options.handshakeTimeoutMs), options);
+      sim.gateway = await Gateway.start({ bootstrap, logger: options.logger?.child({ cluster: name }) ?? silentLogger, registry: options.registry });
     }
     await wireExportPorts(t.clusters, options.exporters, t.exportPorts, (name) => t.push(name));
     return t;

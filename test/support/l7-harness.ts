@@ -6,7 +6,7 @@ import { silentLogger } from "../../common/index.ts";
 import { Gateway, XdsServer, type FederationSnapshotInput, type ProtoRegistry, type ServicePolicyInput } from "../../gateway/index.ts";
 import { replayed } from "../../gateway/internal.ts";
 import type { ClusterSetPki } from "./clusterset-pki.ts";
-import { gatewayBootstrap, gatewayLeaf, GatewayTopology, wireExportPorts } from "./gateway-harness.ts";
+import { gatewayBootstrap, gatewayLeaf, GatewayTopology, wireExportPorts, withTunnelOptions } from "./gateway-harness.ts";
 
 /**
  * Loopback fixtures for the gateway's L7 path: HTTP backends speaking
@@ -41,6 +41,12 @@ export class HttpBackend {
   healthStatus = 200;
   /** The Host header of each health check received, in order. */
   readonly healthChecks: string[] = [];
+  /** HTTP/1.1 keep-alive timeout (Node's default 5 s); takes effect at `listen`. */
+  keepAliveTimeoutMs = 5_000;
+  /** Close a kept-alive connection, unanswered, when its next request arrives (a server dropping an idle connection as a request crosses). */
+  dropReused = false;
+  /** Requests dropped that way. */
+  dropped = 0;
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   constructor(
@@ -63,7 +69,14 @@ export class HttpBackend {
       if (slow) setTimeout(reply, Number(slow[1]));
       else reply();
     };
+    const answered = new WeakSet<Socket>();
     const h1 = createH1Server((req, res) => {
+      if (this.dropReused && answered.has(req.socket)) {
+        this.dropped += 1;
+        req.socket.destroy();
+        return;
+      }
+      answered.add(req.socket);
       if (req.method === "GET" && req.url === "/healthz") {
         this.healthChecks.push(req.headers.host ?? "");
         res.writeHead(this.healthStatus).end();
@@ -78,6 +91,7 @@ export class HttpBackend {
       req.on("data", (c: Buffer) => (body += c.toString()));
       req.on("end", () => handle(req.method ?? "", req.url ?? "", body, (status, text) => res.writeHead(status, { "x-backend": this.id, "content-type": "text/plain" }).end(text)));
     });
+    h1.keepAliveTimeout = this.keepAliveTimeoutMs;
     const h2 = createH2Server();
     h2.on("stream", (stream: ServerHttp2Stream, headers) => {
       let body = "";
@@ -184,13 +198,15 @@ export class GrpcBackend {
 }
 
 /** A gRPC client of the greeter through a gateway's import port; returns the reply and the response metadata. */
-export function greeterClient(port: number): { greet(name: string, deadlineMs?: number): Promise<{ reply: string; servedBy: string }>; close(): void } {
+export function greeterClient(port: number): { greet(name: string, deadlineMs?: number, metadata?: Record<string, string>): Promise<{ reply: string; servedBy: string }>; close(): void } {
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { "grpc.default_authority": GREETER_AUTHORITY });
   return {
-    greet: (name, deadlineMs = 10_000) =>
+    greet: (name, deadlineMs = 10_000, metadata = {}) =>
       new Promise((resolve, reject) => {
         let servedBy = "";
-        const call = client.makeUnaryRequest(GREET_PATH, bytes, bytes, Buffer.from(name), new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, value) => {
+        const md = new grpc.Metadata();
+        for (const [k, v] of Object.entries(metadata)) md.set(k, v);
+        const call = client.makeUnaryRequest(GREET_PATH, bytes, bytes, Buffer.from(name), md, { deadline: Date.now() + deadlineMs }, (err, value) => {
           if (err) return reject(err);
           resolve({ reply: value?.toString() ?? "", servedBy });
         });
@@ -220,7 +236,7 @@ export class L7Topology extends GatewayTopology<L7Cluster> {
     super();
   }
 
-  static async start(options: { pki: ClusterSetPki; registry: ProtoRegistry; exporters: readonly string[]; members: Record<string, number>; policy?: ServicePolicyInput; handshakeTimeoutMs?: number }): Promise<L7Topology> {
+  static async start(options: { pki: ClusterSetPki; registry: ProtoRegistry; exporters: readonly string[]; members: Record<string, number>; policy?: ServicePolicyInput; handshakeTimeoutMs?: number; muxTunnels?: boolean; keepAlive?: { intervalMs: number; timeoutMs: number } }): Promise<L7Topology> {
     const t = new L7Topology(options.pki, options.exporters);
     t.policy = options.policy ?? {};
     for (const [name, count] of Object.entries(options.members)) {
@@ -230,7 +246,7 @@ export class L7Topology extends GatewayTopology<L7Cluster> {
       const sim: L7Cluster = { name, xds, web, grpc: grpcBackends, leaf: await gatewayLeaf(options.pki, name), gateway: undefined as unknown as Gateway };
       t.clusters.set(name, sim);
       t.push(name);
-      sim.gateway = await Gateway.start({ bootstrap: gatewayBootstrap(name, xds, options.handshakeTimeoutMs, L7_PORT), logger: silentLogger, registry: options.registry });
+      sim.gateway = await Gateway.start({ bootstrap: withTunnelOptions(gatewayBootstrap(name, xds, options.handshakeTimeoutMs, L7_PORT), options), logger: silentLogger, registry: options.registry });
     }
     await wireExportPorts(t.clusters, options.exporters, t.exportPorts, (name) => t.push(name));
     return t;

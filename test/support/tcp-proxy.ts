@@ -10,6 +10,8 @@ export class TcpProxy {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private cut = false;
+  /** Black-holed: sockets stay open (and new ones are accepted) but nothing is forwarded, like a stopped peer. */
+  private holed = false;
 
   private constructor(server: Server) {
     this.server = server;
@@ -33,12 +35,14 @@ export class TcpProxy {
       client.destroy();
       return;
     }
+    this.sockets.add(client);
+    client.on("close", () => this.sockets.delete(client));
+    client.on("error", () => client.destroy());
+    if (this.holed) return;
     const upstream = connect(target.port, target.host);
-    for (const s of [client, upstream]) {
-      this.sockets.add(s);
-      s.on("close", () => this.sockets.delete(s));
-      s.on("error", () => s.destroy());
-    }
+    this.sockets.add(upstream);
+    upstream.on("close", () => this.sockets.delete(upstream));
+    upstream.on("error", () => upstream.destroy());
     client.pipe(upstream).pipe(client);
   }
 
@@ -50,6 +54,15 @@ export class TcpProxy {
 
   heal(): void {
     this.cut = false;
+  }
+
+  /** Stops forwarding in both directions without closing anything (a SIGSTOPped peer, a black-holed route). */
+  blackHole(): void {
+    this.holed = true;
+    for (const s of this.sockets) {
+      s.unpipe();
+      s.pause();
+    }
   }
 
   async close(): Promise<void> {
