@@ -199,7 +199,16 @@ export class L7Topology extends GatewayTopology<L7Cluster> {
     super();
   }
 
-  static async start(options: { pki: ClusterSetPki; registry: ProtoRegistry; exporters: readonly string[]; members: Record<string, number>; policy?: ServicePolicyInput; handshakeTimeoutMs?: number }): Promise<L7Topology> {
+  /** `muxTunnels: false`: gateways dial one mTLS connection per pooled upstream connection (no fedgate-mux tunnels). */
+  static async start(options: {
+    pki: ClusterSetPki;
+    registry: ProtoRegistry;
+    exporters: readonly string[];
+    members: Record<string, number>;
+    policy?: ServicePolicyInput;
+    handshakeTimeoutMs?: number;
+    muxTunnels?: boolean;
+  }): Promise<L7Topology> {
     const t = new L7Topology(options.pki, options.exporters);
     t.policy = options.policy ?? {};
     for (const [name, count] of Object.entries(options.members)) {
@@ -209,7 +218,9 @@ export class L7Topology extends GatewayTopology<L7Cluster> {
       const sim: L7Cluster = { name, xds, web, grpc: grpcBackends, leaf: await gatewayLeaf(options.pki, name), gateway: undefined as unknown as Gateway };
       t.clusters.set(name, sim);
       t.push(name);
-      sim.gateway = await Gateway.start({ bootstrap: gatewayBootstrap(name, xds, options.handshakeTimeoutMs, L7_PORT), logger: silentLogger, registry: options.registry });
+      const bootstrap = gatewayBootstrap(name, xds, options.handshakeTimeoutMs, L7_PORT);
+      const fedgate = { ...bootstrap.fedgate, mux_tunnels: options.muxTunnels ?? true };
+      sim.gateway = await Gateway.start({ bootstrap: { ...bootstrap, fedgate }, logger: silentLogger, registry: options.registry });
     }
     await wireExportPorts(t.clusters, options.exporters, t.exportPorts, (name) => t.push(name));
     return t;
