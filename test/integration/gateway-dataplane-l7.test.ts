@@ -318,4 +318,24 @@ tunnels("SDS rotation of the dialling gateway's certificate: pooled connections 
   await waitFor("the old tunnel closes once its pooled connections retired", () => t.metric("a", "fedgate_gateway_mux_active_tunnels", { side: "dialled" }) === 1);
 });
 
+tunnels("A's cluster revoked at B: B cuts the tunnel and its pooled connections, requests fail over to the next priority", async (ctx) => {
+  const policy = { failover: { clusterOrder: ["b", "c"] } };
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b", "c"], members: { a: 0, b: 1, c: 1 }, policy }));
+  const agent = new Agent({ keepAlive: true, maxSockets: 3 });
+  try {
+    await burst(t.importPort("a"), agent, 3, "b");
+    const crl = await pki.root.issueRevocationList({ intermediates: [pki.identity("a").intermediate.certificate], crlNumber: 1 });
+    const acks = t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" });
+    t.get("b").revocationsPem = crl.pem;
+    t.push("b");
+    await waitFor("B installed the revocation list", () => t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" }) > acks);
+    await waitFor("A's tunnel and its pooled connections are cut", () => t.metric("a", "fedgate_gateway_upstream_active_connections", { cluster: WEB_CLUSTER }) === 0);
+    await burst(t.importPort("a"), agent, 3, "c");
+  } finally {
+    agent.destroy();
+  }
+  assert.ok(t.metric("b", "fedgate_gateway_downstream_refused_total", { listener: EXPORT_LISTENER, reason: "revoked" }) >= 1, "the cut is counted at B");
+  assert.is(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: WEB_CLUSTER, reason: "refused_stream" }), 0, "no request was sent on a cut pooled connection");
+});
+
 tunnels.run();

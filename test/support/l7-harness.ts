@@ -186,6 +186,8 @@ interface L7Cluster {
   web: HttpBackend[];
   grpc: GrpcBackend[];
   leaf: { chainPem: string; keyPem: string };
+  /** Revocation lists (PEM) the control plane hands this gateway in its bundle secret. */
+  revocationsPem?: string;
 }
 
 /** Simulated clusters exporting demo/web (HTTP) and demo/greeter (gRPC) on port 9000; every cluster imports both. */
@@ -256,7 +258,7 @@ export class L7Topology extends GatewayTopology<L7Cluster> {
         [WEB.key, this.policy],
         [GREETER.key, this.policy],
       ]),
-      tls: { trustDomain: this.pki.trustDomain, gatewayCertChainPem: sim.leaf.chainPem, gatewayKeyPem: sim.leaf.keyPem, trustBundlePems: this.pki.bundle.caPems() },
+      tls: { trustDomain: this.pki.trustDomain, gatewayCertChainPem: sim.leaf.chainPem, gatewayKeyPem: sim.leaf.keyPem, trustBundlePems: this.pki.bundle.caPems(), revocationsPem: sim.revocationsPem ?? "" },
     };
     sim.xds.setSnapshot(snapshot);
     sim.xds.flush();
