@@ -301,19 +301,24 @@ tunnels("drain of the peer gateway (GOAWAY): idle pooled connections on its tunn
   assert.is(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: WEB_CLUSTER, reason: "refused_stream" }), 0, "no request was sent on a retired pooled connection");
 });
 
-tunnels("SDS rotation of the dialling gateway's certificate: pooled connections retire, new ones go on a new tunnel, the old tunnel closes", async (ctx) => {
+tunnels("SDS rotation of the dialling gateway's certificate: pooled connections and the h2 session retire, new ones go on a new tunnel, the old tunnel closes", async (ctx) => {
   const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
   const agent = new Agent({ keepAlive: true, maxSockets: 3 });
+  const client = greeterClient(t.importPort("a"));
   try {
     await burst(t.importPort("a"), agent, 3, "b");
+    assert.equal(await client.greet("before"), { reply: "b-1:before", servedBy: "b" });
     const acks = t.metric("a", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" });
     t.get("a").leaf = await gatewayLeaf(pki, "a");
     t.push("a");
     await waitFor("A installed its new certificate", () => t.metric("a", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" }) > acks);
     await burst(t.importPort("a"), agent, 3, "b");
+    assert.equal(await client.greet("after"), { reply: "b-1:after", servedBy: "b" });
   } finally {
     agent.destroy();
+    client.close();
   }
+  assert.is(t.metric("a", "fedgate_gateway_upstream_connections_total", { cluster: GREETER_CLUSTER }), 2, "a new h2 session after the rotation");
   assert.is(t.metric("a", "fedgate_gateway_mux_tunnels_total", { side: "dialled" }), 2, "a second tunnel, with the new identity");
   await waitFor("the old tunnel closes once its pooled connections retired", () => t.metric("a", "fedgate_gateway_mux_active_tunnels", { side: "dialled" }) === 1);
 });
