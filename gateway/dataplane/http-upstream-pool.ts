@@ -150,13 +150,13 @@ export class HttpUpstreamPool {
     this.sessionRetiring.clear();
   }
 
-  /** Closes pooled connections idle for UPSTREAM_IDLE_TIMEOUT_MS; runs while the pool holds any. */
+  /** Drops pooled connections idle for UPSTREAM_IDLE_TIMEOUT_MS; runs while the pool holds any. */
   private startSweep(): void {
     if (this.sweep) return;
     this.sweep = setInterval(() => {
       const oldest = Date.now() - UPSTREAM_IDLE_TIMEOUT_MS;
       // Stacks hold the least recently used first.
-      for (const stack of this.idle.values()) while (stack.length && stack[0]!.idleSinceMs <= oldest) stack.shift()!.close();
+      for (const stack of this.idle.values()) while (stack.length && stack[0]!.idleSinceMs <= oldest) stack.shift()!.destroy();
       if (this.h1.size === 0) {
         clearInterval(this.sweep);
         this.sweep = undefined;

@@ -285,18 +285,22 @@ tunnels("a peer whose backend is down refuses the stream: a connect failure, ret
   assert.is(t.metric("a", "fedgate_gateway_mux_tunnels_total", { side: "dialled" }), 2, "the tunnel to B stayed up (one to B, one to C)");
 });
 
-tunnels("drain of the peer gateway (GOAWAY): idle pooled connections on its tunnel end at once, new requests go to the next priority, nothing is cut", async (ctx) => {
+tunnels("drain of the peer gateway (GOAWAY): idle pooled connections and the h2 session on its tunnel end at once, new requests go to the next priority, nothing is cut", async (ctx) => {
   const policy = { failover: { clusterOrder: ["b", "c"] } };
   const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b", "c"], members: { a: 0, b: 1, c: 1 }, policy }));
   const agent = new Agent({ keepAlive: true, maxSockets: 3 });
+  const client = greeterClient(t.importPort("a"));
   try {
     await burst(t.importPort("a"), agent, 3, "b");
+    assert.equal(await client.greet("before"), { reply: "b-1:before", servedBy: "b" }, "an h2 session on the tunnel too");
     const drained = t.get("b").gateway.drain();
-    await waitFor("A's pooled connections to B ended", () => t.metric("b", "fedgate_gateway_downstream_active_streams", { listener: EXPORT_LISTENER }) === 0);
+    await waitFor("A's pooled connections and h2 session to B ended", () => t.metric("b", "fedgate_gateway_downstream_active_streams", { listener: EXPORT_LISTENER }) === 0);
     await burst(t.importPort("a"), agent, 3, "c");
+    assert.equal(await client.greet("after"), { reply: "c-1:after", servedBy: "c" });
     assert.is(await drained, 0, "the drain ended with the tunnel's last stream, nothing had to be cut");
   } finally {
     agent.destroy();
+    client.close();
   }
   assert.is(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: WEB_CLUSTER, reason: "refused_stream" }), 0, "no request was sent on a retired pooled connection");
 });
