@@ -1,5 +1,7 @@
 import { request as h1request, Agent } from "node:http";
 import { connect as h2connect, type ClientHttp2Session } from "node:http2";
+import { connect as netConnect, type AddressInfo } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { ProtoRegistry } from "../../gateway/index.ts";
@@ -345,6 +347,37 @@ tunnels("A's cluster revoked at B: B cuts the tunnel and its pooled connections,
   }
   assert.ok(t.metric("b", "fedgate_gateway_downstream_refused_total", { listener: EXPORT_LISTENER, reason: "revoked" }) >= 1, "the cut is counted at B");
   assert.is(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: WEB_CLUSTER, reason: "refused_stream" }), 0, "no request was sent on a cut pooled connection");
+});
+
+tunnels("a peer without fedgate-mux/1 (a TLS-terminating stand-in, as Envoy would be) gets one mTLS connection per pooled connection", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const b = t.get("b");
+  let handshakes = 0;
+  // B's identity, client certificates verified, no ALPN: it never selects fedgate-mux/1.
+  const standIn = createTlsServer({ cert: b.leaf.chainPem, key: b.leaf.keyPem, ca: pki.bundle.caPems(), requestCert: true, rejectUnauthorized: true }, (tls) => {
+    handshakes += 1;
+    const up = netConnect({ host: "127.0.0.1", port: b.web[0]!.port });
+    tls.on("error", () => up.destroy());
+    up.on("error", () => tls.destroy());
+    tls.pipe(up).pipe(tls);
+  });
+  await new Promise<void>((resolve) => standIn.listen(0, "127.0.0.1", resolve));
+  const agent = new Agent({ keepAlive: true, maxSockets: 5 });
+  try {
+    const acks = t.metric("a", "fedgate_gateway_xds_updates_total", { type: "endpoint", result: "ack" });
+    t.exportPorts.set("b", (standIn.address() as AddressInfo).port);
+    t.push("a");
+    await waitFor("A has B's endpoint at the stand-in", () => t.metric("a", "fedgate_gateway_xds_updates_total", { type: "endpoint", result: "ack" }) > acks);
+    await burst(t.importPort("a"), agent, 5, "b");
+  } finally {
+    agent.destroy();
+    standIn.close();
+  }
+  const pooled = t.metric("a", "fedgate_gateway_upstream_connections_total", { cluster: WEB_CLUSTER });
+  assert.ok(pooled >= 1);
+  assert.is(handshakes, pooled, "one TLS connection per pooled connection");
+  assert.is(t.metric("a", "fedgate_gateway_mux_tunnels_total", { side: "dialled" }), 0, "no tunnel without the peer's ALPN");
+  assert.is(t.metric("b", "fedgate_gateway_downstream_connections_total", { listener: EXPORT_LISTENER }), 0, "B's own gateway was not used");
 });
 
 tunnels.run();
