@@ -9,8 +9,10 @@
  *   (d) HAProxy pair with the same mTLS path (Debian haproxy, one thread each).
  * Then the same four paths at L7 (HTTP/1.1 keep-alive, `Host` set to the
  * service): the fedgate gateways run HTTP import listeners (per-request
- * routing and balancing; the peer's export side stays an L4 SNI relay), and
- * HAProxy's A side runs in `mode http`.
+ * routing and balancing; the peer's export side stays an L4 relay), and
+ * HAProxy's A side runs in `mode http`. L7 (c) carries A's pooled upstream
+ * connections as streams of one fedgate-mux/1 tunnel; L7 (c0) is the same
+ * pair with `mux_tunnels: false` (one mTLS connection per pooled connection).
  * Each gateway and HAProxy runs in its own process; the backend (Node http,
  * "ok" or a 1 MiB body) too. Ratios are against (d).
  * On 1 MiB bodies each proxy path is also charged the CPU seconds (user +
@@ -250,6 +252,7 @@ async function main(): Promise<void> {
   xdsAL7.setSnapshot(asHttp(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", bExport]]), backends: [], leaf: leafA })));
   xdsAL7.flush();
   const aL7 = await startGateway(dir, "a-l7", xdsAL7);
+  const aL7Plain = await startGateway(dir, "a-l7-plain", xdsAL7, { mux_tunnels: false });
 
   // (d) HAProxy pair, same identities and SNI, TLS 1.3 both ways, client certificate verified.
   const haA = await freePort();
@@ -314,6 +317,7 @@ backend local
     { name: "(d) HAProxy pair, mTLS", port: haA, proxies: haPids },
     { name: "L7 (a) direct", port: backendPort, l7: true },
     { name: "L7 (b) fedgate, one hop", port: oneL7[listener]!.port, l7: true },
+    { name: "L7 (c0) fedgate pair, mTLS, no mux", port: aL7Plain[listener]!.port, l7: true },
     { name: "L7 (c) fedgate pair, mTLS", port: aL7[listener]!.port, l7: true },
     { name: "L7 (d) HAProxy pair, mTLS, mode http", port: haAHttp, l7: true },
   ];

@@ -36,3 +36,4 @@ export type { AttemptResult } from "./dataplane/http-attempt.ts";
 export type { BodyFraming } from "./dataplane/http-downstream.ts";
 export * from "./dataplane/mux-framing.ts";
 export { MuxSession, MuxStream, MuxStreamRefusedError, type MuxStreamHandlers } from "./dataplane/mux-session.ts";
+export { MuxStreamDuplex, MuxStreamResetError } from "./dataplane/mux-stream-duplex.ts";

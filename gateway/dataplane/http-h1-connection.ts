@@ -1,6 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
-import type { Socket } from "node:net";
-import { Readable } from "node:stream";
+import { Readable, type Duplex } from "node:stream";
 import type { AttemptResult, UpstreamResponse } from "./http-attempt.ts";
 import { endToEndHeaders, type BodyFraming } from "./http-downstream.ts";
 import { ResponseParser, type ResponseHead } from "./http-response-parser.ts";
@@ -17,6 +16,7 @@ export interface H1Request {
 }
 
 const LAST_CHUNK = "0\r\n\r\n";
+const never = () => false;
 const NO_BODY = Buffer.alloc(0);
 
 /**
@@ -27,10 +27,16 @@ const NO_BODY = Buffer.alloc(0);
  * over whole, with no stream. Once both directions ended cleanly and the
  * server allows it, the connection goes back to the pool (`release`);
  * anything unexpected destroys it. It is the body sink of its exchange's
- * request (framing chunks when the request came chunked).
+ * request (framing chunks when the request came chunked). The socket is an
+ * mTLS or plain socket, or a stream in a tunnel to a peer gateway
+ * (MuxStreamDuplex).
  */
 export class H1Connection implements BodySink {
-  readonly socket: Socket;
+  readonly socket: Duplex;
+  /** Whether the connection should carry no further exchange (its tunnel goes away, secrets rotated). */
+  readonly retiring: () => boolean;
+  /** When it last went back to the pool (Date.now()), for the pool's idle timeout. */
+  idleSinceMs = 0;
   private readonly release: (conn: H1Connection) => void;
   private readonly parser: ResponseParser;
   /** It carried an exchange before (a close before any answer then means the server dropped an idle connection). */
@@ -49,15 +55,15 @@ export class H1Connection implements BodySink {
   /** Counts exchanges, so that a late cancel of an old response cannot touch a newer exchange. */
   private exchange = 0;
 
-  constructor(options: { socket: Socket; release: (conn: H1Connection) => void }) {
+  constructor(options: { socket: Duplex; release: (conn: H1Connection) => void; retiring?: () => boolean }) {
     this.socket = options.socket;
     this.release = options.release;
+    this.retiring = options.retiring ?? never;
     this.parser = new ResponseParser({
       onHead: (head) => (this.head = head),
       onBody: (chunk) => this.onBody(chunk),
       onEnd: (trailers) => (this.trailers = trailers),
     });
-    this.socket.setNoDelay(true);
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
     this.socket.on("close", () => this.onClose());
     // 'close' follows every error; the exchange is failed there.
@@ -93,6 +99,11 @@ export class H1Connection implements BodySink {
   /** Puts a connection that carried nothing yet into the pool. */
   park(): void {
     if (this.idle) this.release(this);
+  }
+
+  /** Closes an idle connection cleanly (FIN, or END on a tunnel stream). */
+  close(): void {
+    this.socket.end();
   }
 
   /** Drops the connection (the exchange was abandoned or failed). */

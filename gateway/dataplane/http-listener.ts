@@ -54,7 +54,7 @@ export class HttpListener {
   private constructor(spec: HttpListenerSpec, ctx: ListenerContext) {
     this.spec = spec;
     this.ctx = ctx;
-    this.pool = new HttpUpstreamPool({ secrets: ctx.secrets, onTlsFailure: (reason) => ctx.metrics.tlsFailures.labels({ side: "upstream", reason }).add() });
+    this.pool = new HttpUpstreamPool({ secrets: ctx.secrets, tunnels: ctx.tunnels, onTlsFailure: (reason) => ctx.metrics.tlsFailures.labels({ side: "upstream", reason }).add() });
     this.forwardCtx = {
       pool: this.pool,
       metrics: ctx.metrics,

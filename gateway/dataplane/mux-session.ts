@@ -37,6 +37,8 @@ export interface MuxStreamHandlers {
   onReset(reason: MuxResetReason): void;
   /** The send window reopened after `write` returned false. */
   onDrain(): void;
+  /** Its tunnel got or sent GOAWAY: the stream carries on, but whoever reuses it (a pooled connection) should let it end. */
+  onGoAway?(): void;
 }
 
 type Early = { kind: "data"; chunk: Buffer } | { kind: "end" } | { kind: "reset"; reason: MuxResetReason };
@@ -70,6 +72,16 @@ export class MuxStream {
     readonly id: number,
     readonly service: string,
   ) {}
+
+  /** Its tunnel takes no new streams (GOAWAY sent or received) or is gone. */
+  get tunnelGoingAway(): boolean {
+    return this.session.goingAway || this.session.closed;
+  }
+
+  /** Its tunnel got or sent GOAWAY (handlers set later ask `tunnelGoingAway`). */
+  notifyGoAway(): void {
+    this.handlers?.onGoAway?.();
+  }
 
   /** Sets where incoming data goes; anything that arrived before is delivered now. */
   attach(handlers: MuxStreamHandlers): void {
@@ -320,6 +332,7 @@ export class MuxSession {
     if (this.closed || this.goingAway) return;
     this.goingAway = true;
     this.send(encodeFrame(FrameType.GOAWAY, 0));
+    for (const s of this.streams.values()) s.notifyGoAway();
     this.endIfIdle();
   }
 
@@ -428,6 +441,7 @@ export class MuxSession {
   private handle(frame: Frame): void {
     if (frame.type === FrameType.GOAWAY) {
       this.goingAway = true;
+      for (const s of this.streams.values()) s.notifyGoAway();
       this.endIfIdle();
       return;
     }

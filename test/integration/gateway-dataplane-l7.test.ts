@@ -1,13 +1,15 @@
 import { request as h1request, Agent } from "node:http";
 import { connect as h2connect, type ClientHttp2Session } from "node:http2";
+import { connect as netConnect, type AddressInfo } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { ProtoRegistry } from "../../gateway/index.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
-import { waitFor } from "../support/gateway-harness.ts";
+import { gatewayLeaf, waitFor } from "../support/gateway-harness.ts";
 import { greeterClient, GREETER_CLUSTER, L7Topology, WEB_CLUSTER, WEB_HOST } from "../support/l7-harness.ts";
 
-const pki = await createClusterSetPki(["a", "b"]);
+const pki = await createClusterSetPki(["a", "b", "c"]);
 const registry = ProtoRegistry.load();
 
 interface Reply {
@@ -196,3 +198,186 @@ l7("route timeout answers 504 (gRPC: DEADLINE_EXCEEDED); a 5xx of an idempotent 
 });
 
 l7.run();
+
+const EXPORT_LISTENER = "fedgate-export-15443";
+const tunnels = suite<Ctx>("gateway data plane: L7 upstream connections to peer gateways as fedgate-mux streams", {});
+
+tunnels.after.each(async (ctx) => {
+  await ctx.topology?.close();
+  ctx.topology = undefined;
+});
+
+/** `count` concurrent keep-alive requests on `agent`; each must be answered 200 by `cluster`. */
+async function burst(port: number, agent: Agent, count: number, cluster: string, path = "/slow/100"): Promise<void> {
+  const replies = await Promise.all(Array.from({ length: count }, (_, i) => get(port, `${path}?${i}`, { agent })));
+  for (const r of replies) {
+    assert.is(r.status, 200, r.body);
+    assert.is(r.headers["x-fedgate-cluster"], cluster);
+  }
+}
+
+tunnels("pooled HTTP/1.1 connections and the h2 session to a peer gateway are streams of one tunnel, reused across requests", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const agent = new Agent({ keepAlive: true, maxSockets: 20 });
+  try {
+    await burst(t.importPort("a"), agent, 20, "b");
+    await burst(t.importPort("a"), agent, 20, "b");
+  } finally {
+    agent.destroy();
+  }
+  const pooled = t.metric("a", "fedgate_gateway_upstream_connections_total", { cluster: WEB_CLUSTER });
+  assert.ok(pooled >= 2, `concurrent requests used several pooled connections (${pooled})`);
+  assert.ok(pooled < 40, `pooled connections carried several requests each (${pooled} for 40)`);
+  const client = greeterClient(t.importPort("a"));
+  try {
+    assert.equal(await client.greet("x"), { reply: "b-1:x", servedBy: "b" }, "gRPC over the h2 session's stream");
+  } finally {
+    client.close();
+  }
+  const h2 = t.metric("a", "fedgate_gateway_upstream_connections_total", { cluster: GREETER_CLUSTER });
+  assert.is(h2, 1);
+  assert.is(t.metric("a", "fedgate_gateway_mux_tunnels_total", { side: "dialled" }), 1, "one tunnel from A to B");
+  assert.is(t.metric("b", "fedgate_gateway_downstream_connections_total", { listener: EXPORT_LISTENER }), 1, "one TCP connection reached B");
+  assert.is(t.metric("b", "fedgate_gateway_downstream_streams_total", { listener: EXPORT_LISTENER }), pooled + h2, "every pooled connection was a stream");
+});
+
+tunnels("with mux_tunnels: false each pooled connection is its own mTLS connection to the peer, as before", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 }, muxTunnels: false }));
+  const agent = new Agent({ keepAlive: true, maxSockets: 5 });
+  try {
+    await burst(t.importPort("a"), agent, 5, "b");
+  } finally {
+    agent.destroy();
+  }
+  const pooled = t.metric("a", "fedgate_gateway_upstream_connections_total", { cluster: WEB_CLUSTER });
+  assert.ok(pooled >= 1);
+  assert.is(t.metric("b", "fedgate_gateway_downstream_connections_total", { listener: EXPORT_LISTENER }), pooled);
+  assert.is(t.metric("b", "fedgate_gateway_mux_tunnels_total", { side: "accepted" }), 0);
+});
+
+tunnels("a killed peer gateway: pooled connections on its tunnel are dropped, not reused, and requests fail over to the next priority", async (ctx) => {
+  const policy = { failover: { clusterOrder: ["b", "c"] } };
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b", "c"], members: { a: 0, b: 1, c: 1 }, policy }));
+  const agent = new Agent({ keepAlive: true, maxSockets: 3 });
+  try {
+    await burst(t.importPort("a"), agent, 3, "b");
+    assert.ok(t.metric("a", "fedgate_gateway_upstream_active_connections", { cluster: WEB_CLUSTER }) >= 1, "idle pooled connections to B");
+    await t.get("b").gateway.close();
+    await waitFor("the tunnel and its pooled connections are gone", () => t.metric("a", "fedgate_gateway_mux_active_tunnels", { side: "dialled" }) === 0 && t.metric("a", "fedgate_gateway_upstream_active_connections", { cluster: WEB_CLUSTER }) === 0);
+    await burst(t.importPort("a"), agent, 3, "c");
+  } finally {
+    agent.destroy();
+  }
+  assert.is(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: WEB_CLUSTER, reason: "refused_stream" }), 0, "no request was sent on a stale pooled connection");
+  assert.ok(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: WEB_CLUSTER, reason: "connect_failure" }) >= 1, "B's gateway refused the dial");
+  assert.ok(t.metric("a", "fedgate_gateway_http_failovers_total", { cluster: WEB_CLUSTER }) >= 1);
+});
+
+tunnels("a peer whose backend is down refuses the stream: a connect failure, retried on the next priority", async (ctx) => {
+  const policy = { failover: { clusterOrder: ["b", "c"] } };
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b", "c"], members: { a: 0, b: 1, c: 1 }, policy }));
+  for (const b of t.get("b").web) await b.kill();
+  for (let i = 0; i < 3; i++) {
+    const r = await get(t.importPort("a"), `/after-kill/${i}`);
+    assert.is(r.status, 200, r.body);
+    assert.is(r.headers["x-fedgate-cluster"], "c");
+  }
+  assert.ok(t.metric("a", "fedgate_gateway_mux_stream_refusals_total", { reason: "no_healthy_upstream" }) >= 1, "B's refusal reached A as a reset");
+  assert.ok(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: WEB_CLUSTER, reason: "connect_failure" }) >= 1);
+  assert.is(t.metric("a", "fedgate_gateway_mux_tunnels_total", { side: "dialled" }), 2, "the tunnel to B stayed up (one to B, one to C)");
+});
+
+tunnels("drain of the peer gateway (GOAWAY): idle pooled connections and the h2 session on its tunnel end at once, new requests go to the next priority, nothing is cut", async (ctx) => {
+  const policy = { failover: { clusterOrder: ["b", "c"] } };
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b", "c"], members: { a: 0, b: 1, c: 1 }, policy }));
+  const agent = new Agent({ keepAlive: true, maxSockets: 3 });
+  const client = greeterClient(t.importPort("a"));
+  try {
+    await burst(t.importPort("a"), agent, 3, "b");
+    assert.equal(await client.greet("before"), { reply: "b-1:before", servedBy: "b" }, "an h2 session on the tunnel too");
+    const drained = t.get("b").gateway.drain();
+    await waitFor("A's pooled connections and h2 session to B ended", () => t.metric("b", "fedgate_gateway_downstream_active_streams", { listener: EXPORT_LISTENER }) === 0);
+    await burst(t.importPort("a"), agent, 3, "c");
+    assert.equal(await client.greet("after"), { reply: "c-1:after", servedBy: "c" });
+    assert.is(await drained, 0, "the drain ended with the tunnel's last stream, nothing had to be cut");
+  } finally {
+    agent.destroy();
+    client.close();
+  }
+  assert.is(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: WEB_CLUSTER, reason: "refused_stream" }), 0, "no request was sent on a retired pooled connection");
+});
+
+tunnels("SDS rotation of the dialling gateway's certificate: pooled connections and the h2 session retire, new ones go on a new tunnel, the old tunnel closes", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const agent = new Agent({ keepAlive: true, maxSockets: 3 });
+  const client = greeterClient(t.importPort("a"));
+  try {
+    await burst(t.importPort("a"), agent, 3, "b");
+    assert.equal(await client.greet("before"), { reply: "b-1:before", servedBy: "b" });
+    const acks = t.metric("a", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" });
+    t.get("a").leaf = await gatewayLeaf(pki, "a");
+    t.push("a");
+    await waitFor("A installed its new certificate", () => t.metric("a", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" }) > acks);
+    await burst(t.importPort("a"), agent, 3, "b");
+    assert.equal(await client.greet("after"), { reply: "b-1:after", servedBy: "b" });
+  } finally {
+    agent.destroy();
+    client.close();
+  }
+  assert.is(t.metric("a", "fedgate_gateway_upstream_connections_total", { cluster: GREETER_CLUSTER }), 2, "a new h2 session after the rotation");
+  assert.is(t.metric("a", "fedgate_gateway_mux_tunnels_total", { side: "dialled" }), 2, "a second tunnel, with the new identity");
+  await waitFor("the old tunnel closes once its pooled connections retired", () => t.metric("a", "fedgate_gateway_mux_active_tunnels", { side: "dialled" }) === 1);
+});
+
+tunnels("A's cluster revoked at B: B cuts the tunnel and its pooled connections, requests fail over to the next priority", async (ctx) => {
+  const policy = { failover: { clusterOrder: ["b", "c"] } };
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b", "c"], members: { a: 0, b: 1, c: 1 }, policy }));
+  const agent = new Agent({ keepAlive: true, maxSockets: 3 });
+  try {
+    await burst(t.importPort("a"), agent, 3, "b");
+    const crl = await pki.root.issueRevocationList({ intermediates: [pki.identity("a").intermediate.certificate], crlNumber: 1 });
+    const acks = t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" });
+    t.get("b").revocationsPem = crl.pem;
+    t.push("b");
+    await waitFor("B installed the revocation list", () => t.metric("b", "fedgate_gateway_xds_updates_total", { type: "secret", result: "ack" }) > acks);
+    await waitFor("A's tunnel and its pooled connections are cut", () => t.metric("a", "fedgate_gateway_upstream_active_connections", { cluster: WEB_CLUSTER }) === 0);
+    await burst(t.importPort("a"), agent, 3, "c");
+  } finally {
+    agent.destroy();
+  }
+  assert.ok(t.metric("b", "fedgate_gateway_downstream_refused_total", { listener: EXPORT_LISTENER, reason: "revoked" }) >= 1, "the cut is counted at B");
+  assert.is(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: WEB_CLUSTER, reason: "refused_stream" }), 0, "no request was sent on a cut pooled connection");
+});
+
+tunnels("a peer without fedgate-mux/1 (a TLS-terminating stand-in, as Envoy would be) gets one mTLS connection per pooled connection", async (ctx) => {
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));
+  const b = t.get("b");
+  let handshakes = 0;
+  // B's identity, client certificates verified, no ALPN: it never selects fedgate-mux/1.
+  const standIn = createTlsServer({ cert: b.leaf.chainPem, key: b.leaf.keyPem, ca: pki.bundle.caPems(), requestCert: true, rejectUnauthorized: true }, (tls) => {
+    handshakes += 1;
+    const up = netConnect({ host: "127.0.0.1", port: b.web[0]!.port });
+    tls.on("error", () => up.destroy());
+    up.on("error", () => tls.destroy());
+    tls.pipe(up).pipe(tls);
+  });
+  await new Promise<void>((resolve) => standIn.listen(0, "127.0.0.1", resolve));
+  const agent = new Agent({ keepAlive: true, maxSockets: 5 });
+  try {
+    const acks = t.metric("a", "fedgate_gateway_xds_updates_total", { type: "endpoint", result: "ack" });
+    t.exportPorts.set("b", (standIn.address() as AddressInfo).port);
+    t.push("a");
+    await waitFor("A has B's endpoint at the stand-in", () => t.metric("a", "fedgate_gateway_xds_updates_total", { type: "endpoint", result: "ack" }) > acks);
+    await burst(t.importPort("a"), agent, 5, "b");
+  } finally {
+    agent.destroy();
+    standIn.close();
+  }
+  const pooled = t.metric("a", "fedgate_gateway_upstream_connections_total", { cluster: WEB_CLUSTER });
+  assert.ok(pooled >= 1);
+  assert.is(handshakes, pooled, "one TLS connection per pooled connection");
+  assert.is(t.metric("a", "fedgate_gateway_mux_tunnels_total", { side: "dialled" }), 0, "no tunnel without the peer's ALPN");
+  assert.is(t.metric("b", "fedgate_gateway_downstream_connections_total", { listener: EXPORT_LISTENER }), 0, "B's own gateway was not used");
+});
+
+tunnels.run();

@@ -223,6 +223,8 @@ interface L7Cluster {
   web: HttpBackend[];
   grpc: GrpcBackend[];
   leaf: { chainPem: string; keyPem: string };
+  /** Revocation lists (PEM) the control plane hands this gateway in its bundle secret. */
+  revocationsPem?: string;
 }
 
 /** Simulated clusters exporting demo/web (HTTP) and demo/greeter (gRPC) on port 9000; every cluster imports both. */
@@ -236,7 +238,17 @@ export class L7Topology extends GatewayTopology<L7Cluster> {
     super();
   }
 
-  static async start(options: { pki: ClusterSetPki; registry: ProtoRegistry; exporters: readonly string[]; members: Record<string, number>; policy?: ServicePolicyInput; handshakeTimeoutMs?: number; muxTunnels?: boolean; keepAlive?: { intervalMs: number; timeoutMs: number } }): Promise<L7Topology> {
+  /** `muxTunnels: false`: gateways dial one mTLS connection per pooled upstream connection (no fedgate-mux tunnels). */
+  static async start(options: {
+    pki: ClusterSetPki;
+    registry: ProtoRegistry;
+    exporters: readonly string[];
+    members: Record<string, number>;
+    policy?: ServicePolicyInput;
+    handshakeTimeoutMs?: number;
+    muxTunnels?: boolean;
+    keepAlive?: { intervalMs: number; timeoutMs: number };
+  }): Promise<L7Topology> {
     const t = new L7Topology(options.pki, options.exporters);
     t.policy = options.policy ?? {};
     for (const [name, count] of Object.entries(options.members)) {
@@ -282,7 +294,7 @@ export class L7Topology extends GatewayTopology<L7Cluster> {
         [WEB.key, this.policy],
         [GREETER.key, this.policy],
       ]),
-      tls: { trustDomain: this.pki.trustDomain, gatewayCertChainPem: sim.leaf.chainPem, gatewayKeyPem: sim.leaf.keyPem, trustBundlePems: this.pki.bundle.caPems() },
+      tls: { trustDomain: this.pki.trustDomain, gatewayCertChainPem: sim.leaf.chainPem, gatewayKeyPem: sim.leaf.keyPem, trustBundlePems: this.pki.bundle.caPems(), revocationsPem: sim.revocationsPem ?? "" },
     };
     sim.xds.setSnapshot(snapshot);
     sim.xds.flush();

@@ -12,7 +12,9 @@ import {
   MUX_MAX_FRAME_PAYLOAD_BYTES,
   MuxProtocolError,
   MuxSession,
+  MuxStreamDuplex,
   MuxStreamRefusedError,
+  MuxStreamResetError,
   resetReason,
   type Frame,
   type MuxResetReason,
@@ -20,6 +22,11 @@ import {
 } from "../../gateway/internal.ts";
 
 const tick = () => new Promise((r) => setImmediate(r));
+/** Lets turns pass until `ok()` (bounded, so a bug fails the test instead of hanging it). */
+async function waitFor(ok: () => boolean, turns = 500): Promise<void> {
+  for (let i = 0; i < turns && !ok(); i++) await tick();
+  assert.ok(ok(), "condition never held");
+}
 async function settle(turns = 6): Promise<void> {
   for (let i = 0; i < turns; i++) await tick();
 }
@@ -345,5 +352,91 @@ session("GOAWAY: the server refuses new streams, open ones finish, then the tunn
   assert.ok(p.server.closed && p.client.closed, "the tunnel closed after its last stream");
 });
 
+const asSocket = suite("a fedgate-mux stream as a socket (pooled L7 connections)");
+
+/** What a MuxStreamDuplex emitted. */
+function watch(d: MuxStreamDuplex) {
+  const seen = { data: [] as Buffer[], ended: false, closed: false, error: undefined as Error | undefined, goaway: 0 };
+  d.on("data", (c: Buffer) => seen.data.push(c));
+  d.on("end", () => (seen.ended = true));
+  d.on("close", () => (seen.closed = true));
+  d.on("error", (err: Error) => (seen.error = err));
+  d.on("goaway", () => (seen.goaway += 1));
+  return { seen, text: () => Buffer.concat(seen.data).toString(), bytes: () => seen.data.reduce((n, c) => n + c.length, 0) };
+}
+
+asSocket("bytes both ways; the peer's END ends the socket and our side too, then the stream is closed", async () => {
+  const p = sessions();
+  const d = new MuxStreamDuplex(await p.client.open("svc"));
+  const atClient = watch(d);
+  const atServer = collect(p.accepted[0]!);
+  d.write("GET / HTTP/1.1\r\n\r\n", "latin1");
+  await settle();
+  assert.is(atServer.text(), "GET / HTTP/1.1\r\n\r\n");
+  p.accepted[0]!.write(Buffer.from("HTTP/1.1 200 OK\r\n\r\n"));
+  p.accepted[0]!.end();
+  await settle(12);
+  assert.is(atClient.text(), "HTTP/1.1 200 OK\r\n\r\n");
+  assert.ok(atClient.seen.ended && atClient.seen.closed);
+  assert.ok(atServer.got.ended, "our END followed the peer's");
+  assert.is(atClient.seen.error, undefined);
+  assert.is(p.client.activeStreams, 0);
+  assert.is(p.server.activeStreams, 0);
+});
+
+asSocket("a reset by the peer is an error on the socket; destroying the socket resets the stream", async () => {
+  const p = sessions();
+  const d1 = new MuxStreamDuplex(await p.client.open("svc"));
+  const first = watch(d1);
+  p.accepted[0]!.reset("upstream_reset");
+  await settle();
+  assert.instance(first.seen.error, MuxStreamResetError);
+  assert.is((first.seen.error as MuxStreamResetError).reason, "upstream_reset");
+  assert.ok(first.seen.closed);
+  const d2 = new MuxStreamDuplex(await p.client.open("svc"));
+  const atServer = collect(p.accepted[1]!);
+  d2.destroy();
+  await settle();
+  assert.is(atServer.got.reset, "cancel");
+  assert.is(p.client.activeStreams, 0);
+  assert.equal(p.errors, []);
+});
+
+asSocket("a paused reader is not credited, so the peer stops at the window; resuming credits what it takes", async () => {
+  const p = sessions();
+  const d = new MuxStreamDuplex(await p.client.open("svc"));
+  d.pause();
+  const big = Buffer.alloc(MUX_INITIAL_WINDOW_BYTES * 3, 1);
+  assert.is(p.accepted[0]!.write(big), false, "more than a window: held at the sender");
+  await settle(12);
+  assert.is(d.readableLength, MUX_INITIAL_WINDOW_BYTES, "exactly one window arrived while paused");
+  let received = 0;
+  d.on("data", (c: Buffer) => (received += c.length));
+  d.resume();
+  await waitFor(() => received === big.length);
+  assert.equal(p.errors, []);
+});
+
+asSocket("a write beyond the peer's window completes once credit comes; the tunnel's GOAWAY is emitted and marks it retiring", async () => {
+  const p = sessions();
+  const d = new MuxStreamDuplex(await p.client.open("svc"));
+  const seen = watch(d);
+  const atServer = collect(p.accepted[0]!, { credit: false });
+  let written = false;
+  d.write(Buffer.alloc(MUX_INITIAL_WINDOW_BYTES + 10, 2), () => (written = true));
+  await settle();
+  assert.not.ok(written, "held at the window");
+  p.accepted[0]!.consumed(atServer.bytes());
+  await settle();
+  assert.ok(written, "completed on credit");
+  assert.not.ok(d.retiring);
+  p.server.goAway();
+  await settle();
+  assert.is(seen.seen.goaway, 1);
+  assert.ok(d.retiring, "no new exchange on a tunnel going away");
+  assert.not.ok(seen.seen.closed, "the stream itself carries on");
+});
+
 framing.run();
 session.run();
+asSocket.run();
