@@ -292,6 +292,8 @@ export class MuxSession {
   /** DATA payload bytes in `out` (a frame's worth is flushed at once). */
   private outData = 0;
   private flushScheduled = false;
+  /** The socket asked for 'drain': frames wait in `out` and leave together when it comes. */
+  private awaitingDrain = false;
   /** GOAWAY sent or received: no new streams; the socket ends once the last stream does. */
   goingAway = false;
   closed = false;
@@ -386,7 +388,17 @@ export class MuxSession {
   private flush(): void {
     this.flushScheduled = false;
     const out = this.out;
-    if (!out.length || this.closed || this.socket.destroyed) return;
+    if (!out.length || this.closed || this.socket.destroyed || this.awaitingDrain) return;
+    // A congested socket would queue each write in JS and join them in C++ (a copy per byte):
+    // keep the frames and write them as one buffer on 'drain' instead.
+    if (this.socket.writableNeedDrain) {
+      this.awaitingDrain = true;
+      this.socket.once("drain", () => {
+        this.awaitingDrain = false;
+        this.flush();
+      });
+      return;
+    }
     const wire = out.length === 1 && this.outStreams[0] === -1 ? out[0]! : this.assemble();
     this.out = [];
     this.outStreams = [];
