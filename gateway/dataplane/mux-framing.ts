@@ -26,18 +26,9 @@ export const MUX_ALPN = "fedgate-mux/1";
 export const MUX_HEADER_BYTES = 9;
 export const MUX_MAX_FRAME_PAYLOAD_BYTES = 64 * 1024;
 export const MUX_MAX_SERVICE_NAME_BYTES = 255;
-/** Bytes each side may send on a new stream before the receiver grants more (fixed by the protocol; more is granted with WINDOW). */
+/** Bytes each side may send on a stream before the receiver grants more. */
 export const MUX_INITIAL_WINDOW_BYTES = 1024 * 1024;
 export const MUX_MAX_WINDOW_BYTES = 2 ** 31 - 1;
-
-/**
- * The receive window a MuxSession keeps per stream. Above the protocol's initial
- * 1 MiB it is granted with a WINDOW frame right after OPEN / OPEN_ACK, so
- * peers of any version take it. One 1 MiB window is about one 1 MiB response:
- * the sender then waits a round trip for credit, which on a loaded host is
- * milliseconds (BENCHMARKS.md, "L4 pair: window and framing").
- */
-export const MUX_STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 
 export const FrameType = {
   OPEN: 1,

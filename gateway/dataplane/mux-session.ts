@@ -11,7 +11,6 @@ import {
   MUX_INITIAL_WINDOW_BYTES,
   MUX_MAX_FRAME_PAYLOAD_BYTES,
   MUX_MAX_WINDOW_BYTES,
-  MUX_STREAM_WINDOW_BYTES,
   MuxProtocolError,
   resetReason,
   type Frame,
@@ -21,7 +20,6 @@ import {
 
 /** The highest stream id; a client that reaches it stops opening streams on the session. */
 const MAX_STREAM_ID = 2 ** 32 - 1;
-
 
 /** A stream open that did not get its OPEN_ACK: reset by the peer (with its reason) or lost with the tunnel. */
 export class MuxStreamRefusedError extends GatewayError {
@@ -86,15 +84,6 @@ export class MuxStream {
     if (this.closed || this.acked) return;
     this.acked = true;
     this.session.send(encodeFrame(FrameType.OPEN_ACK, this.id));
-    this.grantWindow();
-  }
-
-  /** Raises our receive window from the protocol's initial one to the session's (sent after OPEN or OPEN_ACK). */
-  grantWindow(): void {
-    const extra = this.session.streamWindowBytes - MUX_INITIAL_WINDOW_BYTES;
-    if (extra <= 0) return;
-    this.recvWindow += extra;
-    this.session.send(encodeWindow(this.id, extra));
   }
 
   /** Sends `chunk` as far as the window allows; false when some is held (pause the source until onDrain). */
@@ -132,8 +121,7 @@ export class MuxStream {
   consumed(n: number): void {
     if (this.closed || this.remoteEnded) return;
     this.uncredited += n;
-    // Credit in quarters of the window: the sender never runs dry while a grant is in flight.
-    if (this.uncredited < this.session.streamWindowBytes / 4) return;
+    if (this.uncredited < MUX_INITIAL_WINDOW_BYTES / 2) return;
     this.recvWindow += this.uncredited;
     this.session.send(encodeWindow(this.id, this.uncredited));
     this.uncredited = 0;
@@ -264,8 +252,6 @@ export interface MuxSessionOptions {
   onIdle?: () => void;
   /** The socket closed; every stream has failed. */
   onClose?: () => void;
-  /** Receive window per stream (default MUX_STREAM_WINDOW_BYTES; at least the protocol's initial window). */
-  streamWindowBytes?: number;
 }
 
 /**
@@ -277,7 +263,6 @@ export interface MuxSessionOptions {
 export class MuxSession {
   readonly socket: Duplex;
   readonly role: "client" | "server";
-  readonly streamWindowBytes: number;
   private readonly options: MuxSessionOptions;
   private readonly streams = new Map<number, MuxStream>();
   private readonly decoder = new FrameDecoder();
@@ -302,10 +287,6 @@ export class MuxSession {
     this.options = options;
     this.socket = options.socket;
     this.role = options.role;
-    this.streamWindowBytes = options.streamWindowBytes ?? MUX_STREAM_WINDOW_BYTES;
-    if (!Number.isInteger(this.streamWindowBytes) || this.streamWindowBytes < MUX_INITIAL_WINDOW_BYTES || this.streamWindowBytes > MUX_MAX_WINDOW_BYTES) {
-      throw new RangeError(`streamWindowBytes must be an integer in ${MUX_INITIAL_WINDOW_BYTES}..${MUX_MAX_WINDOW_BYTES}`);
-    }
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
     this.socket.on("error", () => this.socket.destroy());
     // The peer ended the tunnel: so do we (a socket that allows half-open would otherwise linger).
@@ -329,7 +310,6 @@ export class MuxSession {
     const stream = new MuxStream(this, this.lastId, service);
     this.streams.set(stream.id, stream);
     this.send(encodeOpen(stream.id, service));
-    stream.grantWindow();
     return new Promise((resolve, reject) => (stream.opening = { resolve, reject }));
   }
 

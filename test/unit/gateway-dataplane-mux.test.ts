@@ -10,7 +10,6 @@ import {
   FrameType,
   MUX_INITIAL_WINDOW_BYTES,
   MUX_MAX_FRAME_PAYLOAD_BYTES,
-  MUX_STREAM_WINDOW_BYTES,
   MuxProtocolError,
   MuxSession,
   MuxStreamRefusedError,
@@ -160,16 +159,15 @@ interface Pair {
 }
 
 /** A client and a server session over an in-memory pair; the server accepts every stream unless told otherwise. */
-function sessions(options: { maxStreams?: number; refuse?: MuxResetReason; clientWindowBytes?: number; serverWindowBytes?: number; heldClientWrites?: (() => void)[] } = {}): Pair {
+function sessions(options: { maxStreams?: number; refuse?: MuxResetReason; heldClientWrites?: (() => void)[] } = {}): Pair {
   const { a, b, writesFromA } = duplexPair(options.heldClientWrites);
   const accepted: MuxStream[] = [];
   const errors: { side: string; reason: string }[] = [];
-  const client = new MuxSession({ socket: a, role: "client", maxStreams: 1024, streamWindowBytes: options.clientWindowBytes, onProtocolError: (e) => errors.push({ side: "client", reason: e.reason }) });
+  const client = new MuxSession({ socket: a, role: "client", maxStreams: 1024, onProtocolError: (e) => errors.push({ side: "client", reason: e.reason }) });
   const server = new MuxSession({
     socket: b,
     role: "server",
     maxStreams: options.maxStreams ?? 1024,
-    streamWindowBytes: options.serverWindowBytes,
     onProtocolError: (e) => errors.push({ side: "server", reason: e.reason }),
     onStream: (s) => {
       if (options.refuse) return s.reset(options.refuse);
@@ -279,71 +277,28 @@ session("a refused open rejects with the peer's reason, and the session keeps se
 
 session("a slow reader stalls only its own stream: the sender holds data at the window and resumes on credit", async () => {
   const p = sessions();
-  const window = p.server.streamWindowBytes;
   const slow = await p.client.open("svc");
   const fast = await p.client.open("svc");
   const slowAtServer = collect(p.accepted[0]!, { credit: false });
   const fastAtServer = collect(p.accepted[1]!);
   const slowAtClient = collect(slow);
-  const big = Buffer.alloc(window * 3, 1);
+  const big = Buffer.alloc(MUX_INITIAL_WINDOW_BYTES * 3, 1);
   assert.is(slow.write(big), false, "more than the window: held");
   assert.ok(fast.write(Buffer.from("quick")));
   await settle();
-  assert.is(slowAtServer.bytes(), window, "exactly one window arrived");
+  assert.is(slowAtServer.bytes(), MUX_INITIAL_WINDOW_BYTES, "exactly one window arrived");
   assert.is(fastAtServer.text(), "quick", "the other stream was not blocked");
   // The reader takes what it got: credit flows back and the rest arrives.
   p.accepted[0]!.consumed(slowAtServer.bytes());
   await settle();
-  assert.is(slowAtServer.bytes(), window * 2);
-  p.accepted[0]!.consumed(window);
+  assert.is(slowAtServer.bytes(), MUX_INITIAL_WINDOW_BYTES * 2);
+  p.accepted[0]!.consumed(MUX_INITIAL_WINDOW_BYTES);
   await settle();
-  p.accepted[0]!.consumed(window);
+  p.accepted[0]!.consumed(MUX_INITIAL_WINDOW_BYTES);
   await settle();
   assert.is(slowAtServer.bytes(), big.length);
   assert.is(slowAtClient.got.drains, 1, "onDrain once the held data went out");
   assert.equal(p.errors, []);
-});
-
-session("each side raises its streams' receive window above the protocol's initial one with a WINDOW frame at open", async () => {
-  const p = sessions();
-  assert.is(p.client.streamWindowBytes, MUX_STREAM_WINDOW_BYTES);
-  assert.ok(MUX_STREAM_WINDOW_BYTES > MUX_INITIAL_WINDOW_BYTES);
-  const s = await p.client.open("svc");
-  const atClient = collect(s, { credit: false });
-  const atServer = collect(p.accepted[0]!, { credit: false });
-  s.write(Buffer.alloc(MUX_STREAM_WINDOW_BYTES + 1, 3));
-  p.accepted[0]!.write(Buffer.alloc(MUX_STREAM_WINDOW_BYTES + 1, 4));
-  await settle();
-  assert.is(atServer.bytes(), MUX_STREAM_WINDOW_BYTES, "client to server: the server's granted window, no credit");
-  assert.is(atClient.bytes(), MUX_STREAM_WINDOW_BYTES, "server to client: the client's granted window, no credit");
-  assert.equal(p.errors, []);
-});
-
-session("a peer that keeps the initial window (an older gateway) interoperates with one that grants more", async () => {
-  const p = sessions({ clientWindowBytes: MUX_INITIAL_WINDOW_BYTES });
-  const s = await p.client.open("svc");
-  const atClient = collect(s, { credit: false });
-  const atServer = collect(p.accepted[0]!, { credit: false });
-  s.write(Buffer.alloc(MUX_STREAM_WINDOW_BYTES, 5));
-  p.accepted[0]!.write(Buffer.alloc(MUX_STREAM_WINDOW_BYTES, 6));
-  await settle();
-  assert.is(atServer.bytes(), MUX_STREAM_WINDOW_BYTES, "the server granted its larger window");
-  assert.is(atClient.bytes(), MUX_INITIAL_WINDOW_BYTES, "the client granted nothing: the server held the rest");
-  // Credit from the initial-window side comes in quarters of its window and lets the rest through.
-  s.consumed(MUX_INITIAL_WINDOW_BYTES / 4 - 1);
-  await settle();
-  assert.is(atClient.bytes(), MUX_INITIAL_WINDOW_BYTES, "below a quarter window: no credit yet");
-  s.consumed(1);
-  await settle();
-  assert.is(atClient.bytes(), MUX_INITIAL_WINDOW_BYTES + MUX_INITIAL_WINDOW_BYTES / 4);
-  assert.equal(p.errors, []);
-});
-
-session("a stream window outside the protocol's bounds is refused at construction", () => {
-  const { a } = duplexPair();
-  for (const streamWindowBytes of [MUX_INITIAL_WINDOW_BYTES - 1, 2 ** 31, 1.5 * MUX_INITIAL_WINDOW_BYTES + 0.5]) {
-    assert.throws(() => new MuxSession({ socket: a, role: "client", maxStreams: 1, streamWindowBytes }), RangeError);
-  }
 });
 
 session("END after held data goes out after that data", async () => {
@@ -374,7 +329,7 @@ const violations: { name: string; frames: Buffer[]; maxStreams?: number; reason:
   { name: "data on a stream never opened", frames: [encodeFrame(FrameType.DATA, 9, Buffer.from("x"))], reason: "unknown_stream" },
   {
     name: "more data than the window",
-    frames: [encodeOpen(1, "s"), ...Array.from({ length: MUX_STREAM_WINDOW_BYTES / MUX_MAX_FRAME_PAYLOAD_BYTES + 1 }, () => encodeFrame(FrameType.DATA, 1, Buffer.alloc(MUX_MAX_FRAME_PAYLOAD_BYTES)))],
+    frames: [encodeOpen(1, "s"), ...Array.from({ length: MUX_INITIAL_WINDOW_BYTES / MUX_MAX_FRAME_PAYLOAD_BYTES + 1 }, () => encodeFrame(FrameType.DATA, 1, Buffer.alloc(MUX_MAX_FRAME_PAYLOAD_BYTES)))],
     reason: "window_exceeded",
   },
   { name: "a window past 2^31-1", frames: [encodeOpen(1, "s"), encodeWindow(1, 2 ** 31 - 1)], reason: "window_overflow" },
