@@ -290,7 +290,7 @@ export class MuxSession {
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
     this.socket.on("error", () => this.socket.destroy());
     // The peer ended the tunnel: so do we (a socket that allows half-open would otherwise linger).
-    this.socket.once("end", () => this.socket.end());
+    this.socket.once("end", () => this.endSocket());
     this.socket.once("close", () => this.onSocketClose());
   }
 
@@ -365,13 +365,14 @@ export class MuxSession {
     setImmediate(() => this.flush());
   }
 
-  private flush(): void {
+  /** Writes the turn's frames; `force` writes them even on a congested socket (before ending it). */
+  private flush(force = false): void {
     this.flushScheduled = false;
     const out = this.out;
-    if (!out.length || this.closed || this.socket.destroyed || this.awaitingDrain) return;
+    if (!out.length || this.closed || this.socket.destroyed || (this.awaitingDrain && !force)) return;
     // A congested socket would queue each write in JS and join them in C++ (a copy per byte):
     // keep the frames and write them as one buffer on 'drain' instead.
-    if (this.socket.writableNeedDrain) {
+    if (this.socket.writableNeedDrain && !force) {
       this.awaitingDrain = true;
       this.socket.once("drain", () => {
         this.awaitingDrain = false;
@@ -403,8 +404,14 @@ export class MuxSession {
   private endIfIdle(): void {
     if (!this.goingAway || this.streams.size > 0 || this.closed) return;
     setImmediate(() => {
-      if (this.streams.size === 0 && !this.closed) this.socket.end();
+      if (this.streams.size === 0 && !this.closed) this.endSocket();
     });
+  }
+
+  /** Ends our direction after every queued frame (those waiting for 'drain' too). */
+  private endSocket(): void {
+    this.flush(true);
+    this.socket.end();
   }
 
   private onData(chunk: Buffer): void {

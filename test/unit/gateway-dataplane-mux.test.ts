@@ -262,6 +262,33 @@ session("frames produced while the socket is congested wait for 'drain' and leav
   assert.equal(p.errors, []);
 });
 
+session("a tunnel that goes idle after GOAWAY while congested sends its last frames before it ends", async () => {
+  const held: (() => void)[] = [];
+  const release = () => held.splice(0).forEach((cb) => cb());
+  const p = sessions({ heldClientWrites: held });
+  const opening = p.client.open("svc");
+  await settle();
+  release();
+  const s = await opening;
+  const atServer = collect(p.accepted[0]!);
+  p.accepted[0]!.end();
+  await settle();
+  release();
+  await settle();
+  p.client.goAway();
+  s.write(Buffer.alloc(MUX_MAX_FRAME_PAYLOAD_BYTES, 8));
+  s.write(Buffer.from("tail"));
+  s.end();
+  await settle();
+  for (let i = 0; i < 5; i++) {
+    release();
+    await settle();
+  }
+  assert.is(atServer.bytes(), MUX_MAX_FRAME_PAYLOAD_BYTES + 4, "the tail written while congested arrived");
+  assert.ok(atServer.got.ended, "and the END after it, before the tunnel ended");
+  assert.equal(p.errors, []);
+});
+
 session("a refused open rejects with the peer's reason, and the session keeps serving", async () => {
   const p = sessions({ refuse: "no_healthy_upstream" });
   try {
