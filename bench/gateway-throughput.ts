@@ -34,8 +34,11 @@
  * `apt-get update && apt-get install -y haproxy wrk`; otherwise it exits with
  * that instruction.
  *
- * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--node-flags="..."] [--l7-only] [--only <regex>]
+ * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--node-flags="..."] [--l7-only] [--only <regex>] [--baseline <checkout>]
  * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
+ * `--baseline <checkout>` adds a row (cb): the (c) pair run from another checkout of fedgate (its own
+ * node_modules, e.g. `git archive <commit>` plus a node_modules link), so old and new code are measured
+ * in one run, round after round (A-B on a loaded machine).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -63,6 +66,7 @@ const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
 /** Measures only the L7 rows (the L4 processes still start, since the L7 pair uses B's export listener). */
 const L7_ONLY = args.includes("--l7-only");
 const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
+const BASELINE_BIN = args.includes("--baseline") ? path.resolve(args[args.indexOf("--baseline") + 1] ?? ".", "bin/fedgate.js") : undefined;
 /** Extra V8/Node flags for the gateway processes, e.g. `--node-flags=--max-semi-space-size=32`. */
 const RATE_FRACTIONS = (args.includes("--rate-fractions") ? args[args.indexOf("--rate-fractions") + 1]! : "0.25,0.5,0.75").split(",").map(Number);
 /** A path "kept up" when it completed at least this share of the offered rate. */
@@ -121,7 +125,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function startGateway(dir: string, name: string, xds: XdsServer, fedgate: Record<string, unknown> = {}): Promise<Record<string, { port: number }>> {
+async function startGateway(dir: string, name: string, xds: XdsServer, fedgate: Record<string, unknown> = {}, bin = BIN): Promise<Record<string, { port: number }>> {
   const file = path.join(dir, `${name}.json`);
   await writeFile(
     file,
@@ -133,7 +137,7 @@ async function startGateway(dir: string, name: string, xds: XdsServer, fedgate: 
     }),
   );
   const profile = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const { out } = await start(process.execPath, [...NODE_FLAGS, ...profile, BIN, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'));
+  const { out } = await start(process.execPath, [...NODE_FLAGS, ...profile, bin, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'));
   const admin = (JSON.parse(out().split("\n").find((l) => l.includes('"gateway started"')) ?? "{}") as { admin: string }).admin;
   for (;;) {
     const ready = await fetch(`http://${admin}/ready`).then((r) => r.status === 200, () => false);
@@ -242,6 +246,20 @@ async function main(): Promise<void> {
   // (c0): the same pair with A dialling one mTLS connection per client connection (no fedgate-mux tunnel).
   const aPlain = await startGateway(dir, "a-plain", xdsA, { mux_tunnels: false });
   const aPlainPid = lastChildPid();
+  // (cb): the (c) pair from the --baseline checkout.
+  const xdsBase = BASELINE_BIN ? [await XdsServer.start({}), await XdsServer.start({})] : [];
+  let baseline: { port: number; proxies: number[] } | undefined;
+  if (BASELINE_BIN) {
+    const [xBb, xAb] = xdsBase as [XdsServer, XdsServer];
+    xBb.setSnapshot(topologySnapshot({ self: "b", pki, exporters: ["b"], exportPorts: new Map(), backends: [backendRef], leaf: leafB }));
+    xBb.flush();
+    const bb = await startGateway(dir, "b-base", xBb, {}, BASELINE_BIN);
+    const bbPid = lastChildPid();
+    xAb.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", bb["fedgate-export-15443"]!.port]]), backends: [], leaf: leafA }));
+    xAb.flush();
+    const ab = await startGateway(dir, "a-base", xAb, {}, BASELINE_BIN);
+    baseline = { port: ab[`fedgate-import-${SERVICE_PORT}`]!.port, proxies: [lastChildPid(), bbPid] };
+  }
 
   // L7: the same paths with HTTP import listeners (B's export side is the same L4 relay).
   const xdsOneL7 = await XdsServer.start({});
@@ -314,6 +332,7 @@ backend local
     { name: "(b) fedgate, one hop", port: one[listener]!.port, proxies: [onePid] },
     { name: "(c0) fedgate pair, mTLS, no mux", port: aPlain[listener]!.port, proxies: [aPlainPid, bPid] },
     { name: "(c) fedgate pair, mTLS", port: a[listener]!.port, proxies: [aPid, bPid] },
+    ...(baseline ? [{ name: "(cb) fedgate pair, mTLS, --baseline", ...baseline }] : []),
     { name: "(d) HAProxy pair, mTLS", port: haA, proxies: haPids },
     { name: "L7 (a) direct", port: backendPort, l7: true },
     { name: "L7 (b) fedgate, one hop", port: oneL7[listener]!.port, l7: true },
@@ -379,7 +398,7 @@ backend local
     printFixedRate(layer, haproxyRps, rows);
   }
   console.log(`\nLoad average at the end: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
-  await Promise.all([xdsOne, xdsA, xdsB, xdsOneL7, xdsAL7].map((x) => x.close()));
+  await Promise.all([xdsOne, xdsA, xdsB, xdsOneL7, xdsAL7, ...xdsBase].map((x) => x.close()));
   await rm(dir, { recursive: true, force: true });
 }
 

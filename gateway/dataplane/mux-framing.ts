@@ -79,21 +79,19 @@ export class MuxProtocolError extends GatewayError {
   }
 }
 
-export function frameHeader(type: FrameType, stream: number, length: number): Buffer {
-  const header = Buffer.allocUnsafe(MUX_HEADER_BYTES);
-  header[0] = type;
-  header.writeUInt32BE(stream, 1);
-  header.writeUInt32BE(length, 5);
-  return header;
+/** Writes a frame header into `buf` at `offset`; returns the offset after it. */
+export function writeHeader(buf: Buffer, offset: number, type: FrameType, stream: number, length: number): number {
+  buf[offset] = type;
+  buf.writeUInt32BE(stream, offset + 1);
+  buf.writeUInt32BE(length, offset + 5);
+  return offset + MUX_HEADER_BYTES;
 }
 
-/** One whole frame in one buffer (control frames; DATA is sent as header + the chunk as is). */
+/** One whole frame in one buffer (control frames; the session writes DATA headers into its output in place). */
 export function encodeFrame(type: FrameType, stream: number, payload?: Buffer): Buffer {
   const length = payload?.length ?? 0;
   const out = Buffer.allocUnsafe(MUX_HEADER_BYTES + length);
-  out[0] = type;
-  out.writeUInt32BE(stream, 1);
-  out.writeUInt32BE(length, 5);
+  writeHeader(out, 0, type, stream, length);
   if (payload) payload.copy(out, MUX_HEADER_BYTES);
   return out;
 }
@@ -154,34 +152,43 @@ export class FrameDecoder {
   /** Feeds bytes; returns every complete frame and DATA piece in them (payloads may share the input's memory). */
   push(chunk: Buffer): Frame[] {
     const frames: Frame[] = [];
+    this.feed(chunk, (f) => frames.push(f));
+    return frames;
+  }
+
+  /**
+   * Feeds bytes; hands each complete frame and DATA piece to `onFrame` as it
+   * is decoded (no array per read: the session's path). `onFrame` may throw
+   * to stop decoding, as a malformed frame does.
+   */
+  feed(chunk: Buffer, onFrame: (frame: Frame) => void): void {
     let offset = 0;
     while (offset < chunk.length) {
       if (this.dataLeft > 0) {
         const n = Math.min(this.dataLeft, chunk.length - offset);
-        frames.push({ type: FrameType.DATA, stream: this.dataStream, payload: chunk.subarray(offset, offset + n) });
         this.dataLeft -= n;
         offset += n;
+        onFrame({ type: FrameType.DATA, stream: this.dataStream, payload: n === chunk.length ? chunk : chunk.subarray(offset - n, offset) });
         continue;
       }
       if (this.partial) {
-        offset = this.fillPartial(chunk, offset, frames);
+        offset = this.fillPartial(chunk, offset, onFrame);
         continue;
       }
       if (chunk.length - offset < MUX_HEADER_BYTES) {
         this.partial = Buffer.from(chunk.subarray(offset));
-        return frames;
+        return;
       }
       const length = this.header(chunk, offset);
       offset += MUX_HEADER_BYTES;
       if (chunk[offset - MUX_HEADER_BYTES] === FrameType.DATA) continue;
       if (chunk.length - offset < length) {
         this.partial = Buffer.from(chunk.subarray(offset - MUX_HEADER_BYTES));
-        return frames;
+        return;
       }
-      frames.push(controlFrame(chunk.subarray(offset - MUX_HEADER_BYTES, offset + length)));
       offset += length;
+      onFrame(controlFrame(chunk.subarray(offset - length - MUX_HEADER_BYTES, offset)));
     }
-    return frames;
   }
 
   /** Checks the header at `offset`; a DATA header starts streaming its payload. Returns the payload length. */
@@ -198,7 +205,7 @@ export class FrameDecoder {
   }
 
   /** Adds bytes from `chunk` to the split header or control frame; returns the new offset in `chunk`. */
-  private fillPartial(chunk: Buffer, offset: number, frames: Frame[]): number {
+  private fillPartial(chunk: Buffer, offset: number, onFrame: (frame: Frame) => void): number {
     const partial = this.partial!;
     const headerKnown = partial.length >= MUX_HEADER_BYTES;
     const want = (headerKnown ? MUX_HEADER_BYTES + partial.readUInt32BE(5) : MUX_HEADER_BYTES) - partial.length;
@@ -211,12 +218,12 @@ export class FrameDecoder {
     }
     this.partial = undefined;
     if (headerKnown) {
-      frames.push(controlFrame(joined));
+      onFrame(controlFrame(joined));
       return offset;
     }
     const length = this.header(joined, 0);
     if (joined[0] === FrameType.DATA) return offset;
-    if (length === 0) frames.push(controlFrame(joined));
+    if (length === 0) onFrame(controlFrame(joined));
     else this.partial = joined;
     return offset;
   }

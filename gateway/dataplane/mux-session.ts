@@ -6,8 +6,8 @@ import {
   encodeReset,
   encodeWindow,
   FrameDecoder,
-  frameHeader,
   FrameType,
+  MUX_HEADER_BYTES,
   MUX_INITIAL_WINDOW_BYTES,
   MUX_MAX_FRAME_PAYLOAD_BYTES,
   MUX_MAX_WINDOW_BYTES,
@@ -16,6 +16,7 @@ import {
   resetReason,
   type Frame,
   type MuxResetReason,
+  writeHeader,
 } from "./mux-framing.ts";
 
 /** The highest stream id; a client that reaches it stops opening streams on the session. */
@@ -154,7 +155,9 @@ export class MuxStream {
         const n = frame.payload.length;
         if (n > this.recvWindow) throw new MuxProtocolError("window_exceeded", `${n} bytes on stream ${this.id} with a window of ${this.recvWindow}`);
         this.recvWindow -= n;
-        this.deliver({ kind: "data", chunk: frame.payload });
+        // The common case, straight to the relay (no queue entry per piece).
+        if (this.handlers) this.handlers.onData(frame.payload);
+        else this.early.push({ kind: "data", chunk: frame.payload });
         return;
       }
       case FrameType.END:
@@ -284,9 +287,17 @@ export class MuxSession {
   private readonly decoder = new FrameDecoder();
   /** Client: the last id handed out. Server: the highest id the peer opened. */
   private lastId = 0;
+  /** This turn's output: whole control frames, and DATA payloads whose 9-byte header `flush` writes in place. */
   private out: Buffer[] = [];
+  /** Per `out` entry: the stream id of a DATA payload, or -1 for a whole frame. */
+  private outStreams: number[] = [];
+  /** Bytes in `out`, headers of DATA payloads included. */
   private outBytes = 0;
+  /** DATA payload bytes in `out` (a frame's worth is flushed at once). */
+  private outData = 0;
   private flushScheduled = false;
+  /** The socket asked for 'drain': frames wait in `out` and leave together when it comes. */
+  private awaitingDrain = false;
   /** GOAWAY sent or received: no new streams; the socket ends once the last stream does. */
   goingAway = false;
   closed = false;
@@ -304,7 +315,7 @@ export class MuxSession {
     if (options.pings && options.keepAlive) this.startKeepAlive(options.keepAlive);
     this.socket.on("error", () => this.socket.destroy());
     // The peer ended the tunnel: so do we (a socket that allows half-open would otherwise linger).
-    this.socket.once("end", () => this.socket.end());
+    this.socket.once("end", () => this.endSocket());
     this.socket.once("close", () => this.onSocketClose());
   }
 
@@ -348,15 +359,19 @@ export class MuxSession {
   send(frame: Buffer): void {
     if (this.closed) return;
     this.out.push(frame);
+    this.outStreams.push(-1);
+    this.outBytes += frame.length;
     this.scheduleFlush();
   }
 
   sendData(id: number, chunk: Buffer): void {
     if (this.closed) return;
-    this.out.push(frameHeader(FrameType.DATA, id, chunk.length), chunk);
-    this.outBytes += chunk.length;
+    this.out.push(chunk);
+    this.outStreams.push(id);
+    this.outBytes += MUX_HEADER_BYTES + chunk.length;
+    this.outData += chunk.length;
     // Bulk data gains nothing from waiting for the turn's end: a full frame's worth goes out now.
-    if (this.outBytes >= MUX_MAX_FRAME_PAYLOAD_BYTES) this.flush();
+    if (this.outData >= MUX_MAX_FRAME_PAYLOAD_BYTES) this.flush();
     else this.scheduleFlush();
   }
 
@@ -376,19 +391,46 @@ export class MuxSession {
     setImmediate(() => this.flush());
   }
 
-  private flush(): void {
+  /** Writes the turn's frames; `force` writes them even on a congested socket (before ending it). */
+  private flush(force = false): void {
     this.flushScheduled = false;
     const out = this.out;
-    if (!out.length || this.closed || this.socket.destroyed) return;
+    if (!out.length || this.closed || this.socket.destroyed || (this.awaitingDrain && !force)) return;
+    // A congested socket would queue each write in JS and join them in C++ (a copy per byte):
+    // keep the frames and write them as one buffer on 'drain' instead.
+    if (this.socket.writableNeedDrain && !force) {
+      this.awaitingDrain = true;
+      this.socket.once("drain", () => {
+        this.awaitingDrain = false;
+        this.flush();
+      });
+      return;
+    }
+    const wire = out.length === 1 && this.outStreams[0] === -1 ? out[0]! : this.assemble();
     this.out = [];
+    this.outStreams = [];
     this.outBytes = 0;
-    this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    this.outData = 0;
+    this.socket.write(wire);
+  }
+
+  /** The turn's frames in one buffer, DATA headers written in place (no header buffer per frame). */
+  private assemble(): Buffer {
+    const wire = Buffer.allocUnsafe(this.outBytes);
+    let at = 0;
+    for (let i = 0; i < this.out.length; i++) {
+      const id = this.outStreams[i]!;
+      const piece = this.out[i]!;
+      if (id >= 0) at = writeHeader(wire, at, FrameType.DATA, id, piece.length);
+      at += piece.copy(wire, at);
+    }
+    return wire;
   }
 
   private endIfIdle(): void {
     if (!this.goingAway || this.streams.size > 0 || this.closed) return;
     setImmediate(() => {
-      if (this.streams.size === 0 && !this.closed) this.socket.end();
+      if (this.streams.size === 0 && !this.closed) this.endSocket();
     });
   }
 
@@ -423,20 +465,28 @@ export class MuxSession {
     this.keepAliveTimer.unref();
   }
 
+  /** Ends our direction after every queued frame (those waiting for 'drain' too). */
+  private endSocket(): void {
+    this.flush(true);
+    this.socket.end();
+  }
+
   private onData(chunk: Buffer): void {
     this.reads += 1;
     if (this.closed) return;
     try {
-      for (const frame of this.decoder.push(chunk)) {
-        this.handle(frame);
-        if (this.closed) return;
-      }
+      this.decoder.feed(chunk, this.onFrame);
     } catch (err) {
       if (!(err instanceof MuxProtocolError)) throw err;
       this.options.onProtocolError?.(err);
       this.socket.destroy();
     }
   }
+
+  /** The decoder's sink, bound once (not a closure per read). */
+  private readonly onFrame = (frame: Frame): void => {
+    if (!this.closed) this.handle(frame);
+  };
 
   private handle(frame: Frame): void {
     if (frame.type === FrameType.GOAWAY) {
@@ -475,6 +525,7 @@ export class MuxSession {
     clearInterval(this.keepAliveTimer);
     clearTimeout(this.pingTimer);
     this.out = [];
+    this.outStreams = [];
     const streams = [...this.streams.values()];
     this.streams.clear();
     for (const s of streams) s.fail("tunnel_closed");

@@ -31,8 +31,11 @@ async function settle(turns = 6): Promise<void> {
   for (let i = 0; i < turns; i++) await tick();
 }
 
-/** Two in-memory duplexes wired to each other: what one writes, the other reads. Records every write. */
-function duplexPair(): { a: Duplex; b: Duplex; writesFromA: Buffer[] } {
+/**
+ * Two in-memory duplexes wired to each other: what one writes, the other reads. Records every write.
+ * With `heldWrites`, A's writes reach B at once but complete only when the test runs the held callbacks (a congested socket).
+ */
+function duplexPair(heldWrites?: (() => void)[]): { a: Duplex; b: Duplex; writesFromA: Buffer[] } {
   const writesFromA: Buffer[] = [];
   const holder: { a?: Duplex; b?: Duplex } = {};
   const make = (peer: () => Duplex | undefined, record?: Buffer[]) =>
@@ -41,7 +44,8 @@ function duplexPair(): { a: Duplex; b: Duplex; writesFromA: Buffer[] } {
       write(chunk: Buffer, _e, cb) {
         record?.push(chunk);
         peer()?.push(chunk);
-        cb();
+        if (record && heldWrites) heldWrites.push(() => cb());
+        else cb();
       },
       final(cb) {
         peer()?.push(null);
@@ -162,8 +166,8 @@ interface Pair {
 }
 
 /** A client and a server session over an in-memory pair; the server accepts every stream unless told otherwise. */
-function sessions(options: { maxStreams?: number; refuse?: MuxResetReason } = {}): Pair {
-  const { a, b, writesFromA } = duplexPair();
+function sessions(options: { maxStreams?: number; refuse?: MuxResetReason; heldClientWrites?: (() => void)[] } = {}): Pair {
+  const { a, b, writesFromA } = duplexPair(options.heldClientWrites);
   const accepted: MuxStream[] = [];
   const errors: { side: string; reason: string }[] = [];
   const client = new MuxSession({ socket: a, role: "client", maxStreams: 1024, onProtocolError: (e) => errors.push({ side: "client", reason: e.reason }) });
@@ -229,6 +233,67 @@ session("frames of many streams produced in one turn leave in one write", async 
   for (const s of streams) s.write(Buffer.from("x"));
   await settle();
   assert.is(p.writesFromClient.length - before, 1, "one socket write for 20 DATA frames");
+});
+
+session("frames produced while the socket is congested wait for 'drain' and leave as one write, in order", async () => {
+  const held: (() => void)[] = [];
+  const release = () => held.splice(0).forEach((cb) => cb());
+  const p = sessions({ heldClientWrites: held });
+  const opening = Promise.all([p.client.open("svc"), p.client.open("svc")]);
+  await settle();
+  release();
+  const [s1, s2] = await opening;
+  const at1 = collect(p.accepted[0]!);
+  const at2 = collect(p.accepted[1]!);
+  await settle();
+  release();
+  await settle();
+  const before = p.writesFromClient.length;
+  // A full frame's worth goes out at once and, unfinished, leaves the socket asking for 'drain'.
+  s1.write(Buffer.alloc(MUX_MAX_FRAME_PAYLOAD_BYTES, 7));
+  s1.write(Buffer.from("a"));
+  await settle();
+  s2.write(Buffer.from("c"));
+  await settle();
+  s1.write(Buffer.from("b"));
+  await settle();
+  assert.is(p.writesFromClient.length - before, 1, "only the first write while the socket is congested");
+  release();
+  await settle();
+  assert.is(p.writesFromClient.length - before, 2, "the frames of three turns left in one write on 'drain'");
+  release();
+  await settle();
+  assert.is(at1.bytes(), MUX_MAX_FRAME_PAYLOAD_BYTES + 2);
+  assert.is(at1.text().slice(-2), "ab", "in order after the big frame");
+  assert.is(at2.text(), "c");
+  assert.equal(p.errors, []);
+});
+
+session("a tunnel that goes idle after GOAWAY while congested sends its last frames before it ends", async () => {
+  const held: (() => void)[] = [];
+  const release = () => held.splice(0).forEach((cb) => cb());
+  const p = sessions({ heldClientWrites: held });
+  const opening = p.client.open("svc");
+  await settle();
+  release();
+  const s = await opening;
+  const atServer = collect(p.accepted[0]!);
+  p.accepted[0]!.end();
+  await settle();
+  release();
+  await settle();
+  p.client.goAway();
+  s.write(Buffer.alloc(MUX_MAX_FRAME_PAYLOAD_BYTES, 8));
+  s.write(Buffer.from("tail"));
+  s.end();
+  await settle();
+  for (let i = 0; i < 5; i++) {
+    release();
+    await settle();
+  }
+  assert.is(atServer.bytes(), MUX_MAX_FRAME_PAYLOAD_BYTES + 4, "the tail written while congested arrived");
+  assert.ok(atServer.got.ended, "and the END after it, before the tunnel ended");
+  assert.equal(p.errors, []);
 });
 
 session("a refused open rejects with the peer's reason, and the session keeps serving", async () => {
