@@ -57,6 +57,32 @@ codec("a resource sent on many streams keeps each stream's own version and nonce
   assert.equal(Buffer.from(second.resources[0]?.value ?? []), Buffer.from(b.bytes));
 });
 
+codec("with a reused response buffer: the same bytes, written over by the next response (grpc-js copies before that)", () => {
+  const ads = createAdsCodec(registry, { reuseResponseBuffer: true });
+  const big = { ...a, name: "big", bytes: new Uint8Array(100 * 1024).fill(7) };
+  const bigResponse: DiscoveryResponse = { versionInfo: "5", typeUrl: TYPE_URL.endpoint, nonce: "1", resources: [big, a] };
+  const first = ads.encodeResponse(bigResponse, "cp");
+  assert.equal(Buffer.from(first), onePiece(bigResponse, "cp"));
+  const small: DiscoveryResponse = { versionInfo: "6", typeUrl: TYPE_URL.endpoint, nonce: "9", resources: [b] };
+  const second = ads.encodeResponse(small, "cp");
+  assert.equal(Buffer.from(second), onePiece(small, "cp"));
+  assert.is(second.buffer, first.buffer, "one buffer, grown once to the largest response");
+  assert.equal(Buffer.from(first.subarray(0, second.byteLength)), onePiece(small, "cp"));
+  const deltaResponse: DeltaDiscoveryResponse = { systemVersionInfo: "7", typeUrl: TYPE_URL.endpoint, nonce: "2", resources: [big], removedResources: ["x"] };
+  const third = ads.encodeDeltaResponse(deltaResponse, "cp");
+  assert.is(third.buffer, first.buffer);
+  const decoded = ads.decodeDeltaResponse(Buffer.from(third));
+  assert.equal([decoded.nonce, decoded.removedResources, decoded.resources.map((r) => r.value.byteLength)], ["2", ["x"], [100 * 1024]]);
+});
+
+codec("without it, each response has its own bytes", () => {
+  const ads = createAdsCodec(registry);
+  const first = ads.encodeResponse({ versionInfo: "5", typeUrl: TYPE_URL.endpoint, nonce: "1", resources: [a, b] }, "cp");
+  const kept = Buffer.from(first);
+  ads.encodeResponse({ versionInfo: "6", typeUrl: TYPE_URL.endpoint, nonce: "9", resources: [b] }, "cp");
+  assert.equal(first, kept);
+});
+
 codec.run();
 
 const deltaResponseType = registry.type("envoy.service.discovery.v3.DeltaDiscoveryResponse");
