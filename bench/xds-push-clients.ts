@@ -35,14 +35,14 @@ function reply(message: object): void {
 }
 
 function answered(client: AdsTestClient | DeltaAdsTestClient, kind: ResourceKind): boolean {
-  return client instanceof AdsTestClient ? client.received.has(kind) : client.responsesOf(kind).length > 0;
+  return client instanceof AdsTestClient ? client.received.has(kind) : client.held.has(kind);
 }
 
 process.on("message", (raw: unknown) => {
   const m = command.parse(raw);
   if (m.cmd === "connect") {
     const fresh = m.nodes.map((n) => {
-      const options = { address: m.address, registry, nodeId: n.id, dataplane: n.dataplane, decodeResources: false, ownConnection: true };
+      const options = { address: m.address, registry, nodeId: n.id, dataplane: n.dataplane, decodeResources: false, ownConnection: true, keepResponses: false };
       const c = n.protocol === "sotw" ? new AdsTestClient(options) : new DeltaAdsTestClient(options);
       for (const s of n.subscriptions) c.subscribe(s.kind, s.names);
       return { c, kinds: n.subscriptions.map((s) => s.kind) };
