@@ -1,6 +1,6 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { createAdsCodec, ProtoRegistry, TYPE_URL, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryResponse, type EncodedResource } from "../../gateway/internal.ts";
+import { createAdsCodec, ProtoRegistry, TYPE_URL, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse, type EncodedResource } from "../../gateway/internal.ts";
 
 const registry = ProtoRegistry.load();
 const responseType = registry.type("envoy.service.discovery.v3.DiscoveryResponse");
@@ -136,3 +136,29 @@ delta("a request round-trips: node, subscriptions, initial versions, nonce, erro
 });
 
 delta.run();
+
+const requests = suite("DiscoveryRequest decoding, straight off the decoded message");
+
+const sotwRequests: { name: string; input: DiscoveryRequest }[] = [
+  {
+    name: "a first request: node with its data plane, names",
+    input: { versionInfo: "", node: { id: "n", cluster: "c", userAgentName: "envoy", dataplane: "proxyless" }, resourceNames: ["a", "b"], typeUrl: TYPE_URL.cluster, responseNonce: "", errorDetail: undefined },
+  },
+  { name: "a bare ACK: no node, no names (unset fields read as their defaults)", input: { versionInfo: "7", node: undefined, resourceNames: [], typeUrl: TYPE_URL.endpoint, responseNonce: "3", errorDetail: undefined } },
+  { name: "a NACK", input: { versionInfo: "6", node: undefined, resourceNames: ["a"], typeUrl: TYPE_URL.route, responseNonce: "4", errorDetail: { code: 3, message: "bad route" } } },
+];
+
+for (const c of sotwRequests) {
+  requests(`${c.name}: round-trips`, () => {
+    const ads = createAdsCodec(registry);
+    assert.equal(ads.decodeRequest(ads.encodeRequest(c.input)), c.input);
+  });
+}
+
+requests("a bare delta ACK round-trips: no node, nothing (un)subscribed, no initial versions", () => {
+  const ads = createAdsCodec(registry);
+  const request: DeltaDiscoveryRequest = { node: undefined, typeUrl: TYPE_URL.listener, subscribe: [], unsubscribe: [], initialResourceVersions: {}, responseNonce: "12", errorDetail: undefined };
+  assert.equal(ads.decodeDeltaRequest(ads.encodeDeltaRequest(request)), request);
+});
+
+requests.run();
