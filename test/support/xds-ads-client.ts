@@ -57,6 +57,19 @@ export interface AdsTestClientOptions {
    * message (~100 KB for a gateway's export listener), growing the nodes' heap every change.
    */
   keepResponses?: boolean;
+  /**
+   * The HTTP/2 receive window, stream and connection (`grpc-node.flow_control_window`); absent:
+   * grpc-js's 64 KiB, which holds a ~100 KB response halfway until this client's WINDOW_UPDATE
+   * reaches the server. Envoy's default `initial_stream_window_size` is 256 MiB.
+   */
+  flowControlWindowBytes?: number;
+}
+
+function channelOptions(options: AdsTestClientOptions): grpc.ChannelOptions {
+  return {
+    ...(options.ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {}),
+    ...(options.flowControlWindowBytes ? { "grpc-node.flow_control_window": options.flowControlWindowBytes } : {}),
+  };
 }
 
 /**
@@ -82,7 +95,7 @@ export class AdsTestClient {
     this.nodeId = options.nodeId;
     this.decodeResources = options.decodeResources ?? true;
     this.keepResponses = options.keepResponses ?? true;
-    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), options.ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {});
+    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), channelOptions(options));
     this.call = this.client.makeBidiStreamRequest(ADS_METHOD_PATH, (r: DiscoveryRequest) => codec.encodeRequest(r), (b: Buffer) => codec.decodeResponse(b));
     this.call.on("data", (response: DecodedDiscoveryResponse) => this.onResponse(response));
     this.call.on("error", () => undefined);
@@ -168,7 +181,7 @@ export class DeltaAdsTestClient {
     this.nodeId = options.nodeId;
     this.decodeResources = options.decodeResources ?? true;
     this.keepResponses = options.keepResponses ?? true;
-    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), options.ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {});
+    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), channelOptions(options));
     this.call = this.client.makeBidiStreamRequest(DELTA_ADS_METHOD_PATH, (r: DeltaDiscoveryRequest) => codec.encodeDeltaRequest(r), (b: Buffer) => codec.decodeDeltaResponse(b));
     this.call.on("data", (response: DecodedDeltaDiscoveryResponse) => this.onResponse(response));
     this.call.on("error", () => undefined);
