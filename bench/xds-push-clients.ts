@@ -27,6 +27,12 @@ const command = z.discriminatedUnion("cmd", [
   z.object({ cmd: z.literal("close") }),
 ]);
 
+/**
+ * The nodes' HTTP/2 receive window; 0 (default): grpc-js's 64 KiB, as fedgate's own gateway ADS
+ * client has it; 268435456 models Envoy's default (BENCHMARKS.md: worth ~35 ms of p99 with the
+ * ~100 KB export listener).
+ */
+const WINDOW_BYTES = Number(process.env.XDS_BENCH_WINDOW_BYTES ?? 0);
 const registry = ProtoRegistry.load();
 const clients: (AdsTestClient | DeltaAdsTestClient)[] = [];
 
@@ -35,14 +41,14 @@ function reply(message: object): void {
 }
 
 function answered(client: AdsTestClient | DeltaAdsTestClient, kind: ResourceKind): boolean {
-  return client instanceof AdsTestClient ? client.received.has(kind) : client.responsesOf(kind).length > 0;
+  return client instanceof AdsTestClient ? client.received.has(kind) : client.held.has(kind);
 }
 
 process.on("message", (raw: unknown) => {
   const m = command.parse(raw);
   if (m.cmd === "connect") {
     const fresh = m.nodes.map((n) => {
-      const options = { address: m.address, registry, nodeId: n.id, dataplane: n.dataplane, decodeResources: false, ownConnection: true };
+      const options = { address: m.address, registry, nodeId: n.id, dataplane: n.dataplane, decodeResources: false, ownConnection: true, keepResponses: false, flowControlWindowBytes: WINDOW_BYTES };
       const c = n.protocol === "sotw" ? new AdsTestClient(options) : new DeltaAdsTestClient(options);
       for (const s of n.subscriptions) c.subscribe(s.kind, s.names);
       return { c, kinds: n.subscriptions.map((s) => s.kind) };

@@ -6,6 +6,7 @@ export { failoverTier, localityPriorities, type LocalityPlace } from "./xds/loca
 export { AdsSession, flavourOf, type DiscoveryRequest, type DiscoveryResponse } from "./xds/ads-session.ts";
 export { createAdsCodec, ADS_METHOD_PATH, type AdsCodec, type DecodedDiscoveryResponse } from "./xds/ads-codec.ts";
 export { redactSecrets } from "./xds/introspection-http.ts";
+export { FederationSnapshotParser } from "./xds/input.ts";
 export type { ProtoMessage } from "./xds/proto-registry.ts";
 export { UpstreamCluster, UpstreamHost } from "./dataplane/upstream-cluster.ts";
 export { MetricsRegistry, gatewayMetrics, type GatewayMetrics } from "./dataplane/metrics.ts";

@@ -85,7 +85,40 @@ function bytesOf(v: unknown): Uint8Array {
   return v instanceof Uint8Array ? v : new Uint8Array();
 }
 
-export function createAdsCodec(registry: ProtoRegistry): AdsCodec {
+export interface AdsCodecOptions {
+  /**
+   * Write every encoded response into one buffer the codec keeps and grows,
+   * returning a view that the next response encoding overwrites. For a caller
+   * that copies the bytes out before encoding again: grpc-js's server copies a
+   * serialized message into its frame in the same call. A push to 100 gateway
+   * nodes then allocates one ~100 KB buffer per node (grpc-js's frame) instead
+   * of two, and that external memory is what drove the server's scavenges.
+   */
+  reuseResponseBuffer?: boolean;
+}
+
+/** Smallest reused response buffer; it grows to the largest response encoded. */
+const MIN_REUSED_RESPONSE_BYTES = 64 * 1024;
+
+/** Joins the pieces of an encoded response, into a fresh buffer or the one reused buffer. */
+function responseJoiner(reuse: boolean): (pieces: readonly Uint8Array[]) => Buffer {
+  if (!reuse) return (pieces) => Buffer.concat(pieces);
+  let buffer = Buffer.allocUnsafeSlow(MIN_REUSED_RESPONSE_BYTES);
+  return (pieces) => {
+    let length = 0;
+    for (const piece of pieces) length += piece.byteLength;
+    if (length > buffer.byteLength) buffer = Buffer.allocUnsafeSlow(Math.max(length, 2 * buffer.byteLength));
+    let offset = 0;
+    for (const piece of pieces) {
+      buffer.set(piece, offset);
+      offset += piece.byteLength;
+    }
+    return buffer.subarray(0, length);
+  };
+}
+
+export function createAdsCodec(registry: ProtoRegistry, options: AdsCodecOptions = {}): AdsCodec {
+  const join = responseJoiner(options.reuseResponseBuffer ?? false);
   const requestType = registry.type(REQUEST);
   const responseType = registry.type(RESPONSE);
   const deltaRequestType = registry.type(DELTA_REQUEST);
@@ -114,7 +147,9 @@ export function createAdsCodec(registry: ProtoRegistry): AdsCodec {
   };
   return {
     decodeRequest(bytes) {
-      const raw = requestType.toObject(requestType.decode(bytes), { longs: String, enums: String, defaults: true });
+      // Read straight off the decoded message (unset fields read as their defaults through its
+      // prototype): a plain-object copy per ACK, from 100 nodes per change, was garbage for nothing.
+      const raw = obj(requestType.decode(bytes)) ?? {};
       return {
         versionInfo: str(raw.version_info),
         node: parseNode(raw),
@@ -127,9 +162,10 @@ export function createAdsCodec(registry: ProtoRegistry): AdsCodec {
     encodeResponse(response, controlPlaneId) {
       // Protobuf fields concatenate: version_info (1), the cached resources (2), then
       // type_url, nonce, control_plane (3, 5, 6), the bytes a one-piece encoding gives.
-      const head = responseType.encode(responseType.fromObject({ version_info: response.versionInfo })).finish();
-      const tail = responseType.encode(responseType.fromObject({ type_url: response.typeUrl, nonce: response.nonce, control_plane: { identifier: controlPlaneId } })).finish();
-      return Buffer.concat([head, ...response.resources.map(anyEntry), tail]);
+      // Plain objects of the right field types encode as they are; fromObject would only copy them.
+      const head = responseType.encode({ version_info: response.versionInfo }).finish();
+      const tail = responseType.encode({ type_url: response.typeUrl, nonce: response.nonce, control_plane: { identifier: controlPlaneId } }).finish();
+      return join([head, ...response.resources.map(anyEntry), tail]);
     },
     encodeRequest(request) {
       const message = requestType.fromObject({
@@ -156,7 +192,7 @@ export function createAdsCodec(registry: ProtoRegistry): AdsCodec {
       };
     },
     decodeDeltaRequest(bytes) {
-      const raw = deltaRequestType.toObject(deltaRequestType.decode(bytes), { longs: String, enums: String, defaults: true });
+      const raw = obj(deltaRequestType.decode(bytes)) ?? {};
       const initial = obj(raw.initial_resource_versions) ?? {};
       return {
         node: parseNode(raw),
@@ -170,11 +206,9 @@ export function createAdsCodec(registry: ProtoRegistry): AdsCodec {
     },
     encodeDeltaResponse(response, controlPlaneId) {
       // Field order as in encodeResponse: system_version_info (1), resources (2), then the rest.
-      const head = deltaResponseType.encode(deltaResponseType.fromObject({ system_version_info: response.systemVersionInfo })).finish();
-      const tail = deltaResponseType
-        .encode(deltaResponseType.fromObject({ type_url: response.typeUrl, nonce: response.nonce, removed_resources: response.removedResources, control_plane: { identifier: controlPlaneId } }))
-        .finish();
-      return Buffer.concat([head, ...response.resources.map(deltaEntry), tail]);
+      const head = deltaResponseType.encode({ system_version_info: response.systemVersionInfo }).finish();
+      const tail = deltaResponseType.encode({ type_url: response.typeUrl, nonce: response.nonce, removed_resources: response.removedResources, control_plane: { identifier: controlPlaneId } }).finish();
+      return join([head, ...response.resources.map(deltaEntry), tail]);
     },
     encodeDeltaRequest(request) {
       const message = deltaRequestType.fromObject({

@@ -59,7 +59,8 @@ export class XdsServer {
       problems.push({ path: "introspectionPort", message: "must be an integer in 0..65535" });
     if (problems.length) throw new XdsOptionsError("XdsServer options", problems);
     const core = new XdsCore(options);
-    const codec = createAdsCodec(core.registry);
+    // grpc-js copies each serialized response into its frame at once, so one reused buffer serves every stream.
+    const codec = createAdsCodec(core.registry, { reuseResponseBuffer: true });
     const controlPlaneId = options.controlPlaneId ?? "fedgate";
     const calls = new Set<AdsCall>();
     const server = new grpc.Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024 });

@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { MergedService, ClusterView } from "../../federation/index.ts";
 import type { Problem } from "../../common/index.ts";
 import { XdsInputError } from "./errors.ts";
+import { exactNumbers } from "./resource-validation.ts";
 
 /**
  * The xDS server's input: the exchange's merged view, this cluster's own
@@ -174,18 +175,66 @@ export const viewFitsSchema = {
   cluster: (c: ClusterView): z.input<typeof clusterView> => c,
 };
 
-/** Parses a snapshot, collecting every problem; throws `XdsInputError`. */
-export function parseFederationSnapshot(input: FederationSnapshotInput): FederationSnapshot {
-  const result = federationSnapshotSchema.safeParse(input);
-  if (!result.success) throw new XdsInputError(zodProblems(result.error));
-  const problems: Problem[] = [];
-  result.data.services.forEach((s, i) => {
-    if (s.key !== `${s.namespace}/${s.name}`) problems.push({ path: `services[${i}].key`, message: `must equal ${s.namespace}/${s.name}` });
-  });
-  if (problems.length) throw new XdsInputError(problems);
-  return Object.freeze(result.data);
+/** The snapshot around its services, which `FederationSnapshotParser` parses one by one. */
+const snapshotShellSchema = federationSnapshotSchema.extend({ services: z.array(z.unknown()) });
+
+/**
+ * Parses snapshots, collecting every problem (throws `XdsInputError`). A
+ * merged service whose input is the same as in the previous snapshot (same
+ * JSON) is not parsed again: its parsed object is reused, so the snapshots
+ * share it. The controller resends every service on each change, and parsing
+ * 200 of them was the largest heap allocation of an export's push (≈ 2 MB of
+ * zod work per snapshot, most of it surviving into the old generation;
+ * bench/xds-push.ts, BENCHMARKS.md). Only services that parsed are kept, for
+ * one snapshot after their last use; a rejected snapshot changes nothing.
+ */
+export class FederationSnapshotParser {
+  private previous = new Map<string, SnapshotService>();
+
+  parse(input: FederationSnapshotInput): FederationSnapshot {
+    const shell = snapshotShellSchema.safeParse(input);
+    const problems: Problem[] = shell.success ? [] : zodProblems(shell.error);
+    const current = new Map<string, SnapshotService>();
+    const services: SnapshotService[] = [];
+    // Services are parsed even when the rest is bad, so every problem is reported at once.
+    const raws: unknown = shell.success ? shell.data.services : input.services;
+    (Array.isArray(raws) ? raws : []).forEach((raw: unknown, i) => {
+      const key = jsonKey(raw);
+      let service = key === undefined ? undefined : (current.get(key) ?? this.previous.get(key));
+      if (!service) {
+        const result = mergedService.safeParse(raw);
+        if (!result.success) {
+          problems.push(...zodProblems(result.error, ["services", i]));
+          return;
+        }
+        service = result.data;
+      }
+      if (key !== undefined) current.set(key, service);
+      services.push(service);
+      if (service.key !== `${service.namespace}/${service.name}`) problems.push({ path: `services[${i}].key`, message: `must equal ${service.namespace}/${service.name}` });
+    });
+    if (!shell.success || problems.length) throw new XdsInputError(problems);
+    this.previous = current;
+    return Object.freeze({ ...shell.data, services });
+  }
 }
 
-export function zodProblems(error: z.ZodError): Problem[] {
-  return error.issues.map((issue) => ({ path: issue.path.map(String).join("."), message: issue.message }));
+/** The cache key of a service's input; undefined when it has no JSON (a BigInt, a cycle): zod says what is wrong with it. */
+function jsonKey(raw: unknown): string | undefined {
+  try {
+    return JSON.stringify(raw, exactNumbers);
+  } catch (error) {
+    if (error instanceof TypeError) return undefined;
+    throw error;
+  }
+}
+
+/** Parses one snapshot, collecting every problem; throws `XdsInputError`. */
+export function parseFederationSnapshot(input: FederationSnapshotInput): FederationSnapshot {
+  return new FederationSnapshotParser().parse(input);
+}
+
+/** `at`: where the parsed value sits in a larger input, prefixed to every path. */
+export function zodProblems(error: z.ZodError, at: readonly PropertyKey[] = []): Problem[] {
+  return error.issues.map((issue) => ({ path: [...at, ...issue.path].map(String).join("."), message: issue.message }));
 }

@@ -140,7 +140,7 @@ function sha256(bytes: Uint8Array): string {
 }
 
 /** JSON turns NaN and ±Infinity into null, which the encoder reads as unset: keep them apart in cache keys. */
-function exactNumbers(_key: string, value: unknown): unknown {
+export function exactNumbers(_key: string, value: unknown): unknown {
   return typeof value === "number" && !Number.isFinite(value) ? `\0${String(value)}` : value;
 }
 

@@ -4,7 +4,7 @@ import type { AdsSessionBase, ChangedNames, NodeStatus, SessionEvent, SessionHos
 import { AdsSession, type DiscoveryResponse } from "./ads-session.ts";
 import { DeltaAdsSession, type DeltaDiscoveryResponse } from "./delta-ads-session.ts";
 import { XdsOptionsError, XdsResourceValidationError } from "./errors.ts";
-import { parseFederationSnapshot, type FederationSnapshot, type FederationSnapshotInput } from "./input.ts";
+import { FederationSnapshotParser, type FederationSnapshot, type FederationSnapshotInput } from "./input.ts";
 import { ProtoRegistry } from "./proto-registry.ts";
 import { EncodedResourceCache, validateAndEncode, type EncodedSet } from "./resource-validation.ts";
 import { Translator, type Flavour, type Translation } from "./translate.ts";
@@ -100,6 +100,7 @@ export class XdsCore {
   private readonly listeners = new Set<(event: SessionEvent) => void>();
   private readonly current = new Map<Flavour, EncodedSet>();
   private readonly encodedCache: EncodedResourceCache;
+  private readonly parser = new FederationSnapshotParser();
   private pending: FederationSnapshot | undefined;
   private pendingSince: number | undefined;
   private timer: unknown;
@@ -143,7 +144,7 @@ export class XdsCore {
    * `XdsInputError` and changes nothing). The push follows after the debounce.
    */
   setSnapshot(input: FederationSnapshotInput): void {
-    this.pending = parseFederationSnapshot(input);
+    this.pending = this.parser.parse(input);
     const now = this.now();
     this.pendingSince ??= now;
     if (this.timer !== undefined) this.timers.clearTimeout(this.timer);

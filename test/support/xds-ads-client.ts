@@ -42,6 +42,36 @@ export interface ReceivedType {
   responses: number;
 }
 
+export interface AdsTestClientOptions {
+  address: string;
+  registry: ProtoRegistry;
+  nodeId: string;
+  dataplane?: "gateway" | "proxyless";
+  /** Default true; false: resources are held as `{}` (the benchmark's cheapest honest node). */
+  decodeResources?: boolean;
+  /** A TCP connection of its own, like a real node, instead of grpc-js's shared subchannel. */
+  ownConnection?: boolean;
+  /**
+   * Default true: every response is kept in `responses`. The benchmark's nodes
+   * keep none, as a real node does: each kept response pins its whole received
+   * message (~100 KB for a gateway's export listener), growing the nodes' heap every change.
+   */
+  keepResponses?: boolean;
+  /**
+   * The HTTP/2 receive window, stream and connection (`grpc-node.flow_control_window`); absent:
+   * grpc-js's 64 KiB, which holds a ~100 KB response halfway until this client's WINDOW_UPDATE
+   * reaches the server. Envoy's default `initial_stream_window_size` is 256 MiB.
+   */
+  flowControlWindowBytes?: number;
+}
+
+function channelOptions(options: AdsTestClientOptions): grpc.ChannelOptions {
+  return {
+    ...(options.ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {}),
+    ...(options.flowControlWindowBytes ? { "grpc-node.flow_control_window": options.flowControlWindowBytes } : {}),
+  };
+}
+
 /**
  * A raw ADS client on @grpc/grpc-js that records every DiscoveryResponse and
  * ACKs it (or NACKs it when `nack` says so). For tests and the benchmark.
@@ -56,15 +86,16 @@ export class AdsTestClient {
   private readonly nodeId: string;
   private readonly registry: ProtoRegistry;
   private readonly decodeResources: boolean;
+  private readonly keepResponses: boolean;
   nack: ((response: DecodedDiscoveryResponse) => string | undefined) | undefined;
 
-  /** `ownConnection`: a TCP connection of its own, like a real node, instead of grpc-js's shared subchannel. */
-  constructor(options: { address: string; registry: ProtoRegistry; nodeId: string; dataplane?: "gateway" | "proxyless"; decodeResources?: boolean; ownConnection?: boolean }) {
+  constructor(options: AdsTestClientOptions) {
     const codec = createAdsCodec(options.registry);
     this.registry = options.registry;
     this.nodeId = options.nodeId;
     this.decodeResources = options.decodeResources ?? true;
-    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), options.ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {});
+    this.keepResponses = options.keepResponses ?? true;
+    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), channelOptions(options));
     this.call = this.client.makeBidiStreamRequest(ADS_METHOD_PATH, (r: DiscoveryRequest) => codec.encodeRequest(r), (b: Buffer) => codec.decodeResponse(b));
     this.call.on("data", (response: DecodedDiscoveryResponse) => this.onResponse(response));
     this.call.on("error", () => undefined);
@@ -94,7 +125,7 @@ export class AdsTestClient {
   }
 
   private onResponse(response: DecodedDiscoveryResponse): void {
-    this.responses.push(response);
+    if (this.keepResponses) this.responses.push(response);
     const kind = (Object.keys(TYPE_URL) as ResourceKind[]).find((k) => TYPE_URL[k] === response.typeUrl);
     if (!kind) return;
     const reason = this.nack?.(response);
@@ -140,15 +171,17 @@ export class DeltaAdsTestClient {
   private readonly nodeId: string;
   private readonly registry: ProtoRegistry;
   private readonly decodeResources: boolean;
+  private readonly keepResponses: boolean;
   private first: DeltaDiscoveryRequest["node"];
   nack: ((response: DecodedDeltaDiscoveryResponse) => string | undefined) | undefined;
 
-  constructor(options: { address: string; registry: ProtoRegistry; nodeId: string; dataplane?: "gateway" | "proxyless"; decodeResources?: boolean; ownConnection?: boolean }) {
+  constructor(options: AdsTestClientOptions) {
     const codec = createAdsCodec(options.registry);
     this.registry = options.registry;
     this.nodeId = options.nodeId;
     this.decodeResources = options.decodeResources ?? true;
-    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), options.ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {});
+    this.keepResponses = options.keepResponses ?? true;
+    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), channelOptions(options));
     this.call = this.client.makeBidiStreamRequest(DELTA_ADS_METHOD_PATH, (r: DeltaDiscoveryRequest) => codec.encodeDeltaRequest(r), (b: Buffer) => codec.decodeDeltaResponse(b));
     this.call.on("data", (response: DecodedDeltaDiscoveryResponse) => this.onResponse(response));
     this.call.on("error", () => undefined);
@@ -189,7 +222,7 @@ export class DeltaAdsTestClient {
   }
 
   private onResponse(response: DecodedDeltaDiscoveryResponse): void {
-    this.responses.push(response);
+    if (this.keepResponses) this.responses.push(response);
     const kind = (Object.keys(TYPE_URL) as ResourceKind[]).find((k) => TYPE_URL[k] === response.typeUrl);
     if (!kind) return;
     const reason = this.nack?.(response);

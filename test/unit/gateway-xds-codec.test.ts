@@ -1,6 +1,6 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { createAdsCodec, ProtoRegistry, TYPE_URL, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryResponse, type EncodedResource } from "../../gateway/internal.ts";
+import { createAdsCodec, ProtoRegistry, TYPE_URL, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse, type EncodedResource } from "../../gateway/internal.ts";
 
 const registry = ProtoRegistry.load();
 const responseType = registry.type("envoy.service.discovery.v3.DiscoveryResponse");
@@ -57,6 +57,32 @@ codec("a resource sent on many streams keeps each stream's own version and nonce
   assert.equal(Buffer.from(second.resources[0]?.value ?? []), Buffer.from(b.bytes));
 });
 
+codec("with a reused response buffer: the same bytes, written over by the next response (grpc-js copies before that)", () => {
+  const ads = createAdsCodec(registry, { reuseResponseBuffer: true });
+  const big = { ...a, name: "big", bytes: new Uint8Array(100 * 1024).fill(7) };
+  const bigResponse: DiscoveryResponse = { versionInfo: "5", typeUrl: TYPE_URL.endpoint, nonce: "1", resources: [big, a] };
+  const first = ads.encodeResponse(bigResponse, "cp");
+  assert.equal(Buffer.from(first), onePiece(bigResponse, "cp"));
+  const small: DiscoveryResponse = { versionInfo: "6", typeUrl: TYPE_URL.endpoint, nonce: "9", resources: [b] };
+  const second = ads.encodeResponse(small, "cp");
+  assert.equal(Buffer.from(second), onePiece(small, "cp"));
+  assert.is(second.buffer, first.buffer, "one buffer, grown once to the largest response");
+  assert.equal(Buffer.from(first.subarray(0, second.byteLength)), onePiece(small, "cp"));
+  const deltaResponse: DeltaDiscoveryResponse = { systemVersionInfo: "7", typeUrl: TYPE_URL.endpoint, nonce: "2", resources: [big], removedResources: ["x"] };
+  const third = ads.encodeDeltaResponse(deltaResponse, "cp");
+  assert.is(third.buffer, first.buffer);
+  const decoded = ads.decodeDeltaResponse(Buffer.from(third));
+  assert.equal([decoded.nonce, decoded.removedResources, decoded.resources.map((r) => r.value.byteLength)], ["2", ["x"], [100 * 1024]]);
+});
+
+codec("without it, each response has its own bytes", () => {
+  const ads = createAdsCodec(registry);
+  const first = ads.encodeResponse({ versionInfo: "5", typeUrl: TYPE_URL.endpoint, nonce: "1", resources: [a, b] }, "cp");
+  const kept = Buffer.from(first);
+  ads.encodeResponse({ versionInfo: "6", typeUrl: TYPE_URL.endpoint, nonce: "9", resources: [b] }, "cp");
+  assert.equal(first, kept);
+});
+
 codec.run();
 
 const deltaResponseType = registry.type("envoy.service.discovery.v3.DeltaDiscoveryResponse");
@@ -110,3 +136,29 @@ delta("a request round-trips: node, subscriptions, initial versions, nonce, erro
 });
 
 delta.run();
+
+const requests = suite("DiscoveryRequest decoding, straight off the decoded message");
+
+const sotwRequests: { name: string; input: DiscoveryRequest }[] = [
+  {
+    name: "a first request: node with its data plane, names",
+    input: { versionInfo: "", node: { id: "n", cluster: "c", userAgentName: "envoy", dataplane: "proxyless" }, resourceNames: ["a", "b"], typeUrl: TYPE_URL.cluster, responseNonce: "", errorDetail: undefined },
+  },
+  { name: "a bare ACK: no node, no names (unset fields read as their defaults)", input: { versionInfo: "7", node: undefined, resourceNames: [], typeUrl: TYPE_URL.endpoint, responseNonce: "3", errorDetail: undefined } },
+  { name: "a NACK", input: { versionInfo: "6", node: undefined, resourceNames: ["a"], typeUrl: TYPE_URL.route, responseNonce: "4", errorDetail: { code: 3, message: "bad route" } } },
+];
+
+for (const c of sotwRequests) {
+  requests(`${c.name}: round-trips`, () => {
+    const ads = createAdsCodec(registry);
+    assert.equal(ads.decodeRequest(ads.encodeRequest(c.input)), c.input);
+  });
+}
+
+requests("a bare delta ACK round-trips: no node, nothing (un)subscribed, no initial versions", () => {
+  const ads = createAdsCodec(registry);
+  const request: DeltaDiscoveryRequest = { node: undefined, typeUrl: TYPE_URL.listener, subscribe: [], unsubscribe: [], initialResourceVersions: {}, responseNonce: "12", errorDetail: undefined };
+  assert.equal(ads.decodeDeltaRequest(ads.encodeDeltaRequest(request)), request);
+});
+
+requests.run();
