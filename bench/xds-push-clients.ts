@@ -6,7 +6,7 @@
  * client). Driven over IPC.
  */
 import { z } from "zod";
-import { ProtoRegistry, type ResourceKind } from "../gateway/index.ts";
+import { ADS_RECEIVE_WINDOW_BYTES, ProtoRegistry, type ResourceKind } from "../gateway/index.ts";
 import { AdsTestClient, DeltaAdsTestClient } from "../test/support/xds-ads-client.ts";
 
 const KINDS = z.enum(["cluster", "endpoint", "listener", "route", "secret"]);
@@ -28,11 +28,11 @@ const command = z.discriminatedUnion("cmd", [
 ]);
 
 /**
- * The nodes' HTTP/2 receive window; 0 (default): grpc-js's 64 KiB, as fedgate's own gateway ADS
- * client has it; 268435456 models Envoy's default (BENCHMARKS.md: worth ~35 ms of p99 with the
- * ~100 KB export listener).
+ * The nodes' HTTP/2 receive window; default: fedgate's gateway ADS client's; 0: grpc-js's 64 KiB
+ * (a proxyless grpc-js client); 268435456 models Envoy's default (BENCHMARKS.md: the 64 KiB window
+ * is worth ~35 ms of p99 with the ~100 KB export listener).
  */
-const WINDOW_BYTES = Number(process.env.XDS_BENCH_WINDOW_BYTES ?? 0);
+const WINDOW_BYTES = Number(process.env.XDS_BENCH_WINDOW_BYTES ?? ADS_RECEIVE_WINDOW_BYTES);
 const registry = ProtoRegistry.load();
 const clients: (AdsTestClient | DeltaAdsTestClient)[] = [];
 

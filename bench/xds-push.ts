@@ -26,7 +26,7 @@
  * printed with the table).
  * Run: node --expose-gc --import tsx bench/xds-push.ts
  *   (XDS_BENCH_N=100,1000 XDS_BENCH_ROUNDS=100 XDS_BENCH_SCENARIOS=export XDS_BENCH_PROTOCOLS=sotw,delta
- *   XDS_BENCH_WINDOW_BYTES=268435456: the nodes' HTTP/2 receive window, default grpc-js's 64 KiB)
+ *   XDS_BENCH_WINDOW_BYTES=…: the nodes' HTTP/2 receive window, default the gateway ADS client's ADS_RECEIVE_WINDOW_BYTES; 0: grpc-js's 64 KiB)
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";

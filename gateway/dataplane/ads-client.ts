@@ -5,6 +5,15 @@ import type { DiscoveryRequest, XdsNode } from "../xds/ads-session.ts";
 import type { ProtoRegistry } from "../xds/proto-registry.ts";
 import { kindOfTypeUrl, RESOURCE_KINDS, TYPE_URL, type ResourceKind } from "../xds/type-urls.ts";
 
+/**
+ * The ADS stream's HTTP/2 receive window (stream and connection). grpc-js's
+ * default 64 KiB holds a full gateway's export listener (~100 KB at 200
+ * exports) halfway until our WINDOW_UPDATE reaches the server, a round trip
+ * per push; Envoy's default is 256 MiB. Responses are read as they arrive, so
+ * the window bounds nothing we would otherwise buffer.
+ */
+export const ADS_RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
+
 /** One decoded resource of a response (JSON form), or the reason it could not be decoded. */
 export type DecodedResource = { ok: true; value: Record<string, unknown> } | { ok: false; problem: Problem };
 
@@ -49,7 +58,7 @@ export class AdsClient {
     this.options = options;
     this.codec = createAdsCodec(options.registry);
     this.backoff = new Backoff({ initialMs: options.reconnect.initialMs, maxMs: options.reconnect.maxMs });
-    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure());
+    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), { "grpc-node.flow_control_window": ADS_RECEIVE_WINDOW_BYTES });
     this.subscriptions.set("cluster", []);
     this.subscriptions.set("listener", []);
   }
