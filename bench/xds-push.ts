@@ -24,7 +24,9 @@
  * child's CPU per change is what the simulated nodes cost (both share the
  * machine's cores, as does anything else running: the load average is
  * printed with the table).
- * Run: node --expose-gc --import tsx bench/xds-push.ts
+ * Run: node --initial-old-space-size=128 --expose-gc --import tsx bench/xds-push.ts
+ *   (the V8 heap flag of the controller's Deployment, manifests/deploy/20-controller.yaml: this
+ *   process is the xDS server; the header prints the flags it ran with)
  *   (XDS_BENCH_N=100,1000 XDS_BENCH_ROUNDS=100 XDS_BENCH_SCENARIOS=export XDS_BENCH_PROTOCOLS=sotw,delta
  *   XDS_BENCH_WINDOW_BYTES=…: the nodes' HTTP/2 receive window, default the gateway ADS client's ADS_RECEIVE_WINDOW_BYTES; 0: grpc-js's 64 KiB)
  */
@@ -293,7 +295,7 @@ for (const scenario of SCENARIOS.filter((s) => wanted.includes(s.name))) {
 }
 const loadAfter = loadAverage();
 console.log(
-  `xDS push → ACK, ${ROUNDS} changes per row, debounce 10 ms included (node ${process.version}, ${process.platform}${global.gc ? "" : ", no --expose-gc: memory figures are rough"}); ` +
+  `xDS push → ACK, ${ROUNDS} changes per row, debounce 10 ms included (node ${process.version}, ${process.platform}, flags: ${process.execArgv.filter((a) => a.startsWith("--") && a !== "--import").join(" ") || "none"}${global.gc ? "" : ", no --expose-gc: memory figures are rough"}); ` +
     `${startedAt}–${new Date().toISOString().slice(11, 16)} UTC, load average (1/5/15 min) ${loadBefore} before, ${loadAfter} after\n`,
 );
 console.log("| change | protocol | nodes | concerned | per-node p50 ms | per-node p99 ms | all-ACKed p50 ms | all-ACKed p99 ms | pushes to unconcerned nodes | server CPU ms/change | node-process CPU ms/change | server heap KiB/node | server RSS KiB/node |");
