@@ -94,7 +94,7 @@ export class DeltaAdsClient implements AdsConnection {
     );
     this.call = call;
     call.on("data", (response: DecodedDeltaDiscoveryResponse) => {
-      this.applying = this.applying.then(() => this.onResponse(response));
+      this.applying = this.applying.then(() => this.onResponse(call, response));
     });
     call.on("error", (err: Error) => this.onBroken(call, err));
     call.on("end", () => this.onBroken(call, undefined));
@@ -131,7 +131,9 @@ export class DeltaAdsClient implements AdsConnection {
     call.write({ node, subscribe: [], unsubscribe: [], initialResourceVersions: {}, responseNonce: "", errorDetail: undefined, ...request });
   }
 
-  private async onResponse(response: DecodedDeltaDiscoveryResponse): Promise<void> {
+  private async onResponse(call: grpc.ClientDuplexStream<DeltaDiscoveryRequest, DecodedDeltaDiscoveryResponse>, response: DecodedDeltaDiscoveryResponse): Promise<void> {
+    // A response of a broken stream: its nonce means nothing to the next one, which re-sends what we lack.
+    if (this.call !== call) return;
     this.backoff.reset();
     this.options.onStreamState?.(true);
     const kind = kindOfTypeUrl(response.typeUrl);
@@ -144,6 +146,8 @@ export class DeltaAdsClient implements AdsConnection {
     const next = new Map(type.held);
     const failed: DecodedResource[] = [];
     response.resources.forEach((r, i) => {
+      // A name unsubscribed while this response was on its way is not taken back.
+      if (!type.wildcard && !type.names.has(r.name)) return;
       const decoded = decodeResource(this.options.registry, response.typeUrl, r, i);
       if (decoded.ok) next.set(r.name, { version: r.version, value: decoded.value });
       else failed.push(decoded);
