@@ -17,6 +17,29 @@ export const ADS_RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
 /** One decoded resource of a response (JSON form), or the reason it could not be decoded. */
 export type DecodedResource = { ok: true; value: Record<string, unknown> } | { ok: false; problem: Problem };
 
+/** What the gateway drives, whichever ADS protocol the bootstrap chose. */
+export interface AdsConnection {
+  start(): void;
+  /** Sets the names of a by-name type (EDS, RDS, SDS). */
+  subscribe(kind: ResourceKind, names: readonly string[]): void;
+  close(): void;
+}
+
+/** Decodes one Any of a response; a wrong type or undecodable bytes are a problem (a NACK). */
+export function decodeResource(registry: ProtoRegistry, responseTypeUrl: string, resource: { typeUrl: string; value: Uint8Array }, index: number): DecodedResource {
+  if (resource.typeUrl !== responseTypeUrl) return { ok: false, problem: { path: `resources[${index}]`, message: `type ${resource.typeUrl} in a ${responseTypeUrl} response` } };
+  try {
+    return { ok: true, value: registry.decodeAny(resource.typeUrl, resource.value) };
+  } catch (err) {
+    return { ok: false, problem: { path: `resources[${index}]`, message: `cannot decode: ${asError(err).message}` } };
+  }
+}
+
+/** A NACK's error_detail: google.rpc.Code INVALID_ARGUMENT and the problems. */
+export function nackDetail(problems: readonly Problem[]): { code: number; message: string } {
+  return { code: 3, message: problems.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message)).join("; ").slice(0, 4096) };
+}
+
 export interface AdsClientOptions {
   /** host:port of the ADS server. */
   address: string;
@@ -31,15 +54,15 @@ export interface AdsClientOptions {
 }
 
 /**
- * The data plane's ADS client (state of the world) on @grpc/grpc-js, the only
- * file of gateway/dataplane that talks gRPC. Clusters and Listeners are
+ * The data plane's state-of-the-world ADS client on @grpc/grpc-js (this file
+ * and delta-ads-client.ts are the only ones of gateway/dataplane that talk gRPC). Clusters and Listeners are
  * wildcard subscriptions; ClusterLoadAssignments, Routes and Secrets are
  * subscribed by name as the config references them. Every response is ACKed
  * or NACKed (with the problems, keeping the last accepted version). A broken
  * stream reconnects with jittered backoff and resubscribes with the versions
  * it holds.
  */
-export class AdsClient {
+export class AdsClient implements AdsConnection {
   private readonly client: grpc.Client;
   private readonly codec;
   private readonly backoff: Backoff;
@@ -135,14 +158,7 @@ export class AdsClient {
       return;
     }
     this.nonces.set(kind, response.nonce);
-    const decoded: DecodedResource[] = response.resources.map((r, i) => {
-      if (r.typeUrl !== response.typeUrl) return { ok: false, problem: { path: `resources[${i}]`, message: `type ${r.typeUrl} in a ${response.typeUrl} response` } };
-      try {
-        return { ok: true, value: this.options.registry.decodeAny(r.typeUrl, r.value) };
-      } catch (err) {
-        return { ok: false, problem: { path: `resources[${i}]`, message: `cannot decode: ${asError(err).message}` } };
-      }
-    });
+    const decoded = response.resources.map((r, i) => decodeResource(this.options.registry, response.typeUrl, r, i));
     let problems: Problem[];
     try {
       problems = await this.options.onResponse(kind, decoded);
@@ -156,8 +172,7 @@ export class AdsClient {
     } else {
       this.options.logger.warn("NACK", { kind, version: response.versionInfo, problems });
       this.options.onResult?.(kind, false);
-      // google.rpc.Code INVALID_ARGUMENT.
-      this.request(kind, { code: 3, message: problems.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message)).join("; ").slice(0, 4096) }, response.nonce);
+      this.request(kind, nackDetail(problems), response.nonce);
     }
   }
 }

@@ -3,7 +3,8 @@ import { createLogger, type Logger, type Problem } from "../../common/index.ts";
 import { ProtoRegistry } from "../xds/proto-registry.ts";
 import type { ResourceKind } from "../xds/type-urls.ts";
 import { startAdmin } from "./admin-http.ts";
-import { AdsClient, type DecodedResource } from "./ads-client.ts";
+import { AdsClient, type AdsConnection, type AdsClientOptions, type DecodedResource } from "./ads-client.ts";
+import { DeltaAdsClient } from "./delta-ads-client.ts";
 import type { Bootstrap } from "./bootstrap.ts";
 import { ConnectionSet } from "./connection-set.ts";
 import { ListenFailedError } from "./errors.ts";
@@ -67,7 +68,7 @@ export class Gateway {
   private secretSpecs = new Map<string, SecretSpec>();
   private routeSpecs = new Map<string, RouteConfigSpec>();
   private readonly received = new Set<ResourceKind>();
-  private readonly ads: AdsClient;
+  private readonly ads: AdsConnection;
   private readonly admin: Server;
   private readonly ctx: ListenerContext;
   private readonly tunnels: TunnelPool | undefined;
@@ -93,7 +94,7 @@ export class Gateway {
       tunnels: this.tunnels,
     };
     const node = this.bootstrap.node;
-    this.ads = new AdsClient({
+    const adsOptions: AdsClientOptions = {
       address: this.bootstrap.xds_servers[0]!.server_uri,
       registry: init.registry,
       node: { id: node.id, cluster: node.cluster, userAgentName: "fedgate-gateway", dataplane: "gateway" },
@@ -102,7 +103,8 @@ export class Gateway {
       onResponse: (kind, resources) => this.apply(kind, resources),
       onResult: (kind, accepted) => this.metrics.xdsUpdates.labels({ type: kind, result: accepted ? "ack" : "nack" }).add(),
       onStreamState: (up) => (this.metrics.xdsConnected.labels().value = up ? 1 : 0),
-    });
+    };
+    this.ads = this.bootstrap.fedgate.xds_protocol === "delta" ? new DeltaAdsClient(adsOptions) : new AdsClient(adsOptions);
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {

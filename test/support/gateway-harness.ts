@@ -153,6 +153,8 @@ export interface TopologyOptions {
   muxTunnels?: boolean;
   /** The tunnels' keep-alive (bootstrap `mux_keepalive_*`); the gateway's defaults when absent. */
   keepAlive?: { intervalMs: number; timeoutMs: number };
+  /** The gateways' ADS protocol (bootstrap `xds_protocol`); the gateway's default when absent. */
+  xdsProtocol?: "delta" | "sotw";
 }
 
 /** Snapshot for `self`: demo/echo (L4 port 9000) exported by `exporters`, peers reached at their gateways' bound export ports. */
@@ -296,7 +298,8 @@ export class Topology extends GatewayTopology<SimCluster> {
       const sim: SimCluster = { name, xds, backends, leafPem, gateway: undefined as unknown as Gateway };
       t.clusters.set(name, sim);
       t.push(name);
-      const bootstrap = withTunnelOptions(gatewayBootstrap(name, xds, options.handshakeTimeoutMs), options);
+      const tunnelled = withTunnelOptions(gatewayBootstrap(name, xds, options.handshakeTimeoutMs), options);
+      const bootstrap = { ...tunnelled, fedgate: { ...tunnelled.fedgate, xds_protocol: options.xdsProtocol ?? tunnelled.fedgate.xds_protocol } };
       sim.gateway = await Gateway.start({ bootstrap, logger: options.logger?.child({ cluster: name }) ?? silentLogger, registry: options.registry });
     }
     await wireExportPorts(t.clusters, options.exporters, t.exportPorts, (name) => t.push(name));

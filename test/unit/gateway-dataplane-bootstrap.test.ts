@@ -14,13 +14,15 @@ boot("a minimal Envoy-style bootstrap gets fedgate's defaults", () => {
   assert.is(b.fedgate.handshake_timeout_ms, 5_000);
   assert.is(b.fedgate.drain_timeout_ms, 30_000);
   assert.equal(b.fedgate.port_overrides, {});
+  assert.is(b.fedgate.xds_protocol, "delta");
+  assert.is(parseBootstrap({ ...valid, fedgate: { xds_protocol: "sotw" } }).fedgate.xds_protocol, "sotw");
   assert.ok(Object.isFrozen(b));
 });
 
 const bad: { name: string; input: unknown; paths: string[] }[] = [
   { name: "empty object", input: {}, paths: ["node", "xds_servers"] },
   { name: "server without a port, node without id", input: { node: { cluster: "a" }, xds_servers: [{ server_uri: "localhost" }] }, paths: ["node.id", "xds_servers.0.server_uri"] },
-  { name: "bad override and admin port", input: { ...valid, admin: { port: 70_000 }, fedgate: { port_overrides: { http: 1 } } }, paths: ["admin.port", "fedgate.port_overrides.http"] },
+  { name: "bad override and admin port", input: { ...valid, admin: { port: 70_000 }, fedgate: { port_overrides: { http: 1 }, xds_protocol: "incremental" } }, paths: ["admin.port", "fedgate.port_overrides.http", "fedgate.xds_protocol"] },
 ];
 
 for (const c of bad) {
