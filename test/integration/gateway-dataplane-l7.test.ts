@@ -171,8 +171,9 @@ l7("local backends killed under steady HTTP load: zero failed requests, served b
 });
 
 l7("route timeout answers 504 (gRPC: DEADLINE_EXCEEDED); a 5xx of an idempotent request is retried on another endpoint", async (ctx) => {
-  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["a"], members: { a: 2 }, policy: { timeoutMs: 300 } }));
-  const slow = await get(t.importPort("a"), "/slow/2000");
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["a"], members: { a: 2 }, policy: { timeoutMs: 1_000 } }));
+  // 1 s: long enough for two quick 503 answers on a loaded machine, short of the slow paths below.
+  const slow = await get(t.importPort("a"), "/slow/5000");
   assert.is(slow.status, 504);
   assert.is(t.metric("a", "fedgate_gateway_http_timeouts_total", { cluster: WEB_CLUSTER }), 1);
   const fast = await get(t.importPort("a"), "/slow/10");
@@ -182,14 +183,14 @@ l7("route timeout answers 504 (gRPC: DEADLINE_EXCEEDED); a 5xx of an idempotent 
   assert.is(failing.headers["x-fedgate-attempts"], "2", "tried on the other endpoint");
   const post = await get(t.importPort("a"), "/status/503", { method: "POST", body: "x" });
   assert.is(post.headers["x-fedgate-attempts"], "2", "a small POST body is buffered whole, so it is replayed too");
-  for (const b of t.get("a").grpc) b.delayMs = 2_000;
+  for (const b of t.get("a").grpc) b.delayMs = 5_000;
   const client = greeterClient(t.importPort("a"));
   try {
     const err = await client.greet("late").then(
       () => undefined,
       (e: { code?: number; details?: string }) => e,
     );
-    assert.is(err?.code, 4, "the gateway's route timeout (300 ms, well before the client's 10 s deadline) ends the call with DEADLINE_EXCEEDED");
+    assert.is(err?.code, 4, "the gateway's route timeout (1 s, well before the client's 10 s deadline) ends the call with DEADLINE_EXCEEDED");
     assert.is(t.metric("a", "fedgate_gateway_http_timeouts_total", { cluster: GREETER_CLUSTER }), 1);
   } finally {
     client.close();
