@@ -39,6 +39,6 @@ export * as xdsNames from "./xds/naming.ts";
 // The data plane.
 export { Gateway, type GatewayOptions } from "./dataplane/gateway.ts";
 export { runGateway } from "./dataplane/run.ts";
-export { ADS_RECEIVE_WINDOW_BYTES } from "./dataplane/ads-client.ts";
+export { ADS_RECEIVE_WINDOW_BYTES } from "./dataplane/ads-stream.ts";
 export { loadBootstrap, parseBootstrap, type Bootstrap, type BootstrapInput } from "./dataplane/bootstrap.ts";
 export { GatewayError, GatewayBootstrapError, NoHealthyUpstreamError, ListenFailedError } from "./dataplane/errors.ts";
