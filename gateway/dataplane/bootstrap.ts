@@ -38,12 +38,8 @@ export const bootstrapSchema = z.object({
       handshake_timeout_ms: z.number().int().min(1).max(120_000).default(5_000),
       /** How long SIGTERM waits for open connections before closing them. */
       drain_timeout_ms: z.number().int().min(0).max(600_000).default(30_000),
-      /**
-       * ADS protocol: state of the world, or incremental (DeltaAggregatedResources, only changed
-       * resources per push). Delta is not the default yet: after a partly applied, NACKed response
-       * its held set and the running listeners part ways (gateway/README.md).
-       */
-      xds_protocol: z.enum(["delta", "sotw"]).default("sotw"),
+      /** ADS protocol: incremental (DeltaAggregatedResources, only changed resources per push) or state of the world. */
+      xds_protocol: z.enum(["delta", "sotw"]).default("delta"),
       /** ADS reconnect backoff. */
       reconnect_initial_ms: z.number().int().min(1).max(60_000).default(250),
       reconnect_max_ms: z.number().int().min(1).max(600_000).default(10_000),

@@ -23,8 +23,12 @@ interface DeltaType {
  * and Listeners are wildcard subscriptions (`*`); the rest are subscribed and
  * unsubscribed by name. Each response's upserts and removals are applied to
  * the held set of its type and the WHOLE resulting set goes to `onResponse`,
- * so the appliers are those of state of the world. A NACK keeps nothing of the
- * rejected response. A reconnect resubscribes with `initial_resource_versions`
+ * so the appliers are those of state of the world. A NACKed response is held
+ * all the same: the appliers ran what they could of it (listeners bind
+ * best-effort), and the server will not re-send what it did not change, so
+ * the next response of the type hands them the same set again, the rejected
+ * part included, as state of the world does. A resource that cannot be
+ * decoded is not held: its last good version stays. A reconnect resubscribes with `initial_resource_versions`
  * of what is held, so the server re-sends only what changed meanwhile.
  */
 export class DeltaAdsClient extends AdsStream<DeltaDiscoveryRequest, DecodedDeltaDiscoveryResponse> {
@@ -107,7 +111,7 @@ export class DeltaAdsClient extends AdsStream<DeltaDiscoveryRequest, DecodedDelt
     for (const name of response.removedResources) next.delete(name);
     const whole: DecodedResource[] = [...[...next.values()].map((r): DecodedResource => ({ ok: true, value: r.value })), ...failed];
     const problems = await this.apply(kind, whole, `nonce ${response.nonce}`);
-    if (problems.length === 0) type.held = next;
+    type.held = next;
     this.send({ typeUrl: response.typeUrl, responseNonce: response.nonce, ...(problems.length ? { errorDetail: nackDetail(problems) } : {}) });
   }
 }

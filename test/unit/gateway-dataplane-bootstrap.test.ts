@@ -14,8 +14,8 @@ boot("a minimal Envoy-style bootstrap gets fedgate's defaults", () => {
   assert.is(b.fedgate.handshake_timeout_ms, 5_000);
   assert.is(b.fedgate.drain_timeout_ms, 30_000);
   assert.equal(b.fedgate.port_overrides, {});
-  assert.is(b.fedgate.xds_protocol, "sotw");
-  assert.is(parseBootstrap({ ...valid, fedgate: { xds_protocol: "delta" } }).fedgate.xds_protocol, "delta");
+  assert.is(b.fedgate.xds_protocol, "delta");
+  assert.is(parseBootstrap({ ...valid, fedgate: { xds_protocol: "sotw" } }).fedgate.xds_protocol, "sotw");
   assert.ok(Object.isFrozen(b));
 });
 
