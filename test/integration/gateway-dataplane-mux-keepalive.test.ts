@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { Agent, request } from "node:http";
-import { connect as netConnect, type Socket } from "node:net";
+import { connect as netConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -8,7 +8,7 @@ import { sleep } from "../../common/index.ts";
 import { ProtoRegistry } from "../../gateway/index.ts";
 import { encodeFrame, FrameDecoder, FrameType, MUX_ALPN, MUX_ALPN_PING, MUX_ALPNS, MuxSession, type Frame } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
-import { ConnectionLoad, EXPORT_SNI, exchange, OUTBOUND, Topology, waitFor } from "../support/gateway-harness.ts";
+import { ConnectionLoad, EXPORT_SNI, exchange, openConnection, OUTBOUND, Topology, waitFor } from "../support/gateway-harness.ts";
 import { L7Topology, WEB_CLUSTER, WEB_HOST } from "../support/l7-harness.ts";
 import { TcpProxy } from "../support/tcp-proxy.ts";
 
@@ -45,16 +45,6 @@ async function behindProxy(ctx: Ctx): Promise<{ t: Topology; proxy: TcpProxy }> 
   t.push("a");
   await waitFor("A reaches B through the proxy", () => t.get("a").gateway.configSummary().endpoints.some((e) => e.localities.some((l) => l.endpoints.some((x) => x.address.port === proxy.port))));
   return { t, proxy };
-}
-
-function openConnection(port: number): { socket: Socket; received: () => string; closed: () => boolean } {
-  const socket = netConnect({ host: "127.0.0.1", port });
-  let received = "";
-  let closed = false;
-  socket.on("data", (c: Buffer) => (received += c.toString()));
-  socket.on("error", () => socket.destroy());
-  socket.on("close", () => (closed = true));
-  return { socket, received: () => received, closed: () => closed };
 }
 
 keepalive("an idle tunnel to a live peer is kept by PING/PONG: the same tunnel serves again after many keep-alive intervals", async (ctx) => {

@@ -1,12 +1,12 @@
 import { createHash, randomBytes } from "node:crypto";
-import { connect as netConnect, type Socket } from "node:net";
+import { connect as netConnect } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { ProtoRegistry } from "../../gateway/index.ts";
 import { encodeFrame, encodeOpen, FrameDecoder, FrameType, MUX_ALPN, type Frame } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
-import { EXPORT_SNI, exchange, gatewayLeaf, INBOUND, OUTBOUND, Topology, waitFor } from "../support/gateway-harness.ts";
+import { EXPORT_SNI, exchange, gatewayLeaf, INBOUND, openConnection, OUTBOUND, Topology, waitFor } from "../support/gateway-harness.ts";
 
 const pki = await createClusterSetPki(["a", "b", "c"]);
 const registry = ProtoRegistry.load();
@@ -22,17 +22,6 @@ mux.after.each(async (ctx) => {
   await ctx.topology?.close();
   ctx.topology = undefined;
 });
-
-/** A client connection through A that stays open: what it received, whether it closed. */
-function openConnection(port: number): { socket: Socket; received: () => string; closed: () => boolean } {
-  const socket = netConnect({ host: "127.0.0.1", port });
-  let received = "";
-  let closed = false;
-  socket.on("data", (c: Buffer) => (received += c.toString()));
-  socket.on("error", () => socket.destroy());
-  socket.on("close", () => (closed = true));
-  return { socket, received: () => received, closed: () => closed };
-}
 
 mux("many concurrent connections travel as streams of one tunnel, each counted as a connection per upstream cluster", async (ctx) => {
   const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { a: 0, b: 1 } }));

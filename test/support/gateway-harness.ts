@@ -63,6 +63,17 @@ export class ExchangeError extends Error {
   }
 }
 
+/** A client connection through A that stays open: what it received, whether it closed. */
+export function openConnection(port: number): { socket: Socket; received: () => string; closed: () => boolean } {
+  const socket = connect({ host: "127.0.0.1", port });
+  let received = "";
+  let closed = false;
+  socket.on("data", (c: Buffer) => (received += c.toString()));
+  socket.on("error", () => socket.destroy());
+  socket.on("close", () => (closed = true));
+  return { socket, received: () => received, closed: () => closed };
+}
+
 /** Connects, reads the backend id, checks one echo round trip, closes. Resolves with the id or rejects with ExchangeError. */
 export function exchange(port: number, payload = "ping", timeoutMs = 10_000, host = "127.0.0.1"): Promise<string> {
   return new Promise((resolve, reject) => {
