@@ -2,14 +2,15 @@ import { createServer, type Server } from "node:http";
 import { boundPort, listen } from "./import-listener.ts";
 
 export interface AdminSource {
-  ready(): boolean;
+  /** Empty when ready; else why not, one reason a line. */
+  notReadyReasons(): readonly string[];
   metricsText(): string;
   listenerAddresses(): Record<string, { host: string; port: number }>;
   configSummary(): unknown;
 }
 
 /**
- * The admin endpoint: `GET /ready` (200 or 503), `GET /metrics` (Prometheus
+ * The admin endpoint: `GET /ready` (200, or 503 with a line per reason), `GET /metrics` (Prometheus
  * text), `GET /listeners` (bound addresses, for port overrides of 0) and
  * `GET /config` (the parsed running config, no private keys).
  */
@@ -24,7 +25,10 @@ export async function startAdmin(options: { host: string; port: number; source: 
     if (req.method !== "GET") return send(405, "text/plain", "GET only\n");
     switch (path) {
       case "/ready":
-        return source.ready() ? send(200, "text/plain", "ready\n") : send(503, "text/plain", "not ready\n");
+      {
+        const reasons = source.notReadyReasons();
+        return reasons.length === 0 ? send(200, "text/plain", "ready\n") : send(503, "text/plain", ["not ready", ...reasons].join("\n") + "\n");
+      }
       case "/metrics":
         return send(200, "text/plain; version=0.0.4", source.metricsText());
       case "/listeners":

@@ -1,5 +1,5 @@
 import type { Server } from "node:http";
-import { createLogger, type Logger, type Problem } from "../../common/index.ts";
+import { asError, createLogger, type Logger, type Problem } from "../../common/index.ts";
 import { ProtoRegistry } from "../xds/proto-registry.ts";
 import type { ResourceKind } from "../xds/type-urls.ts";
 import { startAdmin } from "./admin-http.ts";
@@ -68,7 +68,14 @@ export class Gateway {
   private assignments = new Map<string, LoadAssignmentSpec>();
   private secretSpecs = new Map<string, SecretSpec>();
   private routeSpecs = new Map<string, RouteConfigSpec>();
+  /** Types whose config was applied at least once (a listener response also when some listener could not bind). */
   private readonly received = new Set<ResourceKind>();
+  /** Listeners the control plane asked for that could not bind: why (`EADDRINUSE on 127.0.0.1:8080`). */
+  private readonly bindFailures = new Map<string, string>();
+  /** What `noteReadiness` saw last, so the log says when readiness changes, not on every update. */
+  private wasReady = false;
+  /** Ready once: from then on only listeners not serving and draining take readiness away (see `notReadyReasons`). */
+  private warmedUp = false;
   private readonly ads: AdsConnection;
   private readonly admin: Server;
   private readonly ctx: ListenerContext;
@@ -79,6 +86,7 @@ export class Gateway {
     this.bootstrap = init.options.bootstrap;
     this.logger = (init.options.logger ?? createLogger()).child({ component: "gateway", node: this.bootstrap.node.id });
     this.metrics = init.metrics;
+    this.metrics.ready.labels().value = 0;
     this.admin = init.admin.server;
     this.adminPort = init.admin.port;
     const fedgate = this.bootstrap.fedgate;
@@ -116,7 +124,7 @@ export class Gateway {
       host: options.bootstrap.admin.address,
       port: options.bootstrap.admin.port,
       source: {
-        ready: () => holder.gateway?.ready() ?? false,
+        notReadyReasons: () => holder.gateway?.notReadyReasons() ?? ["starting"],
         metricsText: () => metrics.registry.render(),
         listenerAddresses: () => holder.gateway?.listenerAddresses() ?? {},
         configSummary: () => holder.gateway?.configSummary() ?? {},
@@ -128,14 +136,37 @@ export class Gateway {
     return gateway;
   }
 
-  /** Ready: config received, every cluster has endpoints, every secret arrived, every listener bound, not draining. */
+  /** Ready: config applied, every cluster has endpoints, every secret and route arrived, every listener serving, not draining. */
   ready(): boolean {
-    if (this.draining || !this.received.has("cluster") || !this.received.has("listener")) return false;
-    for (const c of this.clusters.values()) if (!c.hasAssignment) return false;
-    for (const name of this.referencedSecrets()) if (!this.secrets.has(name)) return false;
-    for (const name of this.referencedRoutes()) if (!this.routeSpecs.has(name)) return false;
-    for (const name of this.listenerSpecs.keys()) if (!this.listeners.has(name)) return false;
-    return true;
+    return this.notReadyReasons().length === 0;
+  }
+
+  /**
+   * Why the gateway is not ready, one line each (the body of `GET /ready`'s
+   * 503); empty when ready. Until it was first ready: the first clusters and
+   * listeners, and the endpoints, secrets and routes they reference. After
+   * that, what a push adds is warming for the moment until its EDS/SDS/RDS
+   * follows, which must not flap readiness on every new import (Envoy's
+   * `/ready` likewise reflects only initialization and draining); what does
+   * take it away: a listener the control plane asked for that is not serving
+   * (it could not bind, until a later listener push binds it), and draining.
+   */
+  notReadyReasons(): string[] {
+    const reasons: string[] = [];
+    if (this.draining) reasons.push("draining");
+    if (!this.warmedUp) reasons.push(...this.warmingReasons());
+    for (const name of this.listenerSpecs.keys()) if (!this.listeners.has(name)) reasons.push(`listener ${name}: ${this.bindFailures.get(name) ?? "not bound"}`);
+    return reasons;
+  }
+
+  private warmingReasons(): string[] {
+    const reasons: string[] = [];
+    if (!this.received.has("cluster")) reasons.push("no cluster config (CDS) applied yet");
+    if (!this.received.has("listener")) reasons.push("no listener config (LDS) applied yet");
+    for (const [name, c] of this.clusters) if (!c.hasAssignment) reasons.push(`cluster ${name}: no endpoints (EDS) yet`);
+    for (const name of this.referencedSecrets()) if (!this.secrets.has(name)) reasons.push(`secret ${name}: not received (SDS) yet`);
+    for (const name of this.referencedRoutes()) if (!this.routeSpecs.has(name)) reasons.push(`route ${name}: not received (RDS) yet`);
+    return reasons;
   }
 
   /** Where each listener is bound (after port overrides). */
@@ -146,6 +177,7 @@ export class Gateway {
   /** Stops accepting, waits for open connections (up to the bootstrap's drain timeout), then stops. Returns connections cut. */
   async drain(): Promise<number> {
     this.draining = true;
+    this.noteReadiness();
     this.logger.info("draining", { open: this.connections.size });
     for (const l of this.listeners.values()) l.impl.close();
     this.ads.close();
@@ -203,9 +235,10 @@ export class Gateway {
       case "listener": {
         const parsed = parseAll(resources, parseListener);
         if (parsed.problems.length) return parsed.problems;
+        // Listeners bind best-effort: what bound runs (and needs its routes and secrets) even when the rest is NACKed.
         const problems = await this.applyListeners(parsed.values);
-        if (problems.length) return problems;
-        break;
+        this.applied(kind);
+        return problems;
       }
       case "cluster": {
         const parsed = parseAll(resources, parseCluster);
@@ -238,11 +271,29 @@ export class Gateway {
         break;
       }
     }
+    this.applied(kind);
+    return [];
+  }
+
+  /** After a type's config ran: subscribe to what it references, and say whether readiness changed. */
+  private applied(kind: ResourceKind): void {
     this.received.add(kind);
     this.ads.subscribe("endpoint", [...this.clusterSpecs.values()].map((c) => c.edsName));
     this.ads.subscribe("secret", [...this.referencedSecrets()]);
     this.ads.subscribe("route", this.referencedRoutes());
-    return [];
+    this.noteReadiness();
+  }
+
+  /** Readiness as a gauge, and a log line when it changes (with the reasons when it is lost). */
+  private noteReadiness(): void {
+    const reasons = this.notReadyReasons();
+    const ready = reasons.length === 0;
+    this.warmedUp ||= ready;
+    this.metrics.ready.labels().value = ready ? 1 : 0;
+    if (ready === this.wasReady) return;
+    this.wasReady = ready;
+    if (ready) this.logger.info("ready");
+    else this.logger.warn("not ready", { reasons });
   }
 
   private applyClusters(specs: Map<string, ClusterSpec>): void {
@@ -272,9 +323,14 @@ export class Gateway {
     return { host: this.bootstrap.fedgate.bind_address ?? spec.address.host, port: override ?? spec.address.port };
   }
 
-  /** Opens, updates in place, or closes listeners; a listener that cannot bind makes the update a NACK. */
+  /** Opens, updates in place, or closes listeners; a listener that cannot bind makes the update a NACK (and the gateway unready). */
   private async applyListeners(specs: Map<string, ListenerSpec>): Promise<Problem[]> {
     const problems: Problem[] = [];
+    for (const name of this.bindFailures.keys()) {
+      if (specs.has(name)) continue;
+      this.bindFailures.delete(name);
+      this.metrics.listenerNotServing.labels({ listener: name }).value = 0;
+    }
     for (const [name, running] of this.listeners) {
       const next = specs.get(name);
       const want = next && this.bindAddress(next);
@@ -301,15 +357,27 @@ export class Gateway {
               ? await HttpListener.start({ spec, ...want, ctx: this.ctx })
               : await ExportListener.start({ spec, ...want, ctx: this.ctx });
         this.listeners.set(name, { spec, bound: { host: want.host, port: impl.port }, impl });
+        if (this.bindFailures.delete(name)) this.metrics.listenerNotServing.labels({ listener: name }).value = 0;
         this.logger.info("listener up", { listener: name, host: want.host, port: impl.port });
       } catch (err) {
         if (!(err instanceof ListenFailedError)) throw err;
+        const why = `${bindFailureCode(err)} on ${want.host}:${want.port}`;
+        this.bindFailures.set(name, why);
+        this.metrics.listenerNotServing.labels({ listener: name }).value = 1;
+        this.logger.warn("listener cannot bind; not serving until a later listener push binds it", { listener: name, host: want.host, port: want.port, err });
         problems.push({ path: `listener ${name}`, message: `${err.message}: ${String((err.cause as Error | undefined)?.message)}` });
       }
     }
     this.listenerSpecs = specs;
     return problems;
   }
+}
+
+/** The system error code of a failed bind (EADDRINUSE, EACCES, EADDRNOTAVAIL, ...), else the cause's message. */
+function bindFailureCode(err: ListenFailedError): string {
+  const cause = err.cause;
+  if (cause instanceof Error && "code" in cause && typeof cause.code === "string") return cause.code;
+  return asError(cause).message;
 }
 
 function parseAll<T extends { name: string }>(resources: readonly DecodedResource[], parse: (raw: unknown, at: string) => Parsed<T>): { values: Map<string, T>; problems: Problem[] } {

@@ -98,9 +98,12 @@ export function gatewayMetrics(registry: MetricsRegistry) {
     muxActiveTunnels: registry.gauge("fedgate_gateway_mux_active_tunnels", "Open fedgate-mux/1 tunnels, by side."),
     muxProtocolErrors: registry.counter("fedgate_gateway_mux_protocol_errors_total", "Tunnels closed on bad input from the peer, by side and reason (unknown_frame_type, frame_too_large, window_exceeded, too_many_streams, unknown_stream, ...)."),
     muxKeepAliveTimeouts: registry.counter("fedgate_gateway_mux_keepalive_timeouts_total", "Dialled fedgate-mux/2 tunnels closed because the peer gateway answered no PING within the keep-alive timeout (it hangs with its socket open)."),
+    muxAcceptedKeepAliveTimeouts: registry.counter("fedgate_gateway_mux_accepted_keepalive_timeouts_total", "Accepted fedgate-mux/2 tunnels (export side) closed because the dialling gateway answered no PING within the keep-alive timeout (its host died or its process hangs); their streams were reset and their backend connections closed."),
     muxStreamRefusals: registry.counter("fedgate_gateway_mux_stream_refusals_total", "Stream opens the peer gateway refused or that were lost with their tunnel, by reason; the connection tried the next endpoint."),
     xdsUpdates: registry.counter("fedgate_gateway_xds_updates_total", "xDS responses handled, by type and result (ack/nack)."),
     xdsConnected: registry.gauge("fedgate_gateway_xds_connected", "1 while the ADS stream is up."),
+    ready: registry.gauge("fedgate_gateway_ready", "1 while GET /ready answers 200: config applied, every listener the control plane asked for serving, not draining."),
+    listenerNotServing: registry.gauge("fedgate_gateway_listener_not_serving", "1 while a listener the control plane asked for is not serving (its address could not be bound), by listener; 0 once bound or no longer asked for."),
   };
 }
 
