@@ -7,7 +7,7 @@ import { boundPort, listen } from "./import-listener.ts";
 import type { ListenerContext } from "./listener-context.ts";
 import type { ExportChainSpec, ExportListenerSpec } from "./resources.ts";
 import { MUX_ALPNS, MUX_ALPN_PING } from "./mux-framing.ts";
-import { MuxSession, type MuxStream } from "./mux-session.ts";
+import { MuxSession, type MuxKeepAlive, type MuxStream } from "./mux-session.ts";
 import { relay, relayStream } from "./relay.ts";
 import { MUX_MAX_STREAMS } from "./tunnel-pool.ts";
 import { connectUpstream, tlsReason } from "./upstream-connect.ts";
@@ -70,15 +70,18 @@ export class ExportListener {
   private readonly server: Server;
   private readonly ctx: ListenerContext;
   private readonly tunnels = new Set<MuxSession>();
+  private readonly keepAlive: MuxKeepAlive | undefined;
 
-  private constructor(spec: ExportListenerSpec, server: Server, ctx: ListenerContext) {
+  private constructor(spec: ExportListenerSpec, server: Server, ctx: ListenerContext, keepAlive: MuxKeepAlive | undefined) {
     this.spec = spec;
     this.server = server;
     this.ctx = ctx;
+    this.keepAlive = keepAlive;
     this.update(spec);
   }
 
-  static async start(options: { spec: ExportListenerSpec; host: string; port: number; ctx: ListenerContext }): Promise<ExportListener> {
+  /** `keepAlive`: PING a fedgate-mux/2 tunnel that has been silent that long, close it when no answer comes (none: only answer PINGs). */
+  static async start(options: { spec: ExportListenerSpec; host: string; port: number; ctx: ListenerContext; keepAlive?: MuxKeepAlive }): Promise<ExportListener> {
     const holder: { listener?: ExportListener } = {};
     const server = createServer({
       // fedgate's verifier (trust/) decides, after the handshake, with typed reasons; OpenSSL only asks for the certificate.
@@ -95,7 +98,7 @@ export class ExportListener {
         else cb(null, result);
       },
     });
-    const listener = new ExportListener(options.spec, server, options.ctx);
+    const listener = new ExportListener(options.spec, server, options.ctx, options.keepAlive);
     holder.listener = listener;
     server.on("connection", (raw: Socket) => listener.onRaw(raw));
     server.on("secureConnection", (socket: TLSSocket) => listener.onSecure(socket));
@@ -234,6 +237,13 @@ export class ExportListener {
       role: "server",
       maxStreams: MUX_MAX_STREAMS,
       pings: peer.socket.alpnProtocol === MUX_ALPN_PING,
+      // A dialler whose host died or whose process hangs sends no FIN: without our own PINGs its streams, and the
+      // backend connections they relay, would stay open until the kernel gives up on the socket, if ever.
+      ...(this.keepAlive ? { keepAlive: this.keepAlive } : {}),
+      onKeepAliveTimeout: () => {
+        metrics.muxAcceptedKeepAliveTimeouts.labels().add();
+        logger.warn("dialling gateway silent past the keep-alive timeout: tunnel closed", { listener: this.spec.name, caller: peer.identity.cluster, streams: session.activeStreams, ...this.keepAlive });
+      },
       onStream: (stream) => this.onStream(stream, peer),
       onProtocolError: (err) => {
         metrics.muxProtocolErrors.labels({ side: "accepted", reason: err.reason }).add();

@@ -12,6 +12,7 @@ import { ListenFailedError } from "./errors.ts";
 import { ExportListener } from "./export-listener.ts";
 import { HttpListener } from "./http-listener.ts";
 import { ImportListener } from "./import-listener.ts";
+import type { MuxKeepAlive } from "./mux-session.ts";
 import type { ListenerContext } from "./listener-context.ts";
 import { gatewayMetrics, MetricsRegistry, type GatewayMetrics } from "./metrics.ts";
 import {
@@ -80,6 +81,7 @@ export class Gateway {
   private readonly admin: Server;
   private readonly ctx: ListenerContext;
   private readonly tunnels: TunnelPool | undefined;
+  private readonly keepAlive: MuxKeepAlive;
   private draining = false;
 
   private constructor(init: { options: GatewayOptions; admin: { server: Server; port: number }; metrics: GatewayMetrics; registry: ProtoRegistry }) {
@@ -90,7 +92,7 @@ export class Gateway {
     this.admin = init.admin.server;
     this.adminPort = init.admin.port;
     const fedgate = this.bootstrap.fedgate;
-    const keepAlive = { intervalMs: fedgate.mux_keepalive_interval_ms, timeoutMs: fedgate.mux_keepalive_timeout_ms };
+    const keepAlive = (this.keepAlive = { intervalMs: fedgate.mux_keepalive_interval_ms, timeoutMs: fedgate.mux_keepalive_timeout_ms });
     this.tunnels = fedgate.mux_tunnels ? new TunnelPool({ metrics: this.metrics, logger: this.logger.child({ component: "tunnels" }), dial, keepAlive }) : undefined;
     this.ctx = {
       cluster: (name) => this.clusters.get(name),
@@ -355,7 +357,7 @@ export class Gateway {
             ? await ImportListener.start({ spec, ...want, ctx: this.ctx })
             : spec.kind === "http"
               ? await HttpListener.start({ spec, ...want, ctx: this.ctx })
-              : await ExportListener.start({ spec, ...want, ctx: this.ctx });
+              : await ExportListener.start({ spec, ...want, ctx: this.ctx, keepAlive: this.keepAlive });
         this.listeners.set(name, { spec, bound: { host: want.host, port: impl.port }, impl });
         if (this.bindFailures.delete(name)) this.metrics.listenerNotServing.labels({ listener: name }).value = 0;
         this.logger.info("listener up", { listener: name, host: want.host, port: impl.port });

@@ -17,8 +17,8 @@ import { GatewayError } from "./errors.ts";
  * | RESET | one byte, a `MuxResetReason` code | both |
  * | WINDOW | u32 > 0: more bytes the sender of WINDOW will take | both |
  * | GOAWAY | none, stream id 0: no new streams on this tunnel | both |
- * | PING | 8 opaque bytes, stream id 0: answer with PONG (fedgate-mux/2 only) | the dialling gateway |
- * | PONG | the PING's 8 bytes, stream id 0 (fedgate-mux/2 only) | the exporting gateway |
+ * | PING | 8 opaque bytes, stream id 0: answer with PONG (fedgate-mux/2 only) | both (each side's keep-alive) |
+ * | PONG | the PING's 8 bytes, stream id 0 (fedgate-mux/2 only) | both, answering a PING |
  *
  * fedgate-mux/2 is fedgate-mux/1 plus PING/PONG keep-alives. The version is
  * chosen by ALPN (the dialler offers both, newest first), because a

@@ -252,6 +252,12 @@ export class MuxStream {
   }
 }
 
+/** fedgate-mux/2 keep-alive timing (bootstrap `mux_keepalive_interval_ms`, `mux_keepalive_timeout_ms`). */
+export interface MuxKeepAlive {
+  intervalMs: number;
+  timeoutMs: number;
+}
+
 export interface MuxSessionOptions {
   socket: Duplex;
   role: "client" | "server";
@@ -267,8 +273,8 @@ export interface MuxSessionOptions {
   onClose?: () => void;
   /** fedgate-mux/2 was negotiated: PING is answered with PONG (else both are protocol errors). */
   pings?: boolean;
-  /** Client, with `pings`: send a PING after `intervalMs` without a byte from the peer; none within `timeoutMs` after it => dead. */
-  keepAlive?: { intervalMs: number; timeoutMs: number };
+  /** With `pings`, either role: send a PING after `intervalMs` without a byte from the peer; none within `timeoutMs` after it => dead. */
+  keepAlive?: MuxKeepAlive;
   /** The peer sent nothing within the keep-alive timeout; the session is already being destroyed. */
   onKeepAliveTimeout?: () => void;
 }

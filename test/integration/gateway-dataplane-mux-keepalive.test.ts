@@ -1,20 +1,24 @@
 import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { Agent, request } from "node:http";
 import { connect as netConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { sleep } from "../../common/index.ts";
-import { ProtoRegistry } from "../../gateway/index.ts";
+import { ProtoRegistry, XdsServer } from "../../gateway/index.ts";
 import { encodeFrame, FrameDecoder, FrameType, MUX_ALPN, MUX_ALPN_PING, MUX_ALPNS, MuxSession, type Frame } from "../../gateway/internal.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
-import { ConnectionLoad, EXPORT_SNI, exchange, openConnection, OUTBOUND, Topology, waitFor } from "../support/gateway-harness.ts";
+import { ConnectionLoad, EXPORT_SNI, exchange, gatewayLeaf, INBOUND, openConnection, OUTBOUND, SERVICE_PORT, topologySnapshot, Topology, waitFor } from "../support/gateway-harness.ts";
 import { L7Topology, WEB_CLUSTER, WEB_HOST } from "../support/l7-harness.ts";
 import { TcpProxy } from "../support/tcp-proxy.ts";
 
 const pki = await createClusterSetPki(["a", "b", "c"]);
 const registry = ProtoRegistry.load();
 const KEEPALIVE = { intervalMs: 200, timeoutMs: 400 };
+const bin = new URL("../../bin/fedgate.js", import.meta.url).pathname;
 
 interface Ctx {
   topology?: Topology | L7Topology;
@@ -56,6 +60,57 @@ keepalive("an idle tunnel to a live peer is kept by PING/PONG: the same tunnel s
   assert.is(t.metric("a", "fedgate_gateway_mux_tunnels_total", { side: "dialled" }), 1, "still the first tunnel");
   assert.is(t.metric("a", "fedgate_gateway_mux_keepalive_timeouts_total"), 0);
   assert.is(t.metric("b", "fedgate_gateway_mux_protocol_errors_total", { side: "accepted", reason: "unexpected_frame" }), 0);
+  assert.is(t.metric("b", "fedgate_gateway_mux_accepted_keepalive_timeouts_total"), 0, "B's own PINGs were answered");
+});
+
+keepalive("the exporting side PINGs too: an importing gateway frozen with SIGSTOP (no FIN, its kernel still ACKs) has its tunnel closed by B after the keep-alive timeout, with its streams and their backend connections; resumed, it dials afresh", async (ctx) => {
+  const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["b"], members: { b: 1 }, keepAlive: KEEPALIVE }));
+  const backend = t.get("b").backends[0]!;
+  // A is a gateway process of its own, so it can be frozen while B (in this process) runs on.
+  const xdsA = await XdsServer.start({});
+  xdsA.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: t.exportPorts, backends: [], leaf: await gatewayLeaf(pki, "a") }));
+  xdsA.flush();
+  const dir = await mkdtemp(path.join(tmpdir(), "fedgate-gw-frozen-"));
+  const bootstrap = {
+    node: { id: "gw-a", cluster: "a" },
+    xds_servers: [{ server_uri: xdsA.address }],
+    admin: { address: "127.0.0.1", port: 0 },
+    fedgate: { bind_address: "127.0.0.1", port_overrides: { "15443": 0, [String(SERVICE_PORT)]: 0 }, mux_keepalive_interval_ms: KEEPALIVE.intervalMs, mux_keepalive_timeout_ms: KEEPALIVE.timeoutMs },
+  };
+  await writeFile(path.join(dir, "bootstrap.json"), JSON.stringify(bootstrap));
+  const child = spawn(process.execPath, [bin, "gateway", "--bootstrap", path.join(dir, "bootstrap.json")], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+  try {
+    await waitFor("A to log its admin address", () => /"gateway started"/.test(stderr));
+    const started = JSON.parse(stderr.split("\n").find((l) => l.includes('"gateway started"')) ?? "{}") as { admin?: string };
+    const admin = `http://${started.admin}`;
+    await waitFor("A ready", async () => (await fetch(`${admin}/ready`)).status === 200);
+    const listeners = (await (await fetch(`${admin}/listeners`)).json()) as Record<string, { port: number }>;
+    const port = listeners[`fedgate-import-${SERVICE_PORT}`]!.port;
+    const held = [openConnection(port), openConnection(port)];
+    await waitFor("both connections reach B's backend through one tunnel", () => held.every((c) => c.received() === "b-1\n") && backend.openConnections === 2);
+    assert.is(t.metric("b", "fedgate_gateway_mux_active_tunnels", { side: "accepted" }), 1);
+    assert.is(t.metric("b", "fedgate_gateway_downstream_active_streams", { listener: "fedgate-export-15443" }), 2);
+
+    child.kill("SIGSTOP");
+    const frozenAt = Date.now();
+    await waitFor("B closes the silent tunnel", () => t.metric("b", "fedgate_gateway_mux_accepted_keepalive_timeouts_total") === 1);
+    await waitFor("B's backend connections of its streams are closed", () => backend.openConnections === 0);
+    console.log(`    B closed the frozen dialler's tunnel and its 2 backend connections ${Date.now() - frozenAt} ms after SIGSTOP (interval ${KEEPALIVE.intervalMs} ms, timeout ${KEEPALIVE.timeoutMs} ms)`);
+    assert.is(t.metric("b", "fedgate_gateway_mux_active_tunnels", { side: "accepted" }), 0);
+    assert.is(t.metric("b", "fedgate_gateway_downstream_active_streams", { listener: "fedgate-export-15443" }), 0);
+    assert.is(t.metric("b", "fedgate_gateway_upstream_active_connections", { cluster: INBOUND }), 0);
+
+    child.kill("SIGCONT");
+    await waitFor("A, running again, cuts the client connections of the closed tunnel", () => held.every((c) => c.closed()));
+    assert.is(await exchange(port), "b-1", "a new tunnel serves");
+    assert.is(t.metric("b", "fedgate_gateway_mux_tunnels_total", { side: "accepted" }), 2);
+  } finally {
+    child.kill("SIGKILL");
+    await xdsA.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 keepalive("a peer that hangs with its socket open (black-holed): its tunnel is declared dead, its open stream is cut, connections waiting on it and new ones go to the next priority and none fails", async (ctx) => {

@@ -44,6 +44,11 @@ export class EchoBackend {
     this.port = (server.address() as AddressInfo).port;
   }
 
+  /** Connections the backend holds open now. */
+  get openConnections(): number {
+    return this.sockets.size;
+  }
+
   /** Stops listening and resets open connections (a dead pod). */
   async kill(): Promise<void> {
     for (const s of this.sockets) s.destroy();

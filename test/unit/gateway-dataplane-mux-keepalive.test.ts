@@ -123,5 +123,49 @@ session("without fedgate-mux/2 (pings false) a client never sends a PING and nev
   client.destroy();
 });
 
+session("a server with a keep-alive PINGs a silent client, which answers: the tunnel and its stream stay across many intervals", async () => {
+  const [near, far] = duplexPair();
+  let timeouts = 0;
+  const opened: string[] = [];
+  const server = new MuxSession({ socket: near, role: "server", maxStreams: 8, pings: true, keepAlive: KEEPALIVE, onKeepAliveTimeout: () => (timeouts += 1), onStream: (s) => (opened.push(s.service), s.accept()) });
+  // The client has no keep-alive of its own, so every PING here is the server's.
+  const client = new MuxSession({ socket: far, role: "client", maxStreams: 8, pings: true });
+  const fromClient = framesAt(near);
+  await client.open("svc");
+  await sleep(KEEPALIVE.intervalMs * 15);
+  const pongs = fromClient.filter((f) => f.type === FrameType.PONG).length;
+  assert.ok(pongs >= 2, `the client answered the server's PINGs (${pongs} PONGs)`);
+  assert.is(timeouts, 0);
+  assert.not.ok(server.closed);
+  assert.is(server.activeStreams, 1);
+  assert.equal(opened, ["svc"]);
+  client.destroy();
+});
+
+session("a server with a keep-alive closes a client that stopped answering, and its open stream is reset with tunnel_closed", async () => {
+  const [near, far] = duplexPair();
+  let timeouts = 0;
+  const resets: string[] = [];
+  const server = new MuxSession({
+    socket: near,
+    role: "server",
+    maxStreams: 8,
+    pings: true,
+    keepAlive: KEEPALIVE,
+    onKeepAliveTimeout: () => (timeouts += 1),
+    onStream: (s) => {
+      s.attach({ onData: () => {}, onEnd: () => {}, onReset: (reason) => resets.push(reason), onDrain: () => {} });
+      s.accept();
+    },
+  });
+  // A frozen dialler: it opened a stream, then reads nothing and answers nothing.
+  const seen = framesAt(far);
+  far.write(encodeFrame(FrameType.OPEN, 1, Buffer.from("svc")));
+  await until("the tunnel declared dead", () => server.closed);
+  assert.is(timeouts, 1);
+  assert.equal(resets, ["tunnel_closed"]);
+  assert.ok(seen.some((f) => f.type === FrameType.PING), "the server sent a PING before giving up");
+});
+
 framing.run();
 session.run();
