@@ -4,6 +4,8 @@ import { kindOfTypeUrl, RESOURCE_KINDS, TYPE_URL, type ResourceKind } from "../x
 import { AdsStream, decodeResource, nackDetail, type AdsClientOptions, type DecodedResource } from "./ads-stream.ts";
 
 const WILDCARD = "*";
+/** An initial resource version no content hash equals: "held, but send it again". */
+const UNKNOWN_VERSION = "";
 
 /** One resource as the client runs it: the version the server gave it and its decoded JSON. */
 interface HeldResource {
@@ -16,6 +18,8 @@ interface DeltaType {
   wildcard: boolean;
   names: Set<string>;
   held: Map<string, HeldResource>;
+  /** The last response of the type was NACKed: part of what is held may not be running. */
+  nacked: boolean;
 }
 
 /**
@@ -29,7 +33,9 @@ interface DeltaType {
  * the next response of the type hands them the same set again, the rejected
  * part included, as state of the world does. A resource that cannot be
  * decoded is not held: its last good version stays. A reconnect resubscribes with `initial_resource_versions`
- * of what is held, so the server re-sends only what changed meanwhile.
+ * of what is held, so the server re-sends only what changed meanwhile; after a NACK the type's names go
+ * with no version, so the server re-sends all of them that still exist (and removes the rest) and what
+ * did not run (a listener whose port was taken) is tried again, as a state-of-the-world reconnect does.
  */
 export class DeltaAdsClient extends AdsStream<DeltaDiscoveryRequest, DecodedDeltaDiscoveryResponse> {
   private readonly types = new Map<ResourceKind, DeltaType>();
@@ -38,7 +44,7 @@ export class DeltaAdsClient extends AdsStream<DeltaDiscoveryRequest, DecodedDelt
 
   constructor(options: AdsClientOptions) {
     super(options, DELTA_ADS_METHOD_PATH);
-    for (const kind of ["cluster", "listener"] as const) this.types.set(kind, { wildcard: true, names: new Set(), held: new Map() });
+    for (const kind of ["cluster", "listener"] as const) this.types.set(kind, { wildcard: true, names: new Set(), held: new Map(), nacked: false });
   }
 
   /** Sets the names of a by-name type; sends only the difference, and drops what is no longer wanted. */
@@ -46,7 +52,7 @@ export class DeltaAdsClient extends AdsStream<DeltaDiscoveryRequest, DecodedDelt
     const wanted = new Set(names);
     let type = this.types.get(kind);
     if (!type) {
-      type = { wildcard: false, names: wanted, held: new Map() };
+      type = { wildcard: false, names: wanted, held: new Map(), nacked: false };
       this.types.set(kind, type);
       this.openType(kind);
       return;
@@ -83,7 +89,7 @@ export class DeltaAdsClient extends AdsStream<DeltaDiscoveryRequest, DecodedDelt
     this.send({
       typeUrl: TYPE_URL[kind],
       subscribe: type.wildcard ? [WILDCARD] : [...type.names].sort(),
-      initialResourceVersions: Object.fromEntries([...type.held].map(([name, r]) => [name, r.version])),
+      initialResourceVersions: Object.fromEntries([...type.held].map(([name, r]) => [name, type.nacked ? UNKNOWN_VERSION : r.version])),
     });
   }
 
@@ -112,6 +118,7 @@ export class DeltaAdsClient extends AdsStream<DeltaDiscoveryRequest, DecodedDelt
     const whole: DecodedResource[] = [...[...next.values()].map((r): DecodedResource => ({ ok: true, value: r.value })), ...failed];
     const problems = await this.apply(kind, whole, `nonce ${response.nonce}`);
     type.held = next;
+    type.nacked = problems.length > 0;
     this.send({ typeUrl: response.typeUrl, responseNonce: response.nonce, ...(problems.length ? { errorDetail: nackDetail(problems) } : {}) });
   }
 }

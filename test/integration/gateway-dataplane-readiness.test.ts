@@ -95,6 +95,27 @@ for (const xdsProtocol of ["delta", "sotw"] as const) {
     assert.is(readyLines, 2, "ready at start, and again once the listener bound");
     assert.is(t.get("a").xds.status().nodes.find((n) => n.node?.id === "gw-a")?.types.listener?.lastNack?.message.includes(listener), true, "the earlier NACK named it");
   });
+
+  ready(`${xdsProtocol}: the control plane restarting after the port was freed binds the listener the gateway could not (the reconnect re-sends what was NACKed)`, async (ctx) => {
+    const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["a"], members: { a: 1 }, xdsProtocol }));
+    const sim = t.get("a");
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, "127.0.0.1", () => resolve()));
+    const taken = (squatter.address() as AddressInfo).port;
+    t.extraServices = importedOn(taken);
+    t.push("a");
+    await waitFor("/ready 503", async () => (await readiness(sim.gateway)).body.includes(`listener fedgate-import-${taken}: EADDRINUSE`));
+    await new Promise<void>((resolve) => squatter.close(() => resolve()));
+    const port = sim.xds.port;
+    await sim.xds.close();
+    await waitFor("stream down", () => t.metric("a", "fedgate_gateway_xds_connected") === 0);
+    sim.xds = await XdsServer.start({ port });
+    t.push("a");
+    await waitFor("reconnected", () => t.metric("a", "fedgate_gateway_xds_connected") === 1);
+    await waitFor("/ready 200", async () => (await readiness(sim.gateway)).status === 200);
+    assert.is(sim.gateway.listenerAddresses()[`fedgate-import-${taken}`]?.port, taken);
+    assert.is(await exchange(t.importPort("a")), "a-1");
+  });
 }
 
 ready("before the first config /ready is 503 saying what has not arrived; after it 200; draining 503 again", async () => {
