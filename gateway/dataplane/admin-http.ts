@@ -24,8 +24,7 @@ export async function startAdmin(options: { host: string; port: number; source: 
     };
     if (req.method !== "GET") return send(405, "text/plain", "GET only\n");
     switch (path) {
-      case "/ready":
-      {
+      case "/ready": {
         const reasons = source.notReadyReasons();
         return reasons.length === 0 ? send(200, "text/plain", "ready\n") : send(503, "text/plain", ["not ready", ...reasons].join("\n") + "\n");
       }

@@ -138,7 +138,7 @@ export class Gateway {
     return gateway;
   }
 
-  /** Ready: config applied, every cluster has endpoints, every secret and route arrived, every listener serving, not draining. */
+  /** Ready: no reason not to be (`notReadyReasons`). */
   ready(): boolean {
     return this.notReadyReasons().length === 0;
   }
