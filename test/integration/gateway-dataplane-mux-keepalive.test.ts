@@ -82,10 +82,11 @@ keepalive("the exporting side PINGs too: an importing gateway frozen with SIGSTO
   let stderr = "";
   child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
   try {
-    await waitFor("A to log its admin address", () => /"gateway started"/.test(stderr));
+    // A process of its own starts slowly on a loaded machine (tsx, protos): a generous deadline.
+    await waitFor("A to log its admin address", () => /"gateway started"/.test(stderr), 60_000);
     const started = JSON.parse(stderr.split("\n").find((l) => l.includes('"gateway started"')) ?? "{}") as { admin?: string };
     const admin = `http://${started.admin}`;
-    await waitFor("A ready", async () => (await fetch(`${admin}/ready`)).status === 200);
+    await waitFor("A ready", async () => (await fetch(`${admin}/ready`)).status === 200, 60_000);
     const listeners = (await (await fetch(`${admin}/listeners`)).json()) as Record<string, { port: number }>;
     const port = listeners[`fedgate-import-${SERVICE_PORT}`]!.port;
     const held = [openConnection(port), openConnection(port)];
