@@ -8,7 +8,8 @@
  *       `mux_tunnels: false` on A (one mTLS connection per client connection, the relay before tunnels);
  *   (d) HAProxy pair with the same mTLS path (Debian haproxy, one thread each);
  *   (e) runtime floor: a pair of bare Node relays (bench/support/bare-relay.ts, `net` + `pipe`, no
- *       fedgate code), plain TCP; (f) the same pair with mTLS (`tls` + `pipe`, REFERENCE §6's naive pair).
+ *       fedgate code), plain TCP; (eo) the same reading each target into a reused buffer (`onread`);
+ *       (f) the (e) pair with mTLS (`tls` + `pipe`, REFERENCE §6's naive pair). They run with `--node-flags` too.
  * Then the same four paths at L7 (HTTP/1.1 keep-alive, `Host` set to the
  * service): the fedgate gateways run HTTP import listeners (per-request
  * routing and balancing; the peer's export side stays an L4 relay), and
@@ -78,11 +79,14 @@ const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
 const L7_ONLY = args.includes("--l7-only");
 const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
 const BASELINE_BIN = args.includes("--baseline") ? path.resolve(args[args.indexOf("--baseline") + 1] ?? ".", "bin/fedgate.js") : undefined;
-/** Extra V8/Node flags for the gateway processes, e.g. `--node-flags=--max-semi-space-size=32`. */
+
 const RATE_FRACTIONS = (args.includes("--rate-fractions") ? args[args.indexOf("--rate-fractions") + 1]! : "0.25,0.5,0.75").split(",").map(Number);
 /** A path "kept up" when it completed at least this share of the offered rate. */
 const KEPT_UP_SHARE = 0.97;
-const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? [];
+/** The V8 flags the gateway's Deployment runs with (manifests/deploy/30-gateway.yaml). */
+const GATEWAY_NODE_FLAGS = ["--single-threaded-gc"];
+/** V8/Node flags for the gateway processes (and the bare relays), instead of GATEWAY_NODE_FLAGS, e.g. `--node-flags="--single-threaded-gc --max-semi-space-size=32"`; `--node-flags=` for none. */
+const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? GATEWAY_NODE_FLAGS;
 const VARIANT_FLAGS = (args.find((a) => a.startsWith("--variant-flags="))?.slice("--variant-flags=".length).split(";") ?? []).map((v) => v.split(" ").filter(Boolean));
 const BARE_RELAY = new URL("./support/bare-relay.ts", import.meta.url).pathname;
 
@@ -355,11 +359,13 @@ backend local
 
   // (e), (f): the runtime floor, bare Node relay pairs (B relays to the backend, A to B).
   const bareRelay = async (config: BareRelayConfig) => {
-    const relay = await start(process.execPath, ["--import", "tsx", BARE_RELAY, JSON.stringify(config)], (o) => /PORT \d+/.test(o));
+    const relay = await start(process.execPath, [...NODE_FLAGS, "--import", "tsx", BARE_RELAY, JSON.stringify(config)], (o) => /PORT \d+/.test(o));
     return { port: Number(/PORT (\d+)/.exec(relay.out())![1]), pid: relay.child.pid! };
   };
   const bareB = await bareRelay({ target: { port: backendPort } });
   const bareA = await bareRelay({ target: { port: bareB.port } });
+  const bareReuseB = await bareRelay({ target: { port: backendPort }, reuseReadBuffer: true });
+  const bareReuseA = await bareRelay({ target: { port: bareReuseB.port }, reuseReadBuffer: true });
   const bareTlsB = await bareRelay({ listenTls: { pemFile: path.join(dir, "b.pem"), caFile: path.join(dir, "ca.pem") }, target: { port: backendPort } });
   const bareTlsA = await bareRelay({ target: { port: bareTlsB.port, tls: { pemFile: path.join(dir, "a.pem"), caFile: path.join(dir, "ca.pem"), servername: EXPORT_SNI } } });
   await new Promise((r) => setTimeout(r, 500));
@@ -390,6 +396,7 @@ backend local
     ...variants,
     { name: "(d) HAProxy pair, mTLS", port: haA, proxies: haPids },
     { name: "(e) bare Node relay pair, plain", port: bareA.port, proxies: [bareA.pid, bareB.pid] },
+    { name: "(eo) bare Node relay pair, plain, onread into a reused buffer", port: bareReuseA.port, proxies: [bareReuseA.pid, bareReuseB.pid] },
     { name: "(f) bare Node relay pair, mTLS", port: bareTlsA.port, proxies: [bareTlsA.pid, bareTlsB.pid] },
     { name: "L7 (a) direct", port: backendPort, l7: true },
     { name: "L7 (b) fedgate, one hop", port: oneL7[listener]!.port, l7: true },

@@ -17,8 +17,12 @@ const TlsFiles = z.object({ pemFile: z.string(), caFile: z.string() });
 export const BareRelayConfig = z.object({
   listenTls: TlsFiles.optional(),
   target: z.object({ port: z.number().int(), tls: TlsFiles.extend({ servername: z.string() }).optional() }),
+  /** Plain targets only: read the target into one reused buffer (`onread`), a fresh one only while a write still holds it. */
+  reuseReadBuffer: z.boolean().default(false),
 });
-export type BareRelayConfig = z.infer<typeof BareRelayConfig>;
+export type BareRelayConfig = z.input<typeof BareRelayConfig>;
+
+const READ_BUFFER_BYTES = 64 * 1024;
 
 function join(down: Socket, up: Socket): void {
   down.pipe(up);
@@ -27,11 +31,35 @@ function join(down: Socket, up: Socket): void {
   up.on("error", () => down.destroy());
 }
 
-function main(config: BareRelayConfig): void {
+/** Dials the plain target reading into a reused buffer and writes straight to `down`, which is paused/resumed as pipe would. */
+function joinReusing(down: Socket, port: number): void {
+  let buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  let held = false;
+  const up = netConnect({
+    host: "127.0.0.1",
+    port,
+    onread: {
+      // Called after each read: a write that did not complete at once still holds the buffer.
+      buffer: () => (held ? (buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)) : buffer),
+      callback: (n, buf) => {
+        const ok = down.write(buf.subarray(0, n));
+        held = down.writableLength > 0;
+        return ok;
+      },
+    },
+  });
+  down.on("drain", () => up.resume());
+  up.on("end", () => down.end());
+  down.pipe(up);
+  down.on("error", () => up.destroy());
+  up.on("error", () => down.destroy());
+}
+
+function main(config: z.output<typeof BareRelayConfig>): void {
   const { target, listenTls } = config;
   const clientTls = target.tls && { cert: readFileSync(target.tls.pemFile), key: readFileSync(target.tls.pemFile), ca: readFileSync(target.tls.caFile), servername: target.tls.servername };
   const dial = (): Socket => (clientTls ? tlsConnect({ host: "127.0.0.1", port: target.port, ...clientTls, rejectUnauthorized: false }) : netConnect({ host: "127.0.0.1", port: target.port }));
-  const onConnection = (down: Socket) => join(down, dial());
+  const onConnection = (down: Socket) => (config.reuseReadBuffer && !clientTls ? joinReusing(down, target.port) : join(down, dial()));
   const server = listenTls
     ? tlsServer({ cert: readFileSync(listenTls.pemFile), key: readFileSync(listenTls.pemFile), ca: readFileSync(listenTls.caFile), requestCert: true, rejectUnauthorized: true }, onConnection)
     : netServer(onConnection);
