@@ -53,11 +53,11 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_pr
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
+import { connect as tlsConnect } from "node:tls";
 import { XdsServer } from "../gateway/index.ts";
 import { createClusterSetPki } from "../test/support/clusterset-pki.ts";
 import type { FederationSnapshotInput } from "../gateway/index.ts";
 import { EXPORT_SNI, gatewayLeaf, SERVICE, SERVICE_PORT, topologySnapshot } from "../test/support/gateway-harness.ts";
-import { connect as tlsConnect } from "node:tls";
 import type { BareRelayConfig } from "./support/bare-relay.ts";
 import { cryptoFloor } from "./support/crypto-floor.ts";
 import { runLoadgen, type LoadgenReport } from "./support/loadgen-runner.ts";
@@ -79,7 +79,6 @@ const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
 const L7_ONLY = args.includes("--l7-only");
 const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
 const BASELINE_BIN = args.includes("--baseline") ? path.resolve(args[args.indexOf("--baseline") + 1] ?? ".", "bin/fedgate.js") : undefined;
-
 const RATE_FRACTIONS = (args.includes("--rate-fractions") ? args[args.indexOf("--rate-fractions") + 1]! : "0.25,0.5,0.75").split(",").map(Number);
 /** A path "kept up" when it completed at least this share of the offered rate. */
 const KEPT_UP_SHARE = 0.97;
