@@ -6,7 +6,10 @@
  *   (c) fedgate gateway pair with mTLS (A's import listener -> B's export listener -> backend),
  *       client connections carried as streams in one fedgate-mux/1 tunnel; (c0) the same pair with
  *       `mux_tunnels: false` on A (one mTLS connection per client connection, the relay before tunnels);
- *   (d) HAProxy pair with the same mTLS path (Debian haproxy, one thread each).
+ *   (d) HAProxy pair with the same mTLS path (Debian haproxy, one thread each);
+ *   (e) runtime floor: a pair of bare Node relays (bench/support/bare-relay.ts, `net` + `pipe`, no
+ *       fedgate code), plain TCP; (eo) the same reading each target into a reused buffer (`onread`);
+ *       (f) the (e) pair with mTLS (`tls` + `pipe`, REFERENCE §6's naive pair). They run with `--node-flags` too.
  * Then the same four paths at L7 (HTTP/1.1 keep-alive, `Host` set to the
  * service): the fedgate gateways run HTTP import listeners (per-request
  * routing and balancing; the peer's export side stays an L4 relay), and
@@ -34,22 +37,31 @@
  * `apt-get update && apt-get install -y haproxy wrk`; otherwise it exits with
  * that instruction.
  *
- * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--node-flags="..."] [--l7-only] [--only <regex>] [--baseline <checkout>]
+ * Before the rows it prints the cipher each TLS hop negotiates and the raw crypto limit of that
+ * cipher on this machine (bench/support/crypto-floor.ts), in GB/s per core; each L4 path is also
+ * charged its proxy processes' resident memory (VmRSS after the rounds, VmHWM peak).
+ *
+ * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--node-flags="..."] [--variant-flags="<flags>;<flags>"] [--l7-only] [--only <regex>] [--baseline <checkout>]
  * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
  * `--baseline <checkout>` adds a row (cb): the (c) pair run from another checkout of fedgate (its own
  * node_modules, e.g. `git archive <commit>` plus a node_modules link), so old and new code are measured
  * in one run, round after round (A-B on a loaded machine).
+ * `--variant-flags` adds, per `;`-separated set of V8/Node flags, a row (cv) with one more (c) pair whose
+ * two gateways run with those flags instead of `--node-flags`, e.g. `--variant-flags="--max-semi-space-size=16;--max-semi-space-size=64"`.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
+import { connect as tlsConnect } from "node:tls";
 import { XdsServer } from "../gateway/index.ts";
 import { createClusterSetPki } from "../test/support/clusterset-pki.ts";
 import type { FederationSnapshotInput } from "../gateway/index.ts";
 import { EXPORT_SNI, gatewayLeaf, SERVICE, SERVICE_PORT, topologySnapshot } from "../test/support/gateway-harness.ts";
+import type { BareRelayConfig } from "./support/bare-relay.ts";
+import { cryptoFloor } from "./support/crypto-floor.ts";
 import { runLoadgen, type LoadgenReport } from "./support/loadgen-runner.ts";
-import { cpuSeconds } from "./support/process-cpu.ts";
+import { cpuSeconds, residentMb } from "./support/process-cpu.ts";
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: number) => {
@@ -67,11 +79,15 @@ const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
 const L7_ONLY = args.includes("--l7-only");
 const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
 const BASELINE_BIN = args.includes("--baseline") ? path.resolve(args[args.indexOf("--baseline") + 1] ?? ".", "bin/fedgate.js") : undefined;
-/** Extra V8/Node flags for the gateway processes, e.g. `--node-flags=--max-semi-space-size=32`. */
 const RATE_FRACTIONS = (args.includes("--rate-fractions") ? args[args.indexOf("--rate-fractions") + 1]! : "0.25,0.5,0.75").split(",").map(Number);
 /** A path "kept up" when it completed at least this share of the offered rate. */
 const KEPT_UP_SHARE = 0.97;
-const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? [];
+/** The V8 flags the gateway's Deployment runs with (manifests/deploy/30-gateway.yaml). */
+const GATEWAY_NODE_FLAGS = ["--single-threaded-gc"];
+/** V8/Node flags for the gateway processes (and the bare relays), instead of GATEWAY_NODE_FLAGS, e.g. `--node-flags="--single-threaded-gc --max-semi-space-size=32"`; `--node-flags=` for none. */
+const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? GATEWAY_NODE_FLAGS;
+const VARIANT_FLAGS = (args.find((a) => a.startsWith("--variant-flags="))?.slice("--variant-flags=".length).split(";") ?? []).map((v) => v.split(" ").filter(Boolean));
+const BARE_RELAY = new URL("./support/bare-relay.ts", import.meta.url).pathname;
 
 function ensureTools(): void {
   const missing = ["wrk", "haproxy"].filter((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status !== 0);
@@ -125,7 +141,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function startGateway(dir: string, name: string, xds: XdsServer, fedgate: Record<string, unknown> = {}, bin = BIN): Promise<Record<string, { port: number }>> {
+async function startGateway(dir: string, name: string, xds: XdsServer, fedgate: Record<string, unknown> = {}, bin = BIN, nodeFlags = NODE_FLAGS): Promise<Record<string, { port: number }>> {
   const file = path.join(dir, `${name}.json`);
   await writeFile(
     file,
@@ -137,7 +153,7 @@ async function startGateway(dir: string, name: string, xds: XdsServer, fedgate: 
     }),
   );
   const profile = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const { out } = await start(process.execPath, [...NODE_FLAGS, ...profile, bin, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'));
+  const { out } = await start(process.execPath, [...nodeFlags, ...profile, bin, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'));
   const admin = (JSON.parse(out().split("\n").find((l) => l.includes('"gateway started"')) ?? "{}") as { admin: string }).admin;
   for (;;) {
     const ready = await fetch(`http://${admin}/ready`).then((r) => r.status === 200, () => false);
@@ -210,6 +226,17 @@ function printFixedRate(layer: "L4" | "L7", haproxyRps: number, rows: { rate: nu
   }
 }
 
+/** The TLS version and cipher a Node client with `leaf` negotiates with the mTLS server on `port`. */
+function negotiatedCipher(port: number, leaf: { chainPem: string; keyPem: string }, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: "127.0.0.1", port, servername: EXPORT_SNI, cert: leaf.chainPem, key: leaf.keyPem, ca, rejectUnauthorized: false }, () => {
+      resolve(`${socket.getProtocol()} ${socket.getCipher().standardName}`);
+      socket.destroy();
+    });
+    socket.once("error", reject);
+  });
+}
+
 function lastChildPid(): number {
   return children.at(-1)!.pid!;
 }
@@ -246,20 +273,25 @@ async function main(): Promise<void> {
   // (c0): the same pair with A dialling one mTLS connection per client connection (no fedgate-mux tunnel).
   const aPlain = await startGateway(dir, "a-plain", xdsA, { mux_tunnels: false });
   const aPlainPid = lastChildPid();
+  /** One more (c) pair with its own control planes, from `bin` with `nodeFlags`. */
+  const xdsExtra: XdsServer[] = [];
+  const startPair = async (tag: string, bin: string, nodeFlags: string[]): Promise<{ port: number; proxies: number[] }> => {
+    const [xBx, xAx] = [await XdsServer.start({}), await XdsServer.start({})];
+    xdsExtra.push(xBx, xAx);
+    xBx.setSnapshot(topologySnapshot({ self: "b", pki, exporters: ["b"], exportPorts: new Map(), backends: [backendRef], leaf: leafB }));
+    xBx.flush();
+    const bx = await startGateway(dir, `b-${tag}`, xBx, {}, bin, nodeFlags);
+    const bxPid = lastChildPid();
+    xAx.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", bx["fedgate-export-15443"]!.port]]), backends: [], leaf: leafA }));
+    xAx.flush();
+    const ax = await startGateway(dir, `a-${tag}`, xAx, {}, bin, nodeFlags);
+    return { port: ax[`fedgate-import-${SERVICE_PORT}`]!.port, proxies: [lastChildPid(), bxPid] };
+  };
   // (cb): the (c) pair from the --baseline checkout.
-  const xdsBase = BASELINE_BIN ? [await XdsServer.start({}), await XdsServer.start({})] : [];
-  let baseline: { port: number; proxies: number[] } | undefined;
-  if (BASELINE_BIN) {
-    const [xBb, xAb] = xdsBase as [XdsServer, XdsServer];
-    xBb.setSnapshot(topologySnapshot({ self: "b", pki, exporters: ["b"], exportPorts: new Map(), backends: [backendRef], leaf: leafB }));
-    xBb.flush();
-    const bb = await startGateway(dir, "b-base", xBb, {}, BASELINE_BIN);
-    const bbPid = lastChildPid();
-    xAb.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", bb["fedgate-export-15443"]!.port]]), backends: [], leaf: leafA }));
-    xAb.flush();
-    const ab = await startGateway(dir, "a-base", xAb, {}, BASELINE_BIN);
-    baseline = { port: ab[`fedgate-import-${SERVICE_PORT}`]!.port, proxies: [lastChildPid(), bbPid] };
-  }
+  const baseline = BASELINE_BIN ? await startPair("base", BASELINE_BIN, NODE_FLAGS) : undefined;
+  // (cv): the (c) pair with other V8 flags.
+  const variants: { name: string; port: number; proxies: number[] }[] = [];
+  for (const [i, flags] of VARIANT_FLAGS.entries()) variants.push({ name: `(cv) fedgate pair, mTLS, ${flags.join(" ") || "no flags"}`, ...(await startPair(`v${i}`, BIN, flags)) });
 
   // L7: the same paths with HTTP import listeners (B's export side is the same L4 relay).
   const xdsOneL7 = await XdsServer.start({});
@@ -323,7 +355,34 @@ backend local
     children.push(child);
   }
   const haPids = children.slice(-2).map((c) => c.pid!);
+
+  // (e), (f): the runtime floor, bare Node relay pairs (B relays to the backend, A to B).
+  const bareRelay = async (config: BareRelayConfig) => {
+    const relay = await start(process.execPath, [...NODE_FLAGS, "--import", "tsx", BARE_RELAY, JSON.stringify(config)], (o) => /PORT \d+/.test(o));
+    return { port: Number(/PORT (\d+)/.exec(relay.out())![1]), pid: relay.child.pid! };
+  };
+  const bareB = await bareRelay({ target: { port: backendPort } });
+  const bareA = await bareRelay({ target: { port: bareB.port } });
+  const bareReuseB = await bareRelay({ target: { port: backendPort }, reuseReadBuffer: true });
+  const bareReuseA = await bareRelay({ target: { port: bareReuseB.port }, reuseReadBuffer: true });
+  const bareTlsB = await bareRelay({ listenTls: { pemFile: path.join(dir, "b.pem"), caFile: path.join(dir, "ca.pem") }, target: { port: backendPort } });
+  const bareTlsA = await bareRelay({ target: { port: bareTlsB.port, tls: { pemFile: path.join(dir, "a.pem"), caFile: path.join(dir, "ca.pem"), servername: EXPORT_SNI } } });
   await new Promise((r) => setTimeout(r, 500));
+
+  // The cipher each TLS hop negotiates with a Node client (fedgate's and (f)'s A side), and its raw limit here.
+  const ciphers = new Set<string>();
+  for (const [hop, port] of [["(c) B export", bExport], ["(d) HAProxy B", haB], ["(f) bare B", bareTlsB.port]] as const) {
+    const cipher = await negotiatedCipher(port, leafA, pki.bundle.caPems().join("\n"));
+    ciphers.add(cipher);
+    console.log(`${hop}: ${cipher}`);
+  }
+  for (const cipher of ciphers) {
+    const aead = /AES_128_GCM/.test(cipher) ? "aes-128-gcm" : /AES_256_GCM/.test(cipher) ? "aes-256-gcm" : undefined;
+    if (!aead) continue;
+    const floor = cryptoFloor(aead);
+    console.log(`${aead} on 16 KiB records, one core: openssl speed ${floor.openssl.toFixed(2)} GB/s, Node cipher loop ${floor.node.toFixed(2)} GB/s`);
+  }
+  console.log(`gateway node flags: ${NODE_FLAGS.join(" ") || "(none)"}`);
 
   const listener = `fedgate-import-${SERVICE_PORT}`;
   /** `proxies`: the processes whose CPU time the 1 MiB-body runs charge per GB relayed. */
@@ -333,7 +392,11 @@ backend local
     { name: "(c0) fedgate pair, mTLS, no mux", port: aPlain[listener]!.port, proxies: [aPlainPid, bPid] },
     { name: "(c) fedgate pair, mTLS", port: a[listener]!.port, proxies: [aPid, bPid] },
     ...(baseline ? [{ name: "(cb) fedgate pair, mTLS, --baseline", ...baseline }] : []),
+    ...variants,
     { name: "(d) HAProxy pair, mTLS", port: haA, proxies: haPids },
+    { name: "(e) bare Node relay pair, plain", port: bareA.port, proxies: [bareA.pid, bareB.pid] },
+    { name: "(eo) bare Node relay pair, plain, onread into a reused buffer", port: bareReuseA.port, proxies: [bareReuseA.pid, bareReuseB.pid] },
+    { name: "(f) bare Node relay pair, mTLS", port: bareTlsA.port, proxies: [bareTlsA.pid, bareTlsB.pid] },
     { name: "L7 (a) direct", port: backendPort, l7: true },
     { name: "L7 (b) fedgate, one hop", port: oneL7[listener]!.port, l7: true },
     { name: "L7 (c0) fedgate pair, mTLS, no mux", port: aL7Plain[listener]!.port, l7: true },
@@ -363,7 +426,9 @@ backend local
   const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
   const summary = measured.map((p) => {
     const r = results.get(p.name)!;
+    const rss = p.proxies && !p.l7 ? residentMb(p.proxies) : undefined;
     return {
+      rss: rss ? `${rss.now.toFixed(0)} / ${rss.peak.toFixed(0)}` : "–",
       name: p.name,
       rps: mean(r.small.map((x) => x.rps)),
       p50: mean(r.small.map((x) => x.p50)),
@@ -377,13 +442,13 @@ backend local
   const ref = summary.find((s) => s.name.startsWith("(d)"));
   const refL7 = summary.find((s) => s.name.startsWith("L7 (d)"))!;
   console.log(`\nwrk -t1, ${CONNECTIONS} connections on "/" (2-byte body), ${BIG_CONNECTIONS} on "/big" (1 MiB), ${SECONDS} s each, mean of ${ROUNDS} rounds\n`);
-  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | proxy CPU s per GB | × (d) | CPU µs/req | errors c/r/w/t/non-2xx |");
-  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+  console.log("| path | req/s | × (d) | p50 ms | p99 ms | p99 × (d) | MB/s (1 MiB bodies) | × (d) | proxy CPU s per GB | × (d) | CPU µs/req | errors c/r/w/t/non-2xx | proxy RSS MB now / peak |");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const s of summary) {
     const r = s.name.startsWith("L7") ? refL7 : ref!;
     const cpu = Number.isNaN(s.cpuPerGb) ? "| – | –" : `| ${s.cpuPerGb.toFixed(2)} | ${(s.cpuPerGb / r.cpuPerGb).toFixed(2)}`;
     const mb = s.name.startsWith("L7") ? "| – | – | – | –" : `| ${s.mbps.toFixed(0)} | ${(s.mbps / r.mbps).toFixed(2)} ${cpu}`;
-    console.log(`| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / r.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / r.p99).toFixed(2)} ${mb} | ${s.cpu.toFixed(0)} | ${s.errors} |`);
+    console.log(`| ${s.name} | ${Math.round(s.rps).toLocaleString("en")} | ${(s.rps / r.rps).toFixed(2)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${(s.p99 / r.p99).toFixed(2)} ${mb} | ${s.cpu.toFixed(0)} | ${s.errors} | ${s.rss} |`);
   }
   console.log(`\nL7 rows are against L7 (d). Load average: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
 
@@ -398,7 +463,7 @@ backend local
     printFixedRate(layer, haproxyRps, rows);
   }
   console.log(`\nLoad average at the end: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
-  await Promise.all([xdsOne, xdsA, xdsB, xdsOneL7, xdsAL7, ...xdsBase].map((x) => x.close()));
+  await Promise.all([xdsOne, xdsA, xdsB, xdsOneL7, xdsAL7, ...xdsExtra].map((x) => x.close()));
   await rm(dir, { recursive: true, force: true });
 }
 

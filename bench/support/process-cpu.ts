@@ -17,3 +17,18 @@ export function cpuSeconds(pids: readonly number[]): number {
   }
   return ticks / CLOCK_TICKS_PER_S;
 }
+
+/**
+ * Resident memory of the given Linux processes, summed, in MB (MiB): now
+ * (VmRSS) and the peak of each process's life so far (VmHWM), from /proc/<pid>/status.
+ */
+export function residentMb(pids: readonly number[]): { now: number; peak: number } {
+  let nowKb = 0;
+  let peakKb = 0;
+  for (const pid of pids) {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    nowKb += Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
+    peakKb += Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
+  }
+  return { now: nowKb / 1024, peak: peakKb / 1024 };
+}
