@@ -54,6 +54,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { connect as tlsConnect } from "node:tls";
+import { GATEWAY_V8_FLAGS } from "../cli/v8-flags.ts";
 import { XdsServer } from "../gateway/index.ts";
 import { createClusterSetPki } from "../test/support/clusterset-pki.ts";
 import type { FederationSnapshotInput } from "../gateway/index.ts";
@@ -82,10 +83,8 @@ const BASELINE_BIN = args.includes("--baseline") ? path.resolve(args[args.indexO
 const RATE_FRACTIONS = (args.includes("--rate-fractions") ? args[args.indexOf("--rate-fractions") + 1]! : "0.25,0.5,0.75").split(",").map(Number);
 /** A path "kept up" when it completed at least this share of the offered rate. */
 const KEPT_UP_SHARE = 0.97;
-/** The V8 flags the gateway's Deployment runs with (manifests/deploy/30-gateway.yaml). */
-const GATEWAY_NODE_FLAGS = ["--single-threaded-gc"];
-/** V8/Node flags for the gateway processes (and the bare relays), instead of GATEWAY_NODE_FLAGS, e.g. `--node-flags="--single-threaded-gc --max-semi-space-size=32"`; `--node-flags=` for none. */
-const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? GATEWAY_NODE_FLAGS;
+/** V8/Node flags for the gateway processes (and the bare relays), instead of the deployed GATEWAY_V8_FLAGS, e.g. `--node-flags="--single-threaded-gc --max-semi-space-size=32"`; `--node-flags=` for none. */
+const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? [...GATEWAY_V8_FLAGS];
 const VARIANT_FLAGS = (args.find((a) => a.startsWith("--variant-flags="))?.slice("--variant-flags=".length).split(";") ?? []).map((v) => v.split(" ").filter(Boolean));
 const BARE_RELAY = new URL("./support/bare-relay.ts", import.meta.url).pathname;
 

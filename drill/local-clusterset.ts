@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
+import { CONTROLLER_V8_FLAGS, GATEWAY_V8_FLAGS } from "../cli/v8-flags.ts";
 import { silentLogger, type Logger } from "../common/index.ts";
 import {
   DEFAULT_BUCKETS,
@@ -225,7 +226,7 @@ export class LocalClusterSet {
   private spawn(name: string, dir: string, role: "controller" | "gateway", replica = 0): ManagedProcess {
     const label = role === "controller" ? `controller-${replica}` : "gateway";
     const args = role === "controller" ? ["controller", "--config", join(dir, `${label}.json`)] : ["gateway", "--bootstrap", join(dir, "bootstrap.json")];
-    return ManagedProcess.start({ name: `fedgate ${label}[${name}]`, command: process.execPath, args: [BIN, ...args], logFile: join(dir, `${label}.log`) });
+    return ManagedProcess.start({ name: `fedgate ${label}[${name}]`, command: process.execPath, args: [...(role === "controller" ? CONTROLLER_V8_FLAGS : GATEWAY_V8_FLAGS), BIN, ...args], logFile: join(dir, `${label}.log`) });
   }
 
   member(name: string): Member {

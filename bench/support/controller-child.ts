@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { CONTROLLER_V8_FLAGS } from "../../cli/v8-flags.ts";
 import { ChildMessage, type ControllerChildConfig, type ParentMessage, type Usage } from "./controller-protocol.ts";
 
 /**
@@ -14,8 +15,6 @@ const ENTRY: Record<ChildRuntime, URL> = {
   tsx: new URL("./controller-process.ts", import.meta.url),
 };
 const STOP_TIMEOUT_MS = 30_000;
-/** The V8 heap flag the controller's Deployment runs with (manifests/deploy/20-controller.yaml), so memory is measured as deployed. */
-const DEPLOYED_V8_FLAGS = ["--initial-old-space-size=128"];
 
 /** The parent's handle on one controller child process: one request at a time over IPC. */
 export class ControllerChild {
@@ -31,7 +30,7 @@ export class ControllerChild {
     const execArgv = [
       ...(runtime === "tsx" ? ["--import", "tsx"] : []),
       "--expose-gc",
-      ...DEPLOYED_V8_FLAGS,
+      ...CONTROLLER_V8_FLAGS,
       ...(cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=controller-${cluster}.cpuprofile`] : []),
     ];
     this.child = fork(ENTRY[runtime], [], { execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"] });

@@ -2,6 +2,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import * as k8s from "@kubernetes/client-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { CONTROLLER_V8_FLAGS, GATEWAY_V8_FLAGS } from "../../cli/v8-flags.ts";
 import { controllerConfigSchema } from "../../federation/index.ts";
 import { parseBootstrap } from "../../gateway/index.ts";
 import { startCluster, type KubeCluster } from "../env/index.ts";
@@ -62,6 +63,12 @@ deploy("the controller runs two replicas with leader election, and the gateway S
   assert.is(env.find((e) => e.name === "POD_NAME")?.valueFrom?.fieldRef?.fieldPath, "metadata.name");
   const service = find("Service", "fedgate-gateway") as k8s.V1Service;
   assert.equal(service.spec?.ports?.map((p) => p.port), [15443]);
+});
+
+deploy("each Deployment runs node with the V8 flags the drill and the benches start that process with", () => {
+  const command = (name: string) => (find("Deployment", name) as k8s.V1Deployment).spec?.template.spec?.containers[0]?.command ?? [];
+  assert.equal(command("fedgate-controller"), ["node", ...CONTROLLER_V8_FLAGS, "/app/dist/cli/entry.js"]);
+  assert.equal(command("fedgate-gateway"), ["node", ...GATEWAY_V8_FLAGS, "/app/dist/cli/entry.js"]);
 });
 
 deploy("the ConfigMaps hold a controller config and a gateway bootstrap that parse", () => {
