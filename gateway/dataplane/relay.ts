@@ -57,7 +57,7 @@ export function relayStream(stream: MuxStream, socket: Socket, cluster: Upstream
   const coalesce = bulkCoalescer(socket);
   if (reader) {
     // Returning false pauses the socket; onDrain resumes it.
-    if (!reader.attach((chunk) => stream.write(Buffer.from(chunk)))) socket.pause();
+    if (!reader.attach((chunk) => stream.write(chunk, true))) socket.pause();
   } else {
     socket.on("data", (chunk: Buffer) => {
       if (!stream.write(chunk)) socket.pause();
