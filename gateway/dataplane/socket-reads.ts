@@ -7,8 +7,8 @@ export const SHARED_READ_BUFFER_BYTES = 64 * 1024;
  * read, shrinks it to the bytes read and pushes it through the socket's
  * Readable state; on a tunnel stream's upstream socket, where every request's
  * response is one read, that was about 1 µs per read (BENCHMARKS.md, "L4 pair:
- * CPU per request"). Reads run one at a time on the event loop, so one buffer
- * per gateway serves every socket that reads into it.
+ * CPU per request and p99 over rounds"). Reads run one at a time on the event
+ * loop, so one buffer (per export listener) serves every socket reading into it.
  */
 export class SharedReadBuffer {
   readonly buffer = Buffer.allocUnsafeSlow(SHARED_READ_BUFFER_BYTES);
