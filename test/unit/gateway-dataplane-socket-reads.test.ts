@@ -96,6 +96,21 @@ reads("a sink that returns false pauses the socket until resume", async () => {
   srv.close();
 });
 
+reads("the peer's FIN still ends the socket (nothing but the reader consumes it)", async () => {
+  const { server: srv, port, accepted } = await server();
+  const reader = new SharedReadBuffer().reader();
+  const socket = connect({ host: "127.0.0.1", port, onread: reader.onread });
+  let text = "";
+  reader.attach((chunk) => ((text += chunk.toString()), true));
+  let ended = false;
+  socket.once("end", () => (ended = true));
+  (await accepted()).end("last words");
+  await waitFor(() => ended, "'end' after the peer's FIN");
+  assert.is(text, "last words");
+  socket.destroy();
+  srv.close();
+});
+
 reads("attach reports a refused early read, so the caller pauses the socket", () => {
   const reader = new SharedReadBuffer().reader();
   const buf = reader.onread.buffer;
