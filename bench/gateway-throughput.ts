@@ -30,7 +30,9 @@
  * (`--rate-fractions`), so the rates sit below (d)'s capacity and the
  * comparison is of latency at equal load. A path that cannot keep up shows
  * its achieved rate below the offered one and a latency that includes its
- * backlog.
+ * backlog. The fixed-rate rows run `--rate-rounds` interleaved rounds (default
+ * `--rounds`), print every round, and judge by the median of the per-round
+ * p99 ratios (bench/support/fixed-rate.ts).
  *
  * Needs `wrk` and `haproxy`: the bench checks for them and, when missing and
  * running as root on Debian, installs them with
@@ -41,7 +43,7 @@
  * cipher on this machine (bench/support/crypto-floor.ts), in GB/s per core; each L4 path is also
  * charged its proxy processes' resident memory (VmRSS after the rounds, VmHWM peak).
  *
- * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--node-flags="..."] [--variant-flags="<flags>;<flags>"] [--l7-only] [--only <regex>] [--baseline <checkout>]
+ * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-rounds <rounds>] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--node-flags="..."] [--variant-flags="<flags>;<flags>"] [--l7-only] [--only <regex>] [--baseline <checkout>]
  * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
  * `--baseline <checkout>` adds a row (cb): the (c) pair run from another checkout of fedgate (its own
  * node_modules, e.g. `git archive <commit>` plus a node_modules link), so old and new code are measured
@@ -61,7 +63,7 @@ import type { FederationSnapshotInput } from "../gateway/index.ts";
 import { EXPORT_SNI, gatewayLeaf, SERVICE, SERVICE_PORT, topologySnapshot } from "../test/support/gateway-harness.ts";
 import type { BareRelayConfig } from "./support/bare-relay.ts";
 import { cryptoFloor } from "./support/crypto-floor.ts";
-import { runLoadgen, type LoadgenReport } from "./support/loadgen-runner.ts";
+import { printFixedRate, runFixedRate } from "./support/fixed-rate.ts";
 import { cpuSeconds, residentMb } from "./support/process-cpu.ts";
 
 const args = process.argv.slice(2);
@@ -81,8 +83,8 @@ const L7_ONLY = args.includes("--l7-only");
 const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
 const BASELINE_BIN = args.includes("--baseline") ? path.resolve(args[args.indexOf("--baseline") + 1] ?? ".", "bin/fedgate.js") : undefined;
 const RATE_FRACTIONS = (args.includes("--rate-fractions") ? args[args.indexOf("--rate-fractions") + 1]! : "0.25,0.5,0.75").split(",").map(Number);
-/** A path "kept up" when it completed at least this share of the offered rate. */
-const KEPT_UP_SHARE = 0.97;
+/** Interleaved rounds of the fixed-rate rows (each round runs every path once per rate); the verdict is the median. */
+const RATE_ROUNDS = flag("rate-rounds", ROUNDS);
 /** V8/Node flags for the gateway processes (and the bare relays), instead of the deployed GATEWAY_V8_FLAGS, e.g. `--node-flags="--single-threaded-gc --max-semi-space-size=32"`; `--node-flags=` for none. */
 const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? [...GATEWAY_V8_FLAGS];
 const VARIANT_FLAGS = (args.find((a) => a.startsWith("--variant-flags="))?.slice("--variant-flags=".length).split(";") ?? []).map((v) => v.split(" ").filter(Boolean));
@@ -207,22 +209,6 @@ function wrk(port: number, pathName: string, connections: number, host?: string)
     mbps: transfer ? Number(transfer[1]) * scale[transfer[2] as keyof typeof scale] : NaN,
     errors: [...(errors ? errors.slice(1).map(Number) : [0, 0, 0, 0]), Number(non2xx?.[1] ?? 0)],
   };
-}
-
-/** Latency at the same offered load: one block per rate, ratios against the (d) row of that rate. */
-function printFixedRate(layer: "L4" | "L7", haproxyRps: number, rows: { rate: number; name: string; r: LoadgenReport }[]): void {
-  console.log(`\n${layer} at fixed offered rates (loadgen, open loop, ${CONNECTIONS} connections, ${SECONDS} s each; rates are ${RATE_FRACTIONS.map((f) => `${f * 100} %`).join(", ")} of ${layer} (d)'s wrk ${Math.round(haproxyRps).toLocaleString("en")} req/s)\n`);
-  console.log("| offered req/s | path | achieved req/s | kept up | p50 ms | p50 × (d) | p99 ms | p99 × (d) | p99.9 ms | max ms | errors c/w/r/t/parse/status |");
-  console.log("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
-  for (const { rate, name, r } of rows) {
-    const d = rows.find((x) => x.rate === rate && x.name.includes("(d)"))!.r;
-    const keptUp = r.achievedRate >= rate * KEPT_UP_SHARE ? "yes" : `**no** (sent ${r.sent.toLocaleString("en")} of ${r.scheduled.toLocaleString("en")})`;
-    const e = r.errors;
-    const l = r.latencyMs;
-    console.log(
-      `| ${rate.toLocaleString("en")} | ${name} | ${Math.round(r.achievedRate).toLocaleString("en")} | ${keptUp} | ${l.p50.toFixed(2)} | ${(l.p50 / d.latencyMs.p50).toFixed(2)} | ${l.p99.toFixed(2)} | ${(l.p99 / d.latencyMs.p99).toFixed(2)} | ${l["p99.9"].toFixed(2)} | ${l.max.toFixed(1)} | ${[e.connect, e.write, e.read, e.timeout, e.parse, e.status].join("/")} |`,
-    );
-  }
 }
 
 /** The TLS version and cipher a Node client with `leaf` negotiates with the mTLS server on `port`. */
@@ -453,13 +439,12 @@ backend local
 
   for (const layer of L7_ONLY ? (["L7"] as const) : (["L4", "L7"] as const)) {
     const layerPaths = measured.filter((p) => (layer === "L7") === Boolean(p.l7));
+    // A layer with nothing but its reference row (e.g. `--only '^\\(c'` keeps L7 (d)) has nothing to compare.
+    if (layerPaths.every((p) => p.name.includes("(d)"))) continue;
     const haproxyRps = (layer === "L7" ? refL7 : ref!).rps;
-    const rows: { rate: number; name: string; r: LoadgenReport }[] = [];
-    for (const fraction of RATE_FRACTIONS) {
-      const rate = Math.max(1, Math.round(haproxyRps * fraction));
-      for (const p of layerPaths) rows.push({ rate, name: p.name, r: await runLoadgen({ target: `127.0.0.1:${p.port}`, host: L7_HOST, rate, durationMs: SECONDS * 1000, connections: CONNECTIONS }) });
-    }
-    printFixedRate(layer, haproxyRps, rows);
+    const rates = RATE_FRACTIONS.map((f) => Math.max(1, Math.round(haproxyRps * f)));
+    const rows = await runFixedRate({ paths: layerPaths, rates, rounds: RATE_ROUNDS, durationMs: SECONDS * 1000, connections: CONNECTIONS, host: L7_HOST });
+    printFixedRate({ layer, haproxyRps, fractions: RATE_FRACTIONS, seconds: SECONDS, connections: CONNECTIONS, rows });
   }
   console.log(`\nLoad average at the end: ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
   await Promise.all([xdsOne, xdsA, xdsB, xdsOneL7, xdsAL7, ...xdsExtra].map((x) => x.close()));

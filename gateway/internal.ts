@@ -38,3 +38,4 @@ export type { BodyFraming } from "./dataplane/http-downstream.ts";
 export * from "./dataplane/mux-framing.ts";
 export { MuxSession, MuxStream, MuxStreamRefusedError, type MuxStreamHandlers } from "./dataplane/mux-session.ts";
 export { MuxStreamDuplex, MuxStreamResetError } from "./dataplane/mux-stream-duplex.ts";
+export { SharedReadBuffer, SocketReader, SHARED_READ_BUFFER_BYTES } from "./dataplane/socket-reads.ts";

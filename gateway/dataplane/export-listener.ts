@@ -9,6 +9,7 @@ import type { ExportChainSpec, ExportListenerSpec } from "./resources.ts";
 import { MUX_ALPNS, MUX_ALPN_PING } from "./mux-framing.ts";
 import { MuxSession, type MuxKeepAlive, type MuxStream } from "./mux-session.ts";
 import { relay, relayStream } from "./relay.ts";
+import { SharedReadBuffer } from "./socket-reads.ts";
 import { MUX_MAX_STREAMS } from "./tunnel-pool.ts";
 import { connectUpstream, tlsReason } from "./upstream-connect.ts";
 
@@ -71,6 +72,8 @@ export class ExportListener {
   private readonly ctx: ListenerContext;
   private readonly tunnels = new Set<MuxSession>();
   private readonly keepAlive: MuxKeepAlive | undefined;
+  /** What the backend sockets of tunnel streams read into (each read is copied into the tunnel's frames at once). */
+  private readonly reads = new SharedReadBuffer();
 
   private constructor(spec: ExportListenerSpec, server: Server, ctx: ListenerContext, keepAlive: MuxKeepAlive | undefined) {
     this.spec = spec;
@@ -287,7 +290,7 @@ export class ExportListener {
     }
     metrics.downstreamStreams.labels({ listener: name }).add();
     const activeStreams = metrics.downstreamActiveStreams.labels({ listener: name });
-    connectUpstream({ cluster, secrets: this.ctx.secrets, onTlsFailure: (reason) => metrics.tlsFailures.labels({ side: "upstream", reason }).add() }).then(
+    connectUpstream({ cluster, secrets: this.ctx.secrets, reads: this.reads, onTlsFailure: (reason) => metrics.tlsFailures.labels({ side: "upstream", reason }).add() }).then(
       ({ link }) => {
         // No tunnels are passed to connectUpstream here, so the link is a socket.
         if (link.kind === "stream" || stream.closed) {
@@ -298,7 +301,7 @@ export class ExportListener {
         activeStreams.add(1);
         link.socket.once("close", () => activeStreams.add(-1));
         stream.accept();
-        relayStream(stream, link.socket, cluster, "upstream");
+        relayStream(stream, link.socket, cluster, "upstream", link.reader);
       },
       (err: unknown) => {
         metrics.downstreamRefused.labels({ listener: name, reason: "no_healthy_upstream" }).add();

@@ -99,16 +99,21 @@ export class MuxStream {
     this.session.send(encodeFrame(FrameType.OPEN_ACK, this.id));
   }
 
-  /** Sends `chunk` as far as the window allows; false when some is held (pause the source until onDrain). */
-  write(chunk: Buffer): boolean {
+  /**
+   * Sends `chunk` as far as the window allows; false when some is held (pause
+   * the source until onDrain). A `transient` chunk's memory is reused once
+   * this returns (a shared read buffer): it is copied, never kept.
+   */
+  write(chunk: Buffer, transient = false): boolean {
     if (this.closed || this.localEnded) return true;
     if (this.held.length) {
-      this.held.push(chunk);
+      this.held.push(transient ? Buffer.from(chunk) : chunk);
       return !(this.blocked = true);
     }
-    const sent = this.sendSome(chunk);
+    const sent = this.sendSome(chunk, transient);
     if (sent === chunk.length) return true;
-    this.held.push(chunk.subarray(sent));
+    const rest = chunk.subarray(sent);
+    this.held.push(transient ? Buffer.from(rest) : rest);
     return !(this.blocked = true);
   }
 
@@ -204,12 +209,13 @@ export class MuxStream {
     else h.onReset(e.reason);
   }
 
-  private sendSome(chunk: Buffer): number {
+  private sendSome(chunk: Buffer, transient = false): number {
     let offset = 0;
     while (offset < chunk.length && this.sendWindow > 0) {
       const n = Math.min(chunk.length - offset, this.sendWindow, MUX_MAX_FRAME_PAYLOAD_BYTES);
       const piece = offset === 0 && n === chunk.length ? chunk : chunk.subarray(offset, offset + n);
-      this.session.sendData(this.id, piece);
+      if (transient) this.session.sendDataCopy(this.id, piece);
+      else this.session.sendData(this.id, piece);
       this.sendWindow -= n;
       offset += n;
     }
@@ -375,7 +381,26 @@ export class MuxSession {
     this.out.push(chunk);
     this.outStreams.push(id);
     this.outBytes += MUX_HEADER_BYTES + chunk.length;
-    this.outData += chunk.length;
+    this.queuedData(chunk.length);
+  }
+
+  /**
+   * `sendData` for a payload whose memory is reused once this returns (a
+   * shared read buffer): copied at once, behind its header, as a whole frame
+   * (a bulk frame then goes out without another copy in `assemble`).
+   */
+  sendDataCopy(id: number, chunk: Buffer): void {
+    if (this.closed) return;
+    const frame = Buffer.allocUnsafe(MUX_HEADER_BYTES + chunk.length);
+    chunk.copy(frame, writeHeader(frame, 0, FrameType.DATA, id, chunk.length));
+    this.out.push(frame);
+    this.outStreams.push(-1);
+    this.outBytes += frame.length;
+    this.queuedData(chunk.length);
+  }
+
+  private queuedData(bytes: number): void {
+    this.outData += bytes;
     // Bulk data gains nothing from waiting for the turn's end: a full frame's worth goes out now.
     if (this.outData >= MUX_MAX_FRAME_PAYLOAD_BYTES) this.flush();
     else this.scheduleFlush();

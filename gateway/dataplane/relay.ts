@@ -1,5 +1,6 @@
 import type { Socket } from "node:net";
 import type { MuxStream } from "./mux-session.ts";
+import type { SocketReader } from "./socket-reads.ts";
 import type { UpstreamCluster } from "./upstream-cluster.ts";
 
 /**
@@ -45,17 +46,23 @@ export function relay(down: Socket, up: Socket, cluster: UpstreamCluster): void 
  * has no room, and received bytes are credited back once the socket took
  * them), END as FIN both ways, a socket error resets the stream and a reset
  * destroys the socket. `socketSide` says which end the socket is, so the
- * cluster's byte counters keep their direction.
+ * cluster's byte counters keep their direction. A socket made with a `reader`
+ * (its reads in a shared buffer) is read through it, each read copied.
  */
-export function relayStream(stream: MuxStream, socket: Socket, cluster: UpstreamCluster, socketSide: "downstream" | "upstream"): void {
+export function relayStream(stream: MuxStream, socket: Socket, cluster: UpstreamCluster, socketSide: "downstream" | "upstream", reader?: SocketReader): void {
   const series = cluster.series;
   series.connections.add();
   series.active.add(1);
   let uncredited = 0;
   const coalesce = bulkCoalescer(socket);
-  socket.on("data", (chunk: Buffer) => {
-    if (!stream.write(chunk)) socket.pause();
-  });
+  if (reader) {
+    // Returning false pauses the socket; onDrain resumes it.
+    if (!reader.attach((chunk) => stream.write(chunk, true))) socket.pause();
+  } else {
+    socket.on("data", (chunk: Buffer) => {
+      if (!stream.write(chunk)) socket.pause();
+    });
+  }
   socket.on("end", () => stream.end());
   socket.on("drain", () => {
     stream.consumed(uncredited);

@@ -6,6 +6,7 @@ import { MUX_ALPN_PING, MUX_ALPNS } from "./mux-framing.ts";
 import { MuxSession, MuxStreamRefusedError, type MuxStream } from "./mux-session.ts";
 import type { TlsMatchSpec } from "./resources.ts";
 import type { SecretStore } from "./secret-store.ts";
+import type { SocketReader } from "./socket-reads.ts";
 import type { UpstreamCluster, UpstreamHost } from "./upstream-cluster.ts";
 
 /** Concurrent streams per tunnel; the exporting side treats more as a protocol error. */
@@ -17,8 +18,12 @@ export const MUX_KEEPALIVE_INTERVAL_MS = 2_000;
 /** ... and is declared dead when nothing arrives this long after the PING. */
 export const MUX_KEEPALIVE_TIMEOUT_MS = 3_000;
 
-/** What a connection to a peer gateway became: a stream in a tunnel, or (peer without fedgate-mux/1) its own mTLS socket. */
-export type PeerLink = { kind: "stream"; stream: MuxStream } | { kind: "socket"; socket: Socket };
+/**
+ * What a connection became: a stream in a tunnel to a peer gateway, or a
+ * socket of its own (a peer without fedgate-mux/1, a local endpoint). A socket
+ * with a `reader` delivers its reads only through it (relayStream attaches it).
+ */
+export type PeerLink = { kind: "stream"; stream: MuxStream } | { kind: "socket"; socket: Socket; reader?: SocketReader };
 
 /** Opens one mTLS connection offering the given ALPN protocols (upstream-connect's `dial`). */
 export type TlsDial = (cluster: UpstreamCluster, host: UpstreamHost, secrets: SecretStore, alpn: readonly string[]) => Promise<Socket>;

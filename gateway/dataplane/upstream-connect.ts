@@ -4,6 +4,7 @@ import { asError } from "../../common/index.ts";
 import { ClusterRevokedError } from "../../trust/index.ts";
 import { GatewayError, NoHealthyUpstreamError } from "./errors.ts";
 import type { SecretStore } from "./secret-store.ts";
+import type { SharedReadBuffer, SocketReader } from "./socket-reads.ts";
 import type { PeerLink, TunnelPool } from "./tunnel-pool.ts";
 import type { UpstreamCluster, UpstreamHost } from "./upstream-cluster.ts";
 
@@ -34,15 +35,19 @@ export class UpstreamTlsError extends GatewayError {
  * With `tunnels`, peer gateways are reached through fedgate-mux streams; a
  * stream counts as connected on the peer's OPEN_ACK (its backend accepted),
  * so a peer that cannot serve the stream is a connect failure here too.
+ *
+ * With `reads`, a plain socket's reads go into that shared buffer (the link's
+ * `reader`, for `relayStream`): only for a socket relayed to a tunnel stream,
+ * which copies each read into its frames at once.
  */
-export async function connectUpstream(options: { cluster: UpstreamCluster; secrets: SecretStore; onTlsFailure: (reason: string) => void; tunnels?: TunnelPool }): Promise<Upstream> {
+export async function connectUpstream(options: { cluster: UpstreamCluster; secrets: SecretStore; onTlsFailure: (reason: string) => void; tunnels?: TunnelPool; reads?: SharedReadBuffer }): Promise<Upstream> {
   const { cluster } = options;
   let attempts = 0;
   let lastError: unknown;
   for (const host of cluster.candidates()) {
     attempts += 1;
     try {
-      const link = await linkTo(cluster, host, options.secrets, options.tunnels);
+      const link = await linkTo(cluster, host, options.secrets, options.tunnels, options.reads);
       cluster.reportSuccess(host);
       if (attempts > 1) cluster.series.failovers.add();
       return { link, host, attempts };
@@ -56,14 +61,16 @@ export async function connectUpstream(options: { cluster: UpstreamCluster; secre
   throw new NoHealthyUpstreamError(cluster.spec.name, attempts, { cause: lastError });
 }
 
-/** One connection to one endpoint: a tunnel stream when `tunnels` are on and the endpoint is a peer gateway, else a socket of its own. */
-export async function linkTo(cluster: UpstreamCluster, host: UpstreamHost, secrets: SecretStore, tunnels?: TunnelPool): Promise<PeerLink> {
-  const tls = tunnels && cluster.tlsFor(host);
-  return tls ? tunnels.connect(cluster, host, tls, secrets) : { kind: "socket", socket: await dial(cluster, host, secrets) };
+/** One connection to one endpoint: a tunnel stream when `tunnels` are on and the endpoint is a peer gateway, else a socket of its own (a plain one reading into `reads` if given). */
+export async function linkTo(cluster: UpstreamCluster, host: UpstreamHost, secrets: SecretStore, tunnels?: TunnelPool, reads?: SharedReadBuffer): Promise<PeerLink> {
+  const tls = cluster.tlsFor(host);
+  if (tunnels && tls) return tunnels.connect(cluster, host, tls, secrets);
+  const reader = tls ? undefined : reads?.reader();
+  return { kind: "socket", socket: await dial(cluster, host, secrets, undefined, reader), ...(reader ? { reader } : {}) };
 }
 
-/** Opens one connection to one endpoint (TLS to peer gateways, by the cluster's transport_socket_matches). */
-export function dial(cluster: UpstreamCluster, host: UpstreamHost, secrets: SecretStore, alpn?: readonly string[]): Promise<Socket> {
+/** Opens one connection to one endpoint (TLS to peer gateways, by the cluster's transport_socket_matches); a plain one with `reader` reads through it (net's `onread`). */
+export function dial(cluster: UpstreamCluster, host: UpstreamHost, secrets: SecretStore, alpn?: readonly string[], reader?: SocketReader): Promise<Socket> {
   const { host: address, port } = host.spec.address;
   const tls = cluster.tlsFor(host);
   return new Promise<Socket>((resolve, reject) => {
@@ -84,7 +91,7 @@ export function dial(cluster: UpstreamCluster, host: UpstreamHost, secrets: Secr
         ...(alpn ? { ALPNProtocols: [...alpn] } : {}),
       });
     } else {
-      socket = netConnect({ host: address, port });
+      socket = netConnect({ host: address, port, ...(reader ? { onread: reader.onread } : {}) });
     }
     const timer = setTimeout(() => fail(new GatewayError("FEDGATE_GATEWAY_CONNECT_TIMEOUT", `connect to ${host.key} timed out`, { retryable: true })), cluster.spec.connectTimeoutMs);
     const fail = (err: Error) => {

@@ -335,6 +335,46 @@ session("a slow reader stalls only its own stream: the sender holds data at the 
   assert.equal(p.errors, []);
 });
 
+session("a transient write is copied: reusing its memory at once changes nothing the peer gets, sent or held at the window", async () => {
+  const p = sessions();
+  const s = await p.client.open("svc");
+  const atServer = collect(p.accepted[0]!, { credit: false });
+  // One reused buffer, as a shared read buffer is: every write overwrites it right after.
+  const shared = Buffer.alloc(MUX_INITIAL_WINDOW_BYTES);
+  const sent: Buffer[] = [];
+  for (let i = 0; i < 3; i++) {
+    shared.fill(0x61 + i);
+    sent.push(Buffer.from(shared));
+    const flowing = s.write(shared, true);
+    assert.is(flowing, i === 0, `write ${i}: only the first fits in the window`);
+    shared.fill(0x7a);
+  }
+  await settle();
+  assert.is(atServer.bytes(), MUX_INITIAL_WINDOW_BYTES, "one window arrived");
+  for (let i = 0; i < 2; i++) {
+    p.accepted[0]!.consumed(MUX_INITIAL_WINDOW_BYTES);
+    await settle();
+  }
+  assert.ok(Buffer.concat(atServer.got.data).equals(Buffer.concat(sent)), "the bytes of each write as they were when written, in order");
+  assert.equal(p.errors, []);
+});
+
+session("transient and kept writes of one turn share the turn's single write, in order", async () => {
+  const p = sessions();
+  const s = await p.client.open("svc");
+  const atServer = collect(p.accepted[0]!);
+  await settle();
+  const before = p.writesFromClient.length;
+  const shared = Buffer.from("AAAA");
+  s.write(Buffer.from("1-"));
+  s.write(shared, true);
+  shared.write("ZZZZ");
+  s.write(Buffer.from("-2"));
+  await settle();
+  assert.is(p.writesFromClient.length - before, 1);
+  assert.is(atServer.text(), "1-AAAA-2");
+});
+
 session("END after held data goes out after that data", async () => {
   const p = sessions();
   const s = await p.client.open("svc");
