@@ -36,9 +36,9 @@
  *
  * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--node-flags="..."] [--l7-only] [--only <regex>] [--baseline <checkout>]
  * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
- * `--baseline <checkout>` adds a row (cb): the (c) pair run from another checkout of fedgate (its own
- * node_modules, e.g. `git archive <commit>` plus a node_modules link), so old and new code are measured
- * in one run, round after round (A-B on a loaded machine).
+ * `--baseline <checkout>` adds rows (cb) and L7 (cb): the (c) and L7 (c) pairs run from another checkout
+ * of fedgate (its own node_modules, e.g. `git archive <commit>` plus a node_modules link), so old and new
+ * code are measured in one run, round after round (A-B on a loaded machine).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -249,6 +249,7 @@ async function main(): Promise<void> {
   // (cb): the (c) pair from the --baseline checkout.
   const xdsBase = BASELINE_BIN ? [await XdsServer.start({}), await XdsServer.start({})] : [];
   let baseline: { port: number; proxies: number[] } | undefined;
+  let baselineL7Port: number | undefined;
   if (BASELINE_BIN) {
     const [xBb, xAb] = xdsBase as [XdsServer, XdsServer];
     xBb.setSnapshot(topologySnapshot({ self: "b", pki, exporters: ["b"], exportPorts: new Map(), backends: [backendRef], leaf: leafB }));
@@ -259,6 +260,12 @@ async function main(): Promise<void> {
     xAb.flush();
     const ab = await startGateway(dir, "a-base", xAb, {}, BASELINE_BIN);
     baseline = { port: ab[`fedgate-import-${SERVICE_PORT}`]!.port, proxies: [lastChildPid(), bbPid] };
+    // L7 (cb): the baseline's HTTP import listener in front of the baseline's B.
+    const xAbL7 = await XdsServer.start({});
+    xdsBase.push(xAbL7);
+    xAbL7.setSnapshot(asHttp(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", bb["fedgate-export-15443"]!.port]]), backends: [], leaf: leafA })));
+    xAbL7.flush();
+    baselineL7Port = (await startGateway(dir, "a-l7-base", xAbL7, {}, BASELINE_BIN))[`fedgate-import-${SERVICE_PORT}`]!.port;
   }
 
   // L7: the same paths with HTTP import listeners (B's export side is the same L4 relay).
@@ -338,6 +345,7 @@ backend local
     { name: "L7 (b) fedgate, one hop", port: oneL7[listener]!.port, l7: true },
     { name: "L7 (c0) fedgate pair, mTLS, no mux", port: aL7Plain[listener]!.port, l7: true },
     { name: "L7 (c) fedgate pair, mTLS", port: aL7[listener]!.port, l7: true },
+    ...(baselineL7Port ? [{ name: "L7 (cb) fedgate pair, mTLS, --baseline", port: baselineL7Port, l7: true }] : []),
     { name: "L7 (d) HAProxy pair, mTLS, mode http", port: haAHttp, l7: true },
   ];
   const paths = allPaths.filter((p) => p.l7 || !L7_ONLY);
