@@ -34,13 +34,15 @@
  * `apt-get update && apt-get install -y haproxy wrk`; otherwise it exits with
  * that instruction.
  *
- * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--node-flags="..."] [--l7-only] [--only <regex>] [--baseline <checkout>]
+ * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--gateway-logs <dir>] [--node-flags="..."] [--l7-only] [--only <regex>] [--baseline <checkout>]
+ * `--gateway-logs <dir>` writes each gateway's output to <dir>/<name>.log.
  * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
  * `--baseline <checkout>` adds rows (cb) and L7 (cb): the (c) and L7 (c) pairs run from another checkout
  * of fedgate (its own node_modules, e.g. `git archive <commit>` plus a node_modules link), so old and new
  * code are measured in one run, round after round (A-B on a loaded machine).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createWriteStream } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
@@ -66,6 +68,10 @@ const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
 /** Measures only the L7 rows (the L4 processes still start, since the L7 pair uses B's export listener). */
 const L7_ONLY = args.includes("--l7-only");
 const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
+/** `--gateway-logs <dir>`: each gateway's stdout and stderr also go to <dir>/<name>.log (e.g. with `--node-flags=--trace-gc`). */
+const LOG_DIR = args.includes("--gateway-logs") ? args[args.indexOf("--gateway-logs") + 1] : undefined;
+/** What is kept of a child's output to look for its readiness line (a --trace-gc child writes a line per GC). */
+const MAX_KEPT_OUTPUT_CHARS = 1 << 20;
 const BASELINE_BIN = args.includes("--baseline") ? path.resolve(args[args.indexOf("--baseline") + 1] ?? ".", "bin/fedgate.js") : undefined;
 /** Extra V8/Node flags for the gateway processes, e.g. `--node-flags=--max-semi-space-size=32`. */
 const RATE_FRACTIONS = (args.includes("--rate-fractions") ? args[args.indexOf("--rate-fractions") + 1]! : "0.25,0.5,0.75").split(",").map(Number);
@@ -88,12 +94,15 @@ function ensureTools(): void {
 const children: ChildProcess[] = [];
 
 /** Spawns a process and resolves with it once `ready(stdout+stderr)` holds. */
-function start(cmd: string, argv: string[], ready: (out: string) => boolean): Promise<{ child: ChildProcess; out: () => string }> {
+function start(cmd: string, argv: string[], ready: (out: string) => boolean, logFile?: string): Promise<{ child: ChildProcess; out: () => string }> {
   const child = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"] });
   children.push(child);
   let out = "";
+  const log = logFile ? createWriteStream(logFile) : undefined;
   return new Promise((resolve, reject) => {
     const check = (chunk: Buffer) => {
+      log?.write(chunk);
+      if (out.length > MAX_KEPT_OUTPUT_CHARS) return;
       out += chunk.toString();
       if (ready(out)) resolve({ child, out: () => out });
     };
@@ -137,7 +146,7 @@ async function startGateway(dir: string, name: string, xds: XdsServer, fedgate: 
     }),
   );
   const profile = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const { out } = await start(process.execPath, [...NODE_FLAGS, ...profile, bin, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'));
+  const { out } = await start(process.execPath, [...NODE_FLAGS, ...profile, bin, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'), LOG_DIR && path.join(LOG_DIR, `${name}.log`));
   const admin = (JSON.parse(out().split("\n").find((l) => l.includes('"gateway started"')) ?? "{}") as { admin: string }).admin;
   for (;;) {
     const ready = await fetch(`http://${admin}/ready`).then((r) => r.status === 200, () => false);

@@ -3,6 +3,7 @@ import { Readable, type Duplex } from "node:stream";
 import type { AttemptResult, UpstreamResponse } from "./http-attempt.ts";
 import { endToEndHeaders, type BodyFraming } from "./http-downstream.ts";
 import { ResponseParser, type ResponseHead } from "./http-response-parser.ts";
+import { MuxStreamDuplex } from "./mux-stream-duplex.ts";
 import type { BodySink, ReplayBody } from "./replay-body.ts";
 
 export interface H1Request {
@@ -90,6 +91,11 @@ export class H1Connection implements BodySink {
     this.trailers = undefined;
     this.parser.reset(request.method === "HEAD");
     const socket = this.socket;
+    // A request without a body is its head alone: one write, straight into the tunnel stream when it is one.
+    if (request.framing === "none" && socket instanceof MuxStreamDuplex) {
+      socket.writeNow(Buffer.from(requestHead(request), "latin1"));
+      return;
+    }
     socket.cork();
     socket.write(requestHead(request), "latin1");
     request.body.attach(this);

@@ -194,6 +194,12 @@ export abstract class MessageParser {
 
   /** A Content-Length field, possibly repeated or a list: every value must be the same number. */
   protected contentLength(field: string): number {
+    // The usual single value, without a split and a list per message.
+    if (!field.includes(",")) {
+      const value = trimOws(field, 0);
+      if (!DIGITS.test(value)) throw this.error("malformed", "bad or conflicting Content-Length");
+      return Number(value);
+    }
     const values = field.split(",").map((v) => trimOws(v, 0));
     if (!values.every((v) => DIGITS.test(v) && v === values[0])) throw this.error("malformed", "bad or conflicting Content-Length");
     return Number(values[0]);

@@ -49,6 +49,20 @@ export class MuxStreamDuplex extends Duplex {
     return this.stream.closed || this.stream.tunnelGoingAway;
   }
 
+  /**
+   * Writes `chunk` straight to the tunnel stream when the Writable holds
+   * nothing (no write state, no nextTick per write, as a pooled connection's
+   * request head needs); otherwise through `write`, behind what waits. Data
+   * the window holds back leaves in order when the peer grants more.
+   */
+  writeNow(chunk: Buffer): void {
+    if (this.writableLength > 0 || this.writableCorked > 0 || this.writableEnded || this.destroyed) {
+      this.write(chunk);
+      return;
+    }
+    this.stream.write(chunk);
+  }
+
   override _read(): void {
     if (this.uncredited === 0) return;
     this.stream.consumed(this.uncredited);
