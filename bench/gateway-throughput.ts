@@ -75,6 +75,8 @@ const MAX_KEPT_OUTPUT_CHARS = 1 << 20;
 const BASELINE_BIN = args.includes("--baseline") ? path.resolve(args[args.indexOf("--baseline") + 1] ?? ".", "bin/fedgate.js") : undefined;
 /** Extra V8/Node flags for the gateway processes, e.g. `--node-flags=--max-semi-space-size=32`. */
 const RATE_FRACTIONS = (args.includes("--rate-fractions") ? args[args.indexOf("--rate-fractions") + 1]! : "0.25,0.5,0.75").split(",").map(Number);
+/** The unmeasured loadgen run per path before the fixed-rate rows. */
+const LOADGEN_WARMUP_MS = 1_000;
 /** A path "kept up" when it completed at least this share of the offered rate. */
 const KEPT_UP_SHARE = 0.97;
 const NODE_FLAGS = args.find((a) => a.startsWith("--node-flags="))?.slice("--node-flags=".length).split(" ").filter(Boolean) ?? [];
@@ -408,6 +410,10 @@ backend local
     const layerPaths = measured.filter((p) => (layer === "L7") === Boolean(p.l7));
     const haproxyRps = (layer === "L7" ? refL7 : ref!).rps;
     const rows: { rate: number; name: string; r: LoadgenReport }[] = [];
+    // One unmeasured second per path first: the first loadgen run of a process tree measured a stall
+    // (p99 9-43x (d)) on whichever path came first, the old code and the new alike when their order was swapped.
+    const warmRate = Math.max(1, Math.round(haproxyRps * Math.min(...RATE_FRACTIONS)));
+    for (const p of layerPaths) await runLoadgen({ target: `127.0.0.1:${p.port}`, host: L7_HOST, rate: warmRate, durationMs: LOADGEN_WARMUP_MS, connections: CONNECTIONS });
     for (const fraction of RATE_FRACTIONS) {
       const rate = Math.max(1, Math.round(haproxyRps * fraction));
       for (const p of layerPaths) rows.push({ rate, name: p.name, r: await runLoadgen({ target: `127.0.0.1:${p.port}`, host: L7_HOST, rate, durationMs: SECONDS * 1000, connections: CONNECTIONS }) });
