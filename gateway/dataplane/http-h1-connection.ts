@@ -65,7 +65,9 @@ export class H1Connection implements BodySink {
       onBody: (chunk) => this.onBody(chunk),
       onEnd: (trailers) => (this.trailers = trailers),
     });
-    this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    const onData = (chunk: Buffer) => this.onData(chunk);
+    this.socket.on("data", onData);
+    if (this.socket instanceof MuxStreamDuplex) this.socket.setDataSink(onData);
     this.socket.on("close", () => this.onClose());
     // 'close' follows every error; the exchange is failed there.
     this.socket.on("error", () => undefined);

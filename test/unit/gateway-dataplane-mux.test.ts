@@ -521,6 +521,32 @@ asSocket("writeNow sends at once when nothing waits, and after the writes the wi
   assert.equal(p.errors, []);
 });
 
+asSocket("a data sink takes bytes directly while the socket flows, and after what was buffered while paused (order kept)", async () => {
+  const p = sessions();
+  const d = new MuxStreamDuplex(await p.client.open("svc"));
+  const got: string[] = [];
+  const onData = (c: Buffer) => got.push(c.toString());
+  let events = 0;
+  d.on("data", onData);
+  d.on("data", () => (events += 1));
+  d.setDataSink(onData);
+  const peer = p.accepted[0]!;
+  peer.write(Buffer.from("a"));
+  await settle();
+  assert.equal(got, ["a"]);
+  assert.is(events, 0, "no 'data' event for a direct delivery");
+  d.pause();
+  peer.write(Buffer.from("b"));
+  await settle();
+  assert.equal(got, ["a"], "held while paused");
+  d.resume();
+  peer.write(Buffer.from("c"));
+  await waitFor(() => got.length === 3);
+  assert.equal(got, ["a", "b", "c"]);
+  assert.is(events, 1, "the buffered bytes came as an event, the later ones directly");
+  assert.equal(p.errors, []);
+});
+
 framing.run();
 session.run();
 asSocket.run();
