@@ -43,15 +43,17 @@
  * cipher on this machine (bench/support/crypto-floor.ts), in GB/s per core; each L4 path is also
  * charged its proxy processes' resident memory (VmRSS after the rounds, VmHWM peak).
  *
- * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-rounds <rounds>] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--node-flags="..."] [--variant-flags="<flags>;<flags>"] [--l7-only] [--only <regex>] [--baseline <checkout>]
+ * Run: node --import tsx bench/gateway-throughput.ts [--seconds 5] [--rounds 2] [--connections 32] [--rate-rounds <rounds>] [--rate-fractions 0.25,0.5,0.75] [--profile <dir>] [--gateway-logs <dir>] [--node-flags="..."] [--variant-flags="<flags>;<flags>"] [--l7-only] [--only <regex>] [--baseline <checkout>]
+ * `--gateway-logs <dir>` writes each gateway's output to <dir>/<name>.log.
  * `--profile` writes a V8 CPU profile of each gateway process into <dir> (read it with Chrome DevTools).
- * `--baseline <checkout>` adds a row (cb): the (c) pair run from another checkout of fedgate (its own
- * node_modules, e.g. `git archive <commit>` plus a node_modules link), so old and new code are measured
- * in one run, round after round (A-B on a loaded machine).
+ * `--baseline <checkout>` adds rows (cb) and L7 (cb): the (c) and L7 (c) pairs run from another checkout
+ * of fedgate (its own node_modules, e.g. `git archive <commit>` plus a node_modules link), so old and new
+ * code are measured in one run, round after round (A-B on a loaded machine).
  * `--variant-flags` adds, per `;`-separated set of V8/Node flags, a row (cv) with one more (c) pair whose
  * two gateways run with those flags instead of `--node-flags`, e.g. `--variant-flags="--max-semi-space-size=16;--max-semi-space-size=64"`.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createWriteStream } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
@@ -81,6 +83,10 @@ const BIN = new URL("../bin/fedgate.js", import.meta.url).pathname;
 /** Measures only the L7 rows (the L4 processes still start, since the L7 pair uses B's export listener). */
 const L7_ONLY = args.includes("--l7-only");
 const PROFILE_DIR = args.includes("--profile") ? args[args.indexOf("--profile") + 1] : undefined;
+/** `--gateway-logs <dir>`: each gateway's stdout and stderr also go to <dir>/<name>.log (e.g. with `--node-flags=--trace-gc`). */
+const LOG_DIR = args.includes("--gateway-logs") ? args[args.indexOf("--gateway-logs") + 1] : undefined;
+/** What is kept of a child's output to look for its readiness line (a --trace-gc child writes a line per GC). */
+const MAX_KEPT_OUTPUT_CHARS = 1 << 20;
 const BASELINE_BIN = args.includes("--baseline") ? path.resolve(args[args.indexOf("--baseline") + 1] ?? ".", "bin/fedgate.js") : undefined;
 const RATE_FRACTIONS = (args.includes("--rate-fractions") ? args[args.indexOf("--rate-fractions") + 1]! : "0.25,0.5,0.75").split(",").map(Number);
 /** Interleaved rounds of the fixed-rate rows (each round runs every path once per rate); the verdict is the median. */
@@ -105,12 +111,15 @@ function ensureTools(): void {
 const children: ChildProcess[] = [];
 
 /** Spawns a process and resolves with it once `ready(stdout+stderr)` holds. */
-function start(cmd: string, argv: string[], ready: (out: string) => boolean): Promise<{ child: ChildProcess; out: () => string }> {
+function start(cmd: string, argv: string[], ready: (out: string) => boolean, logFile?: string): Promise<{ child: ChildProcess; out: () => string }> {
   const child = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"] });
   children.push(child);
   let out = "";
+  const log = logFile ? createWriteStream(logFile) : undefined;
   return new Promise((resolve, reject) => {
     const check = (chunk: Buffer) => {
+      log?.write(chunk);
+      if (out.length > MAX_KEPT_OUTPUT_CHARS) return;
       out += chunk.toString();
       if (ready(out)) resolve({ child, out: () => out });
     };
@@ -154,7 +163,7 @@ async function startGateway(dir: string, name: string, xds: XdsServer, fedgate: 
     }),
   );
   const profile = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const { out } = await start(process.execPath, [...nodeFlags, ...profile, bin, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'));
+  const { out } = await start(process.execPath, [...nodeFlags, ...profile, bin, "gateway", "--bootstrap", file], (o) => o.includes('"gateway started"'), LOG_DIR && path.join(LOG_DIR, `${name}.log`));
   const admin = (JSON.parse(out().split("\n").find((l) => l.includes('"gateway started"')) ?? "{}") as { admin: string }).admin;
   for (;;) {
     const ready = await fetch(`http://${admin}/ready`).then((r) => r.status === 200, () => false);
@@ -260,7 +269,7 @@ async function main(): Promise<void> {
   const aPlainPid = lastChildPid();
   /** One more (c) pair with its own control planes, from `bin` with `nodeFlags`. */
   const xdsExtra: XdsServer[] = [];
-  const startPair = async (tag: string, bin: string, nodeFlags: string[]): Promise<{ port: number; proxies: number[] }> => {
+  const startPair = async (tag: string, bin: string, nodeFlags: string[]): Promise<{ port: number; proxies: number[]; exportPort: number }> => {
     const [xBx, xAx] = [await XdsServer.start({}), await XdsServer.start({})];
     xdsExtra.push(xBx, xAx);
     xBx.setSnapshot(topologySnapshot({ self: "b", pki, exporters: ["b"], exportPorts: new Map(), backends: [backendRef], leaf: leafB }));
@@ -270,10 +279,19 @@ async function main(): Promise<void> {
     xAx.setSnapshot(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", bx["fedgate-export-15443"]!.port]]), backends: [], leaf: leafA }));
     xAx.flush();
     const ax = await startGateway(dir, `a-${tag}`, xAx, {}, bin, nodeFlags);
-    return { port: ax[`fedgate-import-${SERVICE_PORT}`]!.port, proxies: [lastChildPid(), bxPid] };
+    return { port: ax[`fedgate-import-${SERVICE_PORT}`]!.port, proxies: [lastChildPid(), bxPid], exportPort: bx["fedgate-export-15443"]!.port };
   };
   // (cb): the (c) pair from the --baseline checkout.
   const baseline = BASELINE_BIN ? await startPair("base", BASELINE_BIN, NODE_FLAGS) : undefined;
+  // L7 (cb): the baseline's HTTP import listener in front of the baseline's B.
+  let baselineL7Port: number | undefined;
+  if (BASELINE_BIN && baseline) {
+    const xAbL7 = await XdsServer.start({});
+    xdsExtra.push(xAbL7);
+    xAbL7.setSnapshot(asHttp(topologySnapshot({ self: "a", pki, exporters: ["b"], exportPorts: new Map([["b", baseline.exportPort]]), backends: [], leaf: leafA })));
+    xAbL7.flush();
+    baselineL7Port = (await startGateway(dir, "a-l7-base", xAbL7, {}, BASELINE_BIN))[`fedgate-import-${SERVICE_PORT}`]!.port;
+  }
   // (cv): the (c) pair with other V8 flags.
   const variants: { name: string; port: number; proxies: number[] }[] = [];
   for (const [i, flags] of VARIANT_FLAGS.entries()) variants.push({ name: `(cv) fedgate pair, mTLS, ${flags.join(" ") || "no flags"}`, ...(await startPair(`v${i}`, BIN, flags)) });
@@ -386,6 +404,7 @@ backend local
     { name: "L7 (b) fedgate, one hop", port: oneL7[listener]!.port, l7: true },
     { name: "L7 (c0) fedgate pair, mTLS, no mux", port: aL7Plain[listener]!.port, l7: true },
     { name: "L7 (c) fedgate pair, mTLS", port: aL7[listener]!.port, l7: true },
+    ...(baselineL7Port ? [{ name: "L7 (cb) fedgate pair, mTLS, --baseline", port: baselineL7Port, l7: true }] : []),
     { name: "L7 (d) HAProxy pair, mTLS, mode http", port: haAHttp, l7: true },
   ];
   const paths = allPaths.filter((p) => p.l7 || !L7_ONLY);

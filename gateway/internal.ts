@@ -32,7 +32,7 @@ export { probe, probeThroughPeer } from "./dataplane/health-probe.ts";
 export { ResponseParser, UpstreamProtocolError, MAX_RESPONSE_HEAD_BYTES, type ResponseHead } from "./dataplane/http-response-parser.ts";
 export { H1Connection } from "./dataplane/http-h1-connection.ts";
 export { RequestParser, DownstreamProtocolError, type RequestHead } from "./dataplane/http-request-parser.ts";
-export { KEEP_ALIVE_IDLE_TIMEOUT_MS } from "./dataplane/http-h1-downstream.ts";
+export { H1ServerConnection, KEEP_ALIVE_IDLE_TIMEOUT_MS } from "./dataplane/http-h1-downstream.ts";
 export type { AttemptResult } from "./dataplane/http-attempt.ts";
 export type { BodyFraming } from "./dataplane/http-downstream.ts";
 export * from "./dataplane/mux-framing.ts";

@@ -9,6 +9,8 @@ import { runLoadgen, type LoadgenReport } from "./loadgen-runner.ts";
  * median ratio over rounds, with every round printed beside it.
  */
 
+/** The unmeasured loadgen run per path before the rows. */
+const WARMUP_MS = 1_000;
 /** A path "kept up" when it completed at least this share of the offered rate. */
 export const KEPT_UP_SHARE = 0.97;
 
@@ -42,6 +44,9 @@ export interface FixedRatePlan {
  */
 export async function runFixedRate(plan: FixedRatePlan): Promise<FixedRateRow[]> {
   const rows: FixedRateRow[] = [];
+  // One unmeasured second per path first: the first loadgen run of a process tree measured a stall
+  // (p99 9-43x (d)) on whichever path came first, the old code and the new alike when their order was swapped.
+  for (const p of plan.paths) await runLoadgen({ target: `127.0.0.1:${p.port}`, host: plan.host, rate: Math.min(...plan.rates), durationMs: WARMUP_MS, connections: plan.connections });
   for (const rate of plan.rates) {
     for (let round = 1; round <= plan.rounds; round++) {
       for (const p of rotate(plan.paths, round - 1)) {

@@ -56,8 +56,8 @@ function withDeadline(options: AttemptOptions, cancel: () => void, run: (settle:
     const settle = (r: AttemptResult) => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
-      removeAbort();
+      if (timer) clearTimeout(timer);
+      options.deadline.remove(onAbort);
       if (!r.ok) {
         options.body.detach();
         cancel();
@@ -65,8 +65,8 @@ function withDeadline(options: AttemptOptions, cancel: () => void, run: (settle:
       resolve(r);
     };
     const onAbort = () => settle({ ok: false, failure: "timeout" });
-    const timer = options.perTryTimeoutMs > 0 ? setTimeout(() => settle({ ok: false, failure: "timeout" }), options.perTryTimeoutMs) : undefined;
-    const removeAbort = options.deadline.onAbort(onAbort);
+    const timer = options.perTryTimeoutMs > 0 ? setTimeout(onAbort, options.perTryTimeoutMs) : undefined;
+    options.deadline.onAbort(onAbort);
     run(settle);
   });
 }

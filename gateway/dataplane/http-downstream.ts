@@ -27,6 +27,8 @@ export interface Downstream {
   readonly closed: boolean;
   /** Sends the status and headers; returns where the body goes, or nothing when `endStream`. */
   respond(status: number, headers: OutgoingHttpHeaders, endStream: boolean): Writable | undefined;
+  /** Sends a response whose body is all there, with no trailers (on HTTP/1.1: one write, framed by its length). */
+  respondWhole(status: number, headers: OutgoingHttpHeaders, body: Buffer): void;
   /** Ends the response, with a last piece of body and trailers when there are any. */
   end(trailers: IncomingHttpHeaders | undefined, last?: Buffer): void;
   /** Cuts the response (reset stream / closed connection): the client sees a failure, not a short answer. */
@@ -83,6 +85,10 @@ export function h2Downstream(stream: ServerHttp2Stream, headers: H2Headers): Dow
       const waitForTrailers = !endStream && String(headers["content-type"] ?? "").startsWith("application/grpc");
       stream.respond({ ...headers, ":status": status }, { endStream, waitForTrailers });
       return endStream ? undefined : stream;
+    },
+    respondWhole(status, headers, body) {
+      stream.respond({ ...headers, ":status": status }, { endStream: false, waitForTrailers: String(headers["content-type"] ?? "").startsWith("application/grpc") });
+      stream.end(body);
     },
     end(t, last) {
       trailers = t;

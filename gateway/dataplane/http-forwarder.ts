@@ -195,8 +195,13 @@ async function relayResponse(ctx: ForwardContext, down: Downstream, r: UpstreamR
   }
   const whole = Buffer.isBuffer(r.body) ? r.body : undefined;
   const trailers = whole && r.trailers();
-  // A whole chunked answer without trailers goes on with a length instead (no chunk framing downstream).
-  if (whole && !trailers && headers["content-length"] === undefined && down.method !== "HEAD" && r.status !== 204 && r.status !== 304) headers["content-length"] = whole.length;
+  // A whole answer without trailers goes on in one write, a chunked one with a length instead (no chunk framing downstream).
+  if (whole && !trailers && !r.headersOnly) {
+    if (headers["content-length"] === undefined && down.method !== "HEAD" && r.status !== 204 && r.status !== 304) headers["content-length"] = whole.length;
+    served.active.add(-1);
+    down.respondWhole(r.status, headers, whole);
+    return;
+  }
   const sink = down.respond(r.status, headers, r.headersOnly);
   if (!sink || whole) {
     served.active.add(-1);
@@ -242,5 +247,6 @@ export function localReply(ctx: Pick<ForwardContext, "requests">, down: Downstre
     down.respond(200, { "content-type": "application/grpc", "grpc-status": String(grpcStatus), "grpc-message": encodeURIComponent(message) }, true);
     return;
   }
-  if (down.respond(status, { "content-type": "text/plain", "content-length": Buffer.byteLength(message) + 1 }, false)) down.end(undefined, Buffer.from(`${message}\n`));
+  const body = Buffer.from(`${message}\n`);
+  down.respondWhole(status, { "content-type": "text/plain", "content-length": body.length }, body);
 }

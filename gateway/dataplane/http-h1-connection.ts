@@ -3,6 +3,7 @@ import { Readable, type Duplex } from "node:stream";
 import type { AttemptResult, UpstreamResponse } from "./http-attempt.ts";
 import { endToEndHeaders, type BodyFraming } from "./http-downstream.ts";
 import { ResponseParser, type ResponseHead } from "./http-response-parser.ts";
+import { MuxStreamDuplex } from "./mux-stream-duplex.ts";
 import type { BodySink, ReplayBody } from "./replay-body.ts";
 
 export interface H1Request {
@@ -64,7 +65,9 @@ export class H1Connection implements BodySink {
       onBody: (chunk) => this.onBody(chunk),
       onEnd: (trailers) => (this.trailers = trailers),
     });
-    this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    const onData = (chunk: Buffer) => this.onData(chunk);
+    this.socket.on("data", onData);
+    if (this.socket instanceof MuxStreamDuplex) this.socket.setDataSink(onData);
     this.socket.on("close", () => this.onClose());
     // 'close' follows every error; the exchange is failed there.
     this.socket.on("error", () => undefined);
@@ -90,6 +93,11 @@ export class H1Connection implements BodySink {
     this.trailers = undefined;
     this.parser.reset(request.method === "HEAD");
     const socket = this.socket;
+    // A request without a body is its head alone: one write, straight into the tunnel stream when it is one.
+    if (request.framing === "none" && socket instanceof MuxStreamDuplex) {
+      socket.writeNow(Buffer.from(requestHead(request), "latin1"));
+      return;
+    }
     socket.cork();
     socket.write(requestHead(request), "latin1");
     request.body.attach(this);

@@ -9,6 +9,8 @@ export const KEEP_ALIVE_IDLE_TIMEOUT_MS = 5_000;
 const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 const LAST_CHUNK = "0\r\n";
 const CRLF = "\r\n";
+/** A whole response body up to this size goes out in the same string as its head (one write). */
+const INLINE_BODY_BYTES = 16 * 1024;
 
 export interface H1ServerConnectionOptions {
   socket: Socket;
@@ -226,22 +228,7 @@ class H1Exchange implements Downstream {
   }
 
   respond(status: number, headers: OutgoingHttpHeaders, endStream: boolean): Writable | undefined {
-    this.headersSent = true;
-    const noBody = this.method === "HEAD" || status === 204 || status === 304 || status < 200;
-    let extra = "";
-    if (noBody) this.framing = "none";
-    else if (endStream) {
-      this.framing = "none";
-      if (headers["content-length"] === undefined) extra = "content-length: 0\r\n";
-    } else if (headers["content-length"] !== undefined) this.framing = "length";
-    else if (this.head.http11) {
-      this.framing = "chunked";
-      extra = "transfer-encoding: chunked\r\n";
-    } else this.framing = "close";
-    this.keepAlive = this.framing !== "close" && this.conn.keepAliveAfter(this.head);
-    if (!this.keepAlive) extra += "connection: close\r\n";
-    else if (!this.head.http11) extra += "connection: keep-alive\r\n";
-    const text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n${fieldLines(headers)}${extra}\r\n`;
+    const text = this.responseHead(status, headers, endStream ? 0 : undefined);
     if (endStream) {
       this.socket.write(text, "latin1");
       this.ended();
@@ -253,6 +240,21 @@ class H1Exchange implements Downstream {
     process.nextTick(() => this.uncork());
     if (this.framing === "length" || this.framing === "close") return this.socket;
     return (this.writer = new ChunkedBodyWriter({ socket: this.socket, framed: this.framing === "chunked", done: (trailers) => this.lastChunk(trailers) }));
+  }
+
+  respondWhole(status: number, headers: OutgoingHttpHeaders, body: Buffer): void {
+    const text = this.responseHead(status, headers, body.length);
+    const content = this.framing === "none" ? undefined : body;
+    // One write, so one syscall and no cork/uncork turn: a small body rides in the head's string.
+    if (!content || content.length === 0) this.socket.write(text, "latin1");
+    else if (content.length <= INLINE_BODY_BYTES) this.socket.write(text + content.toString("latin1"), "latin1");
+    else {
+      this.socket.cork();
+      this.socket.write(text, "latin1");
+      this.socket.write(content);
+      this.socket.uncork();
+    }
+    this.ended();
   }
 
   end(trailers: IncomingHttpHeaders | undefined, last?: Buffer): void {
@@ -281,6 +283,30 @@ class H1Exchange implements Downstream {
   peerClosed(): void {
     if (this.bodyFraming !== "none" && !this.body.readableEnded) this.body.destroy();
     this.ended();
+  }
+
+  /**
+   * The status line and header block, deciding the body's framing and whether
+   * the connection stays open. `length`: the body's size when it is known
+   * whole (0: none), undefined when it streams.
+   */
+  private responseHead(status: number, headers: OutgoingHttpHeaders, length: number | undefined): string {
+    this.headersSent = true;
+    const noBody = this.method === "HEAD" || status === 204 || status === 304 || status < 200;
+    let extra = "";
+    if (noBody) this.framing = "none";
+    else if (length !== undefined) {
+      this.framing = length === 0 ? "none" : "length";
+      if (headers["content-length"] === undefined) extra = `content-length: ${length}\r\n`;
+    } else if (headers["content-length"] !== undefined) this.framing = "length";
+    else if (this.head.http11) {
+      this.framing = "chunked";
+      extra = "transfer-encoding: chunked\r\n";
+    } else this.framing = "close";
+    this.keepAlive = this.framing !== "close" && this.conn.keepAliveAfter(this.head);
+    if (!this.keepAlive) extra += "connection: close\r\n";
+    else if (!this.head.http11) extra += "connection: keep-alive\r\n";
+    return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n${fieldLines(headers)}${extra}\r\n`;
   }
 
   private lastChunk(trailers: IncomingHttpHeaders | undefined): void {

@@ -49,7 +49,8 @@ export class HttpListener {
   private readonly ctx: ListenerContext;
   private readonly pool: HttpUpstreamPool;
   private readonly forwardCtx: ForwardContext;
-  private readonly requestSeries = new Map<string, MetricSeries>();
+  /** Request counters by cluster, serving cluster and status class (index: status / 100). */
+  private readonly requestSeries = new Map<string, Map<string, MetricSeries[]>>();
 
   private constructor(spec: HttpListenerSpec, ctx: ListenerContext) {
     this.spec = spec;
@@ -60,11 +61,13 @@ export class HttpListener {
       metrics: ctx.metrics,
       logger: ctx.logger,
       requests: (cluster, servedBy, status) => {
-        const code = `${Math.floor(status / 100)}xx`;
-        const key = `${cluster}\n${servedBy}\n${code}`;
-        let s = this.requestSeries.get(key);
-        if (!s) this.requestSeries.set(key, (s = ctx.metrics.httpRequests.labels({ cluster, served_by: servedBy, class: code })));
-        return s;
+        // Nested lookups: no key string per request.
+        let byServer = this.requestSeries.get(cluster);
+        if (!byServer) this.requestSeries.set(cluster, (byServer = new Map<string, MetricSeries[]>()));
+        let byClass = byServer.get(servedBy);
+        if (!byClass) byServer.set(servedBy, (byClass = []));
+        const hundreds = Math.floor(status / 100);
+        return (byClass[hundreds] ??= ctx.metrics.httpRequests.labels({ cluster, served_by: servedBy, class: `${hundreds}xx` }));
       },
     };
     // A client must send its whole request head (HTTP/2: its preface) within the bootstrap's handshake timeout.

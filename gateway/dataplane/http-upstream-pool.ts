@@ -48,6 +48,7 @@ interface PoolOptions {
  */
 export class HttpUpstreamPool {
   private readonly idle = new Map<string, H1Connection[]>();
+  private readonly keys = new WeakMap<UpstreamHost, string>();
   private readonly h1 = new Set<H1Connection>();
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
   /** Per made session: whether it should take no new requests (see `retiring` in connect). */
@@ -62,7 +63,7 @@ export class HttpUpstreamPool {
 
   /** An idle HTTP/1.1 connection to the endpoint, if one is pooled. */
   idleConnection(cluster: UpstreamCluster, host: UpstreamHost): H1Connection | undefined {
-    const stack = this.idle.get(poolKey(cluster, host));
+    const stack = this.idle.get(this.poolKey(cluster, host));
     const oldest = Date.now() - UPSTREAM_H1_IDLE_TIMEOUT_MS;
     for (let conn = stack?.pop(); conn; conn = stack?.pop()) {
       if (!conn.idle) continue;
@@ -74,7 +75,7 @@ export class HttpUpstreamPool {
 
   /** A new HTTP/1.1 connection to the endpoint; it returns to the pool after each clean exchange. */
   async newConnection(cluster: UpstreamCluster, host: UpstreamHost): Promise<H1Connection> {
-    const key = poolKey(cluster, host);
+    const key = this.poolKey(cluster, host);
     const { socket, retiring } = await this.connect(cluster, host);
     const conn = new H1Connection({
       socket,
@@ -106,7 +107,7 @@ export class HttpUpstreamPool {
 
   /** The endpoint's HTTP/2 session, made on first use and replaced once it closes or goes away. */
   session(cluster: UpstreamCluster, host: UpstreamHost): Promise<ClientHttp2Session> {
-    const key = poolKey(cluster, host);
+    const key = this.poolKey(cluster, host);
     const existing = this.sessions.get(key);
     if (existing && !this.sessionRetiring.get(key)?.()) return existing;
     // Retiring: its streams finish, new requests go on a new session.
@@ -157,6 +158,13 @@ export class HttpUpstreamPool {
     this.sessionRetiring.clear();
   }
 
+  /** The endpoint's pool key, made once (not a string per request); an endpoint belongs to one cluster. */
+  private poolKey(cluster: UpstreamCluster, host: UpstreamHost): string {
+    let key = this.keys.get(host);
+    if (key === undefined) this.keys.set(host, (key = `${cluster.spec.name}|${host.key}`));
+    return key;
+  }
+
   /** Drops pooled connections idle for UPSTREAM_H1_IDLE_TIMEOUT_MS; runs while the pool holds any. */
   private startSweep(): void {
     if (this.sweep) return;
@@ -199,8 +207,4 @@ export class HttpUpstreamPool {
       throw new UpstreamConnectError(host.key, { cause: err });
     }
   }
-}
-
-function poolKey(cluster: UpstreamCluster, host: UpstreamHost): string {
-  return `${cluster.spec.name}|${host.key}`;
 }

@@ -21,6 +21,8 @@ export class MuxStreamResetError extends GatewayError {
 export class MuxStreamDuplex extends Duplex {
   readonly stream: MuxStream;
   private uncredited = 0;
+  /** Where received bytes go directly while the socket flows (`setDataSink`). */
+  private sink: ((chunk: Buffer) => void) | undefined;
   /** The write waiting for the peer's window. */
   private pending: (() => void) | undefined;
 
@@ -30,6 +32,12 @@ export class MuxStreamDuplex extends Duplex {
     this.stream = stream;
     stream.attach({
       onData: (chunk) => {
+        // A flowing reader with nothing buffered takes the bytes directly (no Readable state, 'data' event or read-more tick).
+        const sink = this.sink;
+        if (sink && this.readableLength === 0 && this.readableFlowing === true && !this.destroyed) {
+          stream.consumed(chunk.length);
+          return sink(chunk);
+        }
         if (this.push(chunk)) stream.consumed(chunk.length);
         else this.uncredited += chunk.length;
       },
@@ -47,6 +55,29 @@ export class MuxStreamDuplex extends Duplex {
   /** The tunnel stops taking new streams (GOAWAY, rotation) or is gone: this connection should not start another exchange. */
   get retiring(): boolean {
     return this.stream.closed || this.stream.tunnelGoingAway;
+  }
+
+  /**
+   * Received bytes go to `sink` directly while the socket flows with nothing
+   * buffered, and as 'data' events otherwise (paused, or bytes buffered while
+   * it was): the owner listens to both with the same function, and order holds.
+   */
+  setDataSink(sink: (chunk: Buffer) => void): void {
+    this.sink = sink;
+  }
+
+  /**
+   * Writes `chunk` straight to the tunnel stream when the Writable holds
+   * nothing (no write state, no nextTick per write, as a pooled connection's
+   * request head needs); otherwise through `write`, behind what waits. Data
+   * the window holds back leaves in order when the peer grants more.
+   */
+  writeNow(chunk: Buffer): void {
+    if (this.writableLength > 0 || this.writableCorked > 0 || this.writableEnded || this.destroyed) {
+      this.write(chunk);
+      return;
+    }
+    this.stream.write(chunk);
   }
 
   override _read(): void {

@@ -542,6 +542,51 @@ asSocket("a write beyond the peer's window completes once credit comes; the tunn
   assert.not.ok(seen.seen.closed, "the stream itself carries on");
 });
 
+asSocket("writeNow sends at once when nothing waits, and after the writes the window holds back otherwise (order kept)", async () => {
+  const p = sessions();
+  const d = new MuxStreamDuplex(await p.client.open("svc"));
+  const atServer = collect(p.accepted[0]!, { credit: false });
+  d.writeNow(Buffer.from("head-1|"));
+  assert.is(d.writableLength, 0, "not queued in the Writable");
+  await settle();
+  assert.is(atServer.text(), "head-1|");
+  const big = Buffer.alloc(MUX_INITIAL_WINDOW_BYTES, 0x62);
+  d.write(big);
+  d.writeNow(Buffer.from("|head-2"));
+  await settle();
+  assert.is(atServer.bytes(), MUX_INITIAL_WINDOW_BYTES, "stopped at the window");
+  p.accepted[0]!.consumed(atServer.bytes());
+  await waitFor(() => atServer.bytes() === "head-1|".length + big.length + "|head-2".length);
+  assert.ok(atServer.text().endsWith(`${"b".repeat(100)}|head-2`), "the later write came after the held one");
+  assert.equal(p.errors, []);
+});
+
+asSocket("a data sink takes bytes directly while the socket flows, and after what was buffered while paused (order kept)", async () => {
+  const p = sessions();
+  const d = new MuxStreamDuplex(await p.client.open("svc"));
+  const got: string[] = [];
+  const onData = (c: Buffer) => got.push(c.toString());
+  let events = 0;
+  d.on("data", onData);
+  d.on("data", () => (events += 1));
+  d.setDataSink(onData);
+  const peer = p.accepted[0]!;
+  peer.write(Buffer.from("a"));
+  await settle();
+  assert.equal(got, ["a"]);
+  assert.is(events, 0, "no 'data' event for a direct delivery");
+  d.pause();
+  peer.write(Buffer.from("b"));
+  await settle();
+  assert.equal(got, ["a"], "held while paused");
+  d.resume();
+  peer.write(Buffer.from("c"));
+  await waitFor(() => got.length === 3);
+  assert.equal(got, ["a", "b", "c"]);
+  assert.is(events, 1, "the buffered bytes came as an event, the later ones directly");
+  assert.equal(p.errors, []);
+});
+
 framing.run();
 session.run();
 asSocket.run();

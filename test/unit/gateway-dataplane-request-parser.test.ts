@@ -48,6 +48,11 @@ const H = "Host: web.demo\r\n";
 
 const valid: { name: string; input: string; expect: { method: string; target: string; http11: boolean; keepAlive: boolean; framing: RequestHead["framing"]; body: string; expectContinue?: boolean; headers?: Record<string, string> }[] }[] = [
   { name: "a GET with no body", input: `GET /a?b=c HTTP/1.1\r\n${H}X-A: b\r\n\r\n`, expect: [{ method: "GET", target: "/a?b=c", http11: true, keepAlive: true, framing: "none", body: "", headers: { host: "web.demo", "x-a": "b" } }] },
+  {
+    name: "optional whitespace around field values is trimmed, inner whitespace kept",
+    input: `POST /w HTTP/1.1\r\n${H}X-A: \t a \t b\t \r\nX-Empty: \t \r\nContent-Length:\t 2 , 2 \r\n\r\nok`,
+    expect: [{ method: "POST", target: "/w", http11: true, keepAlive: true, framing: "length", body: "ok", headers: { host: "web.demo", "x-a": "a \t b", "x-empty": "", "content-length": "2 , 2" } }],
+  },
   { name: "a Content-Length body", input: `POST /p HTTP/1.1\r\n${H}Content-Length: 5\r\n\r\nhello`, expect: [{ method: "POST", target: "/p", http11: true, keepAlive: true, framing: "length", body: "hello" }] },
   { name: "Content-Length: 0 is no body", input: `POST /p HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\n`, expect: [{ method: "POST", target: "/p", http11: true, keepAlive: true, framing: "none", body: "" }] },
   { name: "a chunked body with extensions and trailers (dropped)", input: `PUT /c HTTP/1.1\r\n${H}Transfer-Encoding: Chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n`, expect: [{ method: "PUT", target: "/c", http11: true, keepAlive: true, framing: "chunked", body: "abcde" }] },
