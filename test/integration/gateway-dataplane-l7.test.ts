@@ -1,6 +1,6 @@
 import { request as h1request, Agent } from "node:http";
 import { connect as h2connect, type ClientHttp2Session } from "node:http2";
-import { connect as netConnect, type AddressInfo } from "node:net";
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -272,6 +272,30 @@ tunnels("a killed peer gateway: pooled connections on its tunnel are dropped, no
   assert.is(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: WEB_CLUSTER, reason: "refused_stream" }), 0, "no request was sent on a stale pooled connection");
   assert.ok(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: WEB_CLUSTER, reason: "connect_failure" }) >= 1, "B's gateway refused the dial");
   assert.ok(t.metric("a", "fedgate_gateway_http_failovers_total", { cluster: WEB_CLUSTER }) >= 1);
+});
+
+tunnels("a peer that accepts TCP but never finishes the handshake: the dial counts against the per-try timeout, and the request is served by the next priority", async (ctx) => {
+  // The connect timeout outlasts the route timeout: without the per-try bound on the dial, the request would end in a 504.
+  const policy = { failover: { clusterOrder: ["b", "c"] }, retries: { perTryTimeoutMs: 300 }, connectTimeoutMs: 60_000, timeoutMs: 10_000 };
+  const t = (ctx.topology = await L7Topology.start({ pki, registry, exporters: ["b", "c"], members: { a: 0, b: 1, c: 1 }, policy }));
+  const held: Socket[] = [];
+  const silent = createNetServer((socket) => held.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  try {
+    t.exportPorts.set("b", (silent.address() as AddressInfo).port);
+    t.push("a");
+    await waitFor("A dials B at the silent port", () => t.get("a").gateway.configSummary().endpoints.some((e) => e.localities.some((l) => l.endpoints.some((x) => x.address.port === (silent.address() as AddressInfo).port))));
+    for (let i = 0; i < 2; i++) {
+      const r = await get(t.importPort("a"), `/silent/${i}`);
+      assert.is(r.status, 200, r.body);
+      assert.is(r.headers["x-fedgate-cluster"], "c");
+    }
+    assert.ok(held.length >= 1, "A's dial reached the silent peer");
+    assert.ok(t.metric("a", "fedgate_gateway_http_retries_total", { cluster: WEB_CLUSTER, reason: "connect_failure" }) >= 1);
+  } finally {
+    for (const socket of held) socket.destroy();
+    silent.close();
+  }
 });
 
 tunnels("a peer whose backend is down refuses the stream: a connect failure, retried on the next priority", async (ctx) => {
