@@ -6,7 +6,7 @@ import * as k8s from "@kubernetes/client-node";
 import { binaryPath } from "./binaries.ts";
 import { ManagedProcess, waitFor } from "./managed-process.ts";
 import { freePorts } from "./ports.ts";
-import { scratchDir } from "./paths.ts";
+import { removeScratchDir, scratchDir } from "./paths.ts";
 
 export interface StartClusterOptions {
   /** Also run kube-controller-manager (garbage collection, namespace deletion). */
@@ -112,7 +112,10 @@ export async function startCluster(name: string, options: StartClusterOptions = 
         processes[index] = apiserver;
         await waitReady(apiserver);
       },
-      stop: stopAll,
+      stop: async () => {
+        await stopAll();
+        removeScratchDir(dir);
+      },
     };
   } catch (err) {
     await stopAll();

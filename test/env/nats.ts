@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { binaryPath } from "./binaries.ts";
 import { ManagedProcess, waitFor } from "./managed-process.ts";
 import { freePorts } from "./ports.ts";
-import { scratchDir } from "./paths.ts";
+import { removeScratchDir, scratchDir } from "./paths.ts";
 
 export interface StartNatsOptions {
   nodes?: 1 | 3;
@@ -29,6 +29,8 @@ export interface NatsEnv {
   /** Client URLs of every node; clients given all of them fail over between nodes. */
   readonly urls: string[];
   readonly nodes: readonly NatsNode[];
+  /** The nodes' stores, configs and logs; `stop()` removes it. */
+  readonly dir: string;
   /** SIGKILLs node `index`, keeping its store for a restart. */
   kill(index: number): Promise<void>;
   /** Starts node `index` again with its old ports and store, and waits until it is healthy. */
@@ -137,6 +139,7 @@ export async function startNats(options: StartNatsOptions = {}): Promise<NatsEnv
   return {
     urls: nodes.map((n) => n.url),
     nodes,
+    dir: root,
     kill: (index) => nodeAt(index).kill(),
     restart: (index) => startAndWait([nodeAt(index)]),
     stopAll: async () => {
@@ -145,6 +148,7 @@ export async function startNats(options: StartNatsOptions = {}): Promise<NatsEnv
     startAll: () => startAndWait(nodes.filter((n) => !n.running)),
     stop: async () => {
       await Promise.all(nodes.map((n) => n.stop()));
+      removeScratchDir(root);
     },
   };
 }

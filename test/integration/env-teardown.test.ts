@@ -3,7 +3,9 @@ import * as assert from "uvu/assert";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { connect as netConnect, createServer } from "node:net";
-import { ManagedProcess, binaryPath, freePort, isAlive as alive, scratchDir, waitFor } from "../env/index.ts";
+import { existsSync } from "node:fs";
+import { dirname } from "node:path";
+import { ManagedProcess, binaryPath, freePort, isAlive as alive, scratchDir, startCluster, startNats, waitFor } from "../env/index.ts";
 
 const teardown = suite("test/env: no server outlives its runner");
 const runners: ChildProcess[] = [];
@@ -61,6 +63,18 @@ teardown("a stopped process releases its port", async () => {
   const server = createServer();
   await new Promise<void>((resolve, reject) => server.once("error", reject).listen(port, "127.0.0.1", resolve));
   await new Promise((resolve) => server.close(resolve));
+});
+
+teardown("a stopped NATS cluster or kube control plane leaves no scratch directory behind", async () => {
+  const nats = await startNats({ nodes: 3 });
+  assert.ok(existsSync(nats.dir), "the NATS nodes' stores exist while they run");
+  await nats.stop();
+  assert.not.ok(existsSync(nats.dir), `${nats.dir} removed`);
+  const cluster = await startCluster("teardown", { installCrds: false });
+  const dir = dirname(cluster.kubeconfigPath);
+  assert.ok(existsSync(dir), "etcd's data exists while the control plane runs");
+  await cluster.stop();
+  assert.not.ok(existsSync(dir), `${dir} removed`);
 });
 
 function canConnect(port: number): Promise<boolean> {
