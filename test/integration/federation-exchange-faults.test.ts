@@ -1,7 +1,8 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { z } from "zod";
 import type { Exchange } from "../../federation/index.ts";
-import { waitFor } from "../env/index.ts";
+import { waitFor, type NatsNode } from "../env/index.ts";
 import { ExchangeHarness, exportOf } from "../support/exchange-harness.ts";
 import { TcpProxy } from "../support/tcp-proxy.ts";
 
@@ -112,6 +113,19 @@ async function publishAcknowledged(exchange: Exchange, name: string, deadline = 
   }
 }
 
+/** What a node's JetStream monitoring endpoint says about the meta leader and each stream's leader. */
+const jetStreamLeaders = z.object({
+  meta_cluster: z.object({ leader: z.string().optional() }),
+  account_details: z.array(z.object({ stream_detail: z.array(z.object({ name: z.string(), cluster: z.object({ leader: z.string().optional() }) })).optional() })).default([]),
+});
+
+/** True when `node` sees the meta group and every stream led by one of `live`. */
+async function ledByLiveNodes(node: NatsNode, live: readonly string[]): Promise<boolean> {
+  const jsz = jetStreamLeaders.parse(await (await fetch(`${node.monitorUrl}/jsz?accounts=true&streams=true`)).json());
+  const streams = jsz.account_details.flatMap((a) => a.stream_detail ?? []);
+  return live.includes(jsz.meta_cluster.leader ?? "") && streams.length === 3 && streams.every((s) => live.includes(s.cluster.leader ?? ""));
+}
+
 const r3 = suite<{ h: ExchangeHarness; a: Exchange; b: Exchange }>("exchange: R3 buckets on a 3-node cluster", {} as never);
 
 r3.before(async (ctx) => {
@@ -139,6 +153,9 @@ r3("killing a node while exports stream in loses no acknowledged export", async 
 // For minutes after a node is killed the server still counts it online and places a third of new watch consumers on it, where their creation is never answered.
 r3("with a node killed, a new exchange still starts and holds every export: watches placed on the dead node are retried", async ({ h, a }) => {
   await h.nats.kill(0);
+  const survivors = h.nats.nodes.slice(1);
+  // Starting needs writes to every bucket, so every stream must have elected a new leader first.
+  await waitFor("every stream to be led by a surviving node", async () => ((await ledByLiveNodes(survivors[0] as NatsNode, survivors.map((n) => n.name))) ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
   const exported = ["after-kill-0", "after-kill-1", "after-kill-2"];
   for (const name of exported) await publishAcknowledged(a, name);
   // Each start needs a consumer on all three buckets; unretried, only about 3 in 10 starts would succeed.
