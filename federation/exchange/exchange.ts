@@ -131,7 +131,11 @@ export class Exchange {
     });
     await this.publish(clusters, `${this.cluster}.info`, "cluster", { ...this.options.registration, readVersions: [RECORD_VERSION] });
     await this.renewLease();
-    if (!(await this.resync())) throw new BusUnavailableError("the initial read of the ClusterSet buckets failed");
+    if (!(await this.resync())) {
+      // Nobody will close an exchange whose start failed: stop its lease renewal, retries and watches here.
+      await this.close();
+      throw new BusUnavailableError("the initial read of the ClusterSet buckets failed");
+    }
     this.timers.push(setInterval(() => this.view.tick(), STALENESS_TICK_MS));
   }
 

@@ -1,5 +1,5 @@
-import { connect, headers, type Authenticator, type NatsConnection } from "@nats-io/transport-node";
-import { DeliverPolicy, jetstream, type JetStreamClient, type JsMsg, type PushConsumer } from "@nats-io/jetstream";
+import { TimeoutError, connect, headers, nuid, type Authenticator, type NatsConnection } from "@nats-io/transport-node";
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg, type PushConsumer } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { FedgateError, asError } from "../../common/index.ts";
 import { kvStream, kvSubject } from "./buckets.ts";
@@ -88,18 +88,22 @@ export async function connectBus(options: ConnectBusOptions): Promise<AdminBus> 
   } catch (err) {
     throw new BusUnavailableError(`cannot connect to NATS at ${options.servers.join(", ")}`, err);
   }
-  return new NatsBus(nc);
+  // Only deletes abandoned watch consumers; its API check would ask $JS.API.INFO, which cluster credentials may not.
+  const jsm = await jetstreamManager(nc, { timeout: WATCH_REQUEST_TIMEOUT_MS, checkAPI: false });
+  return new NatsBus(nc, jsm);
 }
 
 class NatsBus implements AdminBus {
   private readonly nc: NatsConnection;
   private readonly js: JetStreamClient;
+  private readonly watchApi: WatchApi;
   private readonly kvm: Kvm;
   private readonly listeners = new Set<(connected: boolean) => void>();
 
-  constructor(nc: NatsConnection) {
+  constructor(nc: NatsConnection, jsm: JetStreamManager) {
     this.nc = nc;
     this.js = jetstream(nc);
+    this.watchApi = { js: jetstream(nc, { timeout: WATCH_REQUEST_TIMEOUT_MS }), jsm };
     this.kvm = new Kvm(this.js);
     void this.followStatus();
   }
@@ -119,7 +123,7 @@ class NatsBus implements AdminBus {
 
   async bucket(name: string): Promise<BusBucket> {
     try {
-      return new NatsBucket(name, await this.kvm.open(name), this.js);
+      return new NatsBucket({ name, kv: await this.kvm.open(name), js: this.js, watchApi: this.watchApi });
     } catch (err) {
       throw new BusUnavailableError(`cannot open KV bucket ${name}`, err);
     }
@@ -134,15 +138,23 @@ class NatsBus implements AdminBus {
   }
 }
 
+/** The JetStream handles watches use: requests that give up sooner, since a watch consumer's creation is retried. */
+interface WatchApi {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+}
+
 class NatsBucket implements BusBucket {
   readonly name: string;
   private readonly kv: KV;
   private readonly js: JetStreamClient;
+  private readonly watchApi: WatchApi;
 
-  constructor(name: string, kv: KV, js: JetStreamClient) {
-    this.name = name;
-    this.kv = kv;
-    this.js = js;
+  constructor(options: { name: string; kv: KV; js: JetStreamClient; watchApi: WatchApi }) {
+    this.name = options.name;
+    this.kv = options.kv;
+    this.js = options.js;
+    this.watchApi = options.watchApi;
   }
 
   async put(key: string, value: Uint8Array, options: { ttlMs?: number } = {}): Promise<number> {
@@ -188,10 +200,7 @@ class NatsBucket implements BusBucket {
     };
     const prefix = `$KV.${this.name}.`;
     const run = async () => {
-      consumer = await this.js.consumers.getPushConsumer(kvStream(this.name), {
-        filter_subjects: `${prefix}>`,
-        deliver_policy: DeliverPolicy.LastPerSubject,
-      });
+      consumer = await this.createWatchConsumer(`${prefix}>`, () => stopped);
       if (stopped) return stop();
       const initial = (await consumer.info(true)).num_pending;
       let ready = initial === 0;
@@ -215,10 +224,39 @@ class NatsBucket implements BusBucket {
     run().catch(fail);
     return { stop };
   }
+
+  /**
+   * The server places a watch's (R1) consumer on a random peer of the stream
+   * that it believes online, and it believes a killed node online until that
+   * node has missed five 30 s heartbeats: a creation placed there is never
+   * answered. Every attempt is placed anew, so one that times out is abandoned
+   * and the next is sent at once, rather than failing the whole resync, which
+   * needs a consumer on every bucket and would fail again and again.
+   */
+  private async createWatchConsumer(filter: string, stopped: () => boolean): Promise<PushConsumer> {
+    const stream = kvStream(this.name);
+    for (;;) {
+      const namePrefix = `fedgate_${nuid.next()}`;
+      try {
+        return await this.watchApi.js.consumers.getPushConsumer(stream, { name_prefix: namePrefix, filter_subjects: filter, deliver_policy: DeliverPolicy.LastPerSubject });
+      } catch (err) {
+        if (!(err instanceof TimeoutError) || stopped()) throw err;
+        // Its deliver subject is never listened to again; if it was created after all, delete it rather than wait for its inactivity threshold.
+        void this.watchApi.jsm.consumers.delete(stream, `${namePrefix}_1`).catch(() => undefined);
+      }
+    }
+  }
 }
 
 /** How often a watch asks the server whether its consumer still exists. */
 const WATCH_LIVENESS_MS = 1_000;
+
+/**
+ * How long a watch waits for its consumer to be created (and for each
+ * liveness check); these take milliseconds, so this only bounds how long an
+ * attempt placed on a dead node costs.
+ */
+const WATCH_REQUEST_TIMEOUT_MS = 2_000;
 
 /** The header @nats-io/kv writes and reads to mark deletes. */
 const KV_OPERATION_HEADER = "KV-Operation";

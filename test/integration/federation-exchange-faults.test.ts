@@ -1,7 +1,8 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { z } from "zod";
 import type { Exchange } from "../../federation/index.ts";
-import { waitFor } from "../env/index.ts";
+import { waitFor, type NatsNode } from "../env/index.ts";
 import { ExchangeHarness, exportOf } from "../support/exchange-harness.ts";
 import { TcpProxy } from "../support/tcp-proxy.ts";
 
@@ -95,10 +96,40 @@ outage("peers keep their state throughout, resync on return, and nobody is evict
 
 outage.run();
 
+/**
+ * Publishes until the bus acknowledges it: unacknowledged while a stream elects
+ * a new leader, and retrying is what a controller does. A new stream leader is
+ * normally elected within one publish timeout (5 s); a minute means it never was.
+ */
+async function publishAcknowledged(exchange: Exchange, name: string, deadline = Date.now() + 60_000): Promise<void> {
+  for (;;) {
+    try {
+      return await exchange.publishExport(exportOf("load", name));
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      console.error(`${name} unacknowledged, retrying: ${String(err)}`);
+      await sleep(200);
+    }
+  }
+}
+
+/** What a node's JetStream monitoring endpoint says about the meta leader and each stream's leader. */
+const jetStreamLeaders = z.object({
+  meta_cluster: z.object({ leader: z.string().optional() }),
+  account_details: z.array(z.object({ stream_detail: z.array(z.object({ name: z.string(), cluster: z.object({ leader: z.string().optional() }) })).optional() })).default([]),
+});
+
+/** True when `node` sees the meta group and every stream led by one of `live`. */
+async function ledByLiveNodes(node: NatsNode, live: readonly string[]): Promise<boolean> {
+  const jsz = jetStreamLeaders.parse(await (await fetch(`${node.monitorUrl}/jsz?accounts=true&streams=true`)).json());
+  const streams = jsz.account_details.flatMap((a) => a.stream_detail ?? []);
+  return live.includes(jsz.meta_cluster.leader ?? "") && streams.length === 3 && streams.every((s) => live.includes(s.cluster.leader ?? ""));
+}
+
 const r3 = suite<{ h: ExchangeHarness; a: Exchange; b: Exchange }>("exchange: R3 buckets on a 3-node cluster", {} as never);
 
 r3.before(async (ctx) => {
-  ctx.h = await ExchangeHarness.start({ clusters: ["cluster-a", "cluster-b"], leaseTtlMs: LEASE_TTL_MS, nodes: 3 });
+  ctx.h = await ExchangeHarness.start({ clusters: ["cluster-a", "cluster-b", "cluster-c"], leaseTtlMs: LEASE_TTL_MS, nodes: 3 });
   ctx.a = await ctx.h.startExchange("cluster-a", [ctx.h.nats.urls[0] as string, ctx.h.nats.urls[1] as string]);
   ctx.b = await ctx.h.startExchange("cluster-b", [ctx.h.nats.urls[2] as string]);
 });
@@ -108,26 +139,35 @@ r3.after(async (ctx) => {
 
 r3("killing a node while exports stream in loses no acknowledged export", async ({ h, a, b }) => {
   const acknowledged: string[] = [];
-  // A new stream leader is normally elected within one publish timeout (5 s); a minute means it never was.
   const deadline = Date.now() + 60_000;
   for (let i = 0; i < 120; i++) {
     if (i === 60) await h.nats.kill(0);
-    for (;;) {
-      try {
-        await a.publishExport(exportOf("load", `svc-${i}`));
-        acknowledged.push(`load/svc-${i}`);
-        break;
-      } catch (err) {
-        // Unacknowledged while the stream elects a new leader; retrying is what a controller does.
-        if (Date.now() > deadline) throw err;
-        console.error(`svc-${i} unacknowledged, retrying: ${String(err)}`);
-        await sleep(200);
-      }
-    }
+    await publishAcknowledged(a, `svc-${i}`, deadline);
+    acknowledged.push(`load/svc-${i}`);
   }
   await until("B to hold every acknowledged export", () => acknowledged.every((k) => b.service("load", k.split("/")[1] as string)), 30_000);
   await h.nats.restart(0);
   assert.is(acknowledged.length, 120);
+});
+
+// For minutes after a node is killed the server still counts it online and places a third of new watch consumers on it, where their creation is never answered.
+r3("with a node killed, a new exchange still starts and holds every export: watches placed on the dead node are retried", async ({ h, a }) => {
+  await h.nats.kill(0);
+  const survivors = h.nats.nodes.slice(1);
+  // Starting needs writes to every bucket, so every stream must have elected a new leader first.
+  await waitFor("every stream to be led by a surviving node", async () => ((await ledByLiveNodes(survivors[0] as NatsNode, survivors.map((n) => n.name))) ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
+  const exported = ["after-kill-0", "after-kill-1", "after-kill-2"];
+  for (const name of exported) await publishAcknowledged(a, name);
+  // Each start needs a consumer on all three buckets; unretried, only about 3 in 10 starts would succeed.
+  for (let start = 0; start < 5; start++) {
+    const c = await h.startExchange("cluster-c", [h.nats.urls[1] as string, h.nats.urls[2] as string]);
+    assert.equal(
+      exported.filter((name) => c.service("load", name) === undefined),
+      [],
+      `start ${start}: C's first view holds every export of A`,
+    );
+    await h.stopExchange("cluster-c");
+  }
 });
 
 r3.run();

@@ -1,5 +1,6 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
+import { FedgateError, sleep } from "../../common/index.ts";
 import {
   DEFAULT_BUCKETS,
   Exchange,
@@ -44,12 +45,15 @@ export class ExchangeHarness {
   static async start(options: HarnessOptions): Promise<ExchangeHarness> {
     const authority = await createBusAuthority({ clusterSet: "test-set" });
     const nats = await startNats({ nodes: options.nodes ?? 1, serverConfig: serverAuthConfig(authority) });
+    let admin: AdminBus | undefined;
     try {
       const pki = await createClusterSetPki(options.clusters);
-      const admin = await connectBus({ servers: nats.urls, name: "admin", ...connectOptionsFor(await mintAdminCredentials(authority)) });
-      await admin.ensureBuckets({ buckets: DEFAULT_BUCKETS, replicas: options.nodes === 3 ? 3 : 1, history: 1 });
+      admin = await connectBus({ servers: nats.urls, name: "admin", ...connectOptionsFor(await mintAdminCredentials(authority)) });
+      await ensureBucketsRetrying(admin, options.nodes === 3 ? 3 : 1);
       return new ExchangeHarness({ nats, pki, authority, admin, options });
     } catch (err) {
+      // An open connection would keep reconnecting to the stopped servers, and the test process would never exit.
+      await admin?.close();
       await nats.stop();
       throw err;
     }
@@ -98,6 +102,19 @@ export class ExchangeHarness {
     for (const nc of this.raw) await nc.close().catch(() => undefined);
     await this.admin.close().catch(() => undefined);
     await this.nats.stop();
+  }
+}
+
+/** Retries what an operator would: on a freshly formed 3-node cluster under load, the first R3 stream can take longer than one request timeout to create. */
+async function ensureBucketsRetrying(admin: AdminBus, replicas: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      return await admin.ensureBuckets({ buckets: DEFAULT_BUCKETS, replicas, history: 1 });
+    } catch (err) {
+      if (!(err instanceof FedgateError && err.retryable) || Date.now() > deadline) throw err;
+      await sleep(500);
+    }
   }
 }
 
