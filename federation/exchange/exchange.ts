@@ -43,6 +43,11 @@ export interface ExchangeOptions {
 
 export class ExchangeError extends FedgateError {}
 
+interface BusHealth {
+  viewCurrent: boolean;
+  leaseLanded: boolean;
+}
+
 export interface ServiceChange {
   key: string;
   /** undefined when no routable export is left. */
@@ -104,6 +109,14 @@ export class Exchange {
   /** The server's timestamp of our latest lease write, and when we saw it: our estimate of the server's clock. */
   private serverClock: { serverMs: number; localMs: number } | undefined;
   private closed = false;
+  /**
+   * The view may judge silence only while both hold: it was rebuilt since the
+   * bus last went away, and our latest lease write landed. Kept apart so that
+   * one renewal that fails late (sent during an outage, timed out after the
+   * resync) pauses judging only until the next renewal lands, not until the
+   * next reconnect.
+   */
+  private readonly busHealth: BusHealth = { viewCurrent: false, leaseLanded: true };
 
   constructor(options: ExchangeOptions) {
     this.options = options;
@@ -146,7 +159,7 @@ export class Exchange {
         void this.resync();
       } else {
         this.log.warn("bus connection lost; keeping every import and route");
-        this.view.setBusHealthy(false);
+        this.setBusHealth({ viewCurrent: false });
       }
     });
     await this.publish(clusters, `${this.cluster}.info`, "cluster", { ...this.options.registration, readVersions: [RECORD_VERSION] });
@@ -280,13 +293,19 @@ export class Exchange {
       await this.publish(store.clusters, `${this.cluster}.lease`, "lease", { ttlMs: this.leaseTtlMs, incarnation: this.incarnation }, { ttlMs: this.leaseTtlMs });
       this.leaseBackoff.reset();
       this.log.debug("lease renewed");
+      this.setBusHealth({ leaseLanded: true });
       this.scheduleLease(this.leaseTtlMs / 3);
     } catch (err) {
       // If the bus will not take our lease we cannot trust our view of others' silence either.
-      this.view.setBusHealthy(false);
+      this.setBusHealth({ leaseLanded: false });
       this.log.warn("lease renewal failed", { err: asError(err) });
       this.scheduleLease(this.leaseBackoff.next());
     }
+  }
+
+  private setBusHealth(change: Partial<BusHealth>): void {
+    Object.assign(this.busHealth, change);
+    this.view.setBusHealthy(this.busHealth.viewCurrent && this.busHealth.leaseLanded);
   }
 
   private scheduleLease(delayMs: number): void {
@@ -349,7 +368,7 @@ export class Exchange {
     this.view.endResync();
     this.stats_.resyncs++;
     await this.restoreOwnState(store);
-    this.view.setBusHealthy(true);
+    this.setBusHealth({ viewCurrent: true });
   }
 
   private async watchUntilReady(buckets: readonly BusBucket[]): Promise<void> {

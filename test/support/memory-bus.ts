@@ -22,8 +22,14 @@ export class MemoryBus implements Bus {
     const shared = this.store.bucket(name);
     return Promise.resolve({
       name,
-      put: (key, value) => new Promise<number>((resolve) => resolve(shared.write(key, value, this.refused(name, key)))),
-      delete: (key) => new Promise<void>((resolve) => resolve(void shared.write(key, undefined, this.refused(name, key)))),
+      put: async (key, value) => {
+        await this.store.heldWhileDown();
+        return shared.write(key, value, this.refused(name, key));
+      },
+      delete: async (key) => {
+        await this.store.heldWhileDown();
+        shared.write(key, undefined, this.refused(name, key));
+      },
       watch: (handlers) => shared.watch(handlers),
     });
   }
@@ -63,8 +69,10 @@ export class MemoryBus implements Bus {
 export class MemoryStore {
   readonly buses = new Set<MemoryBus>();
   private readonly buckets = new Map<string, MemoryBucket>();
-  /** While true, writes fail and new watches fail at once. */
+  /** While true, writes fail (or are held, see `stop`) and new watches fail at once. */
   private down = false;
+  private holdWritesMs: number | undefined;
+  private readonly held: (() => void)[] = [];
   /** Watch attempts still to be stalled, per bucket: they replay part of the state, then fall silent. */
   private readonly stallsLeft = new Map<string, number>();
   /** Every watch opened (bucket name and whether it was stalled), and every write, in order. */
@@ -83,9 +91,15 @@ export class MemoryStore {
     this.stallsLeft.set(bucket, count);
   }
 
-  /** Stops the server: every client sees its connection drop. */
-  stop(): void {
+  /**
+   * Stops the server: every client sees its connection drop. With
+   * `holdWritesMs`, writes sent meanwhile are held and fail that long after
+   * the restart, as a NATS client buffers a publish through a disconnect and
+   * its request times out after the reconnect.
+   */
+  stop(options: { holdWritesMs?: number } = {}): void {
     this.down = true;
+    this.holdWritesMs = options.holdWritesMs;
     for (const bus of this.buses) bus.notify(false);
   }
 
@@ -93,6 +107,16 @@ export class MemoryStore {
   start(): void {
     this.down = false;
     for (const bus of this.buses) bus.notify(true);
+    for (const release of this.held.splice(0)) release();
+  }
+
+  /** Resolves at once while up; a write sent while down is held (then rejected) or fails at once. */
+  heldWhileDown(): Promise<void> {
+    const holdMs = this.holdWritesMs;
+    if (!this.down || holdMs === undefined) return Promise.resolve();
+    return new Promise<void>((_, reject) => {
+      this.held.push(() => setTimeout(() => reject(new BusUnavailableError(`a write held through the outage timed out ${holdMs} ms after the restart`)), holdMs));
+    });
   }
 
   isDown(): boolean {

@@ -97,4 +97,28 @@ test("after a bus outage, a lease write the server refuses is retried before pee
   assert.ok(b.service("shop", "web"), "B still routes to A's export");
 });
 
+test("a lease renewal held through an outage that fails after the resync pauses judging only until the next renewal lands", async (ctx) => {
+  const LEASE_TTL_MS = 2_000;
+  const HOLD_MS = 1_500;
+  const store = new MemoryStore();
+  const a = newExchange(ctx.pki, store, "cluster-a", LEASE_TTL_MS).exchange;
+  const b = newExchange(ctx.pki, store, "cluster-b", LEASE_TTL_MS).exchange;
+  ctx.running.push(a, b);
+  await a.start();
+  await b.start();
+  await a.publishExport(exportOf("shop", "web"));
+  store.stop({ holdWritesMs: HOLD_MS });
+  await sleep(1_000);
+  store.start();
+  // Both resync at once; the renewals sent during the outage fail HOLD_MS later, after those resyncs.
+  await sleep(HOLD_MS + 1_000);
+  assert.ok(b.service("shop", "web"), "A is not stale to B while it renews");
+  await a.close();
+  // Once A is silent for its TTL (plus the grace) B must withdraw it; frozen judging never would.
+  const deadline = Date.now() + LEASE_TTL_MS * 10;
+  while (b.service("shop", "web") && Date.now() < deadline) await sleep(50);
+  assert.is(b.service("shop", "web"), undefined, "B withdrew the silent A's export");
+  assert.ok(b.clusters().find((c) => c.name === "cluster-a")?.stale, "B sees A stale");
+});
+
 test.run();
