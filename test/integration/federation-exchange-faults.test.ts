@@ -96,6 +96,13 @@ outage("peers keep their state throughout, resync on return, and nobody is evict
   await until("B to see a new export after the outage", () => b.service("shop", "after-outage") !== undefined);
 });
 
+outage("after the outage a peer that falls silent is still evicted: judging resumed", async ({ h, b }) => {
+  // A renewal sent during the outage times out only after the resync; that failure once froze judging until the next reconnect.
+  await h.stopExchange("cluster-a");
+  await until("B to mark the silent A stale", () => staleIn(b, "cluster-a"), LEASE_TTL_MS * 10);
+  assert.is(b.service("shop", "web"), undefined, "B withdrew A's export");
+});
+
 outage.run();
 
 /**
