@@ -15,9 +15,11 @@ const STALENESS_TICK_MS = 250;
 /** Upper bound of the wait between failed resyncs, and between failed lease renewals (which is also kept under the reconnect grace). */
 const RETRY_MAX_MS = 5_000;
 /**
- * A watch that has delivered nothing for this long and is still not ready is
- * replaced. Longer than a few watch-consumer creations that time out (2 s each)
- * on a node the server still believes alive; a replay that makes progress never
+ * A watch that is not ready and has delivered no key it had not delivered
+ * before for this long is replaced. Live updates of keys already replayed (the
+ * lease renewals) do not count: they keep coming while a replay is stuck.
+ * Longer than a few watch-consumer creations that time out (2 s each) on a
+ * node the server still believes alive; a replay that makes progress never
  * trips it.
  */
 const WATCH_STALL_MS = 10_000;
@@ -385,7 +387,7 @@ export class Exchange {
 
   /**
    * Watches `bucket`: resolves true once its current state is replayed, false
-   * when the replay stalled (the watch is then stopped), and rejects when the
+   * when the replay stalled (see WATCH_STALL_MS; the watch is then stopped), and rejects when the
    * watch fails. A stalled replay (its consumer's initial pending count never
    * reached) would otherwise hold this resync, and every resync queued behind
    * it, forever.
@@ -394,6 +396,7 @@ export class Exchange {
     if (this.closed) return Promise.reject(closedError());
     const startedAt = performance.now();
     let lastProgressAt = startedAt;
+    let replayedKeys: Set<string> | undefined = new Set<string>();
     return new Promise<boolean>((resolve, reject) => {
       const settle = (outcome: boolean | Error) => {
         clearInterval(stallCheck);
@@ -402,10 +405,14 @@ export class Exchange {
       };
       const watch = bucket.watch({
         onEntry: (entry) => {
-          lastProgressAt = performance.now();
+          if (replayedKeys && !replayedKeys.has(entry.key)) {
+            replayedKeys.add(entry.key);
+            lastProgressAt = performance.now();
+          }
           this.apply(bucket.name, entry);
         },
         onReady: () => {
+          replayedKeys = undefined;
           this.log.debug("bus watch ready", { bucket: bucket.name, afterMs: Math.round(performance.now() - startedAt) });
           settle(true);
         },

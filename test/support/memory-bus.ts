@@ -154,10 +154,9 @@ class MemoryBucket {
       if (stopped) return;
       if (this.store.isDown()) return handlers.onError(new BusUnavailableError(`watch on ${this.name} failed: the server is down`));
       const replay = [...this.entries.values()];
-      // A stalled watch delivers all but the last entry and is never ready: its replay stopped short, as when a consumer's pending count is never reached.
+      // A stalled watch delivers all but the last entry and is never ready, as when a consumer's pending count is never reached; live updates still arrive.
       for (const entry of stalled ? replay.slice(0, -1) : replay) handlers.onEntry(entry);
-      if (stalled) return;
-      handlers.onReady();
+      if (!stalled) handlers.onReady();
       this.watchers.add(handlers);
     });
     return { stop };
