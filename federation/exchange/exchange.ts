@@ -12,6 +12,18 @@ import { BusUnavailableError, type Bus, type BusBucket, type BusEntry, type BusW
 
 export const DEFAULT_LEASE_TTL_MS = 30_000;
 const STALENESS_TICK_MS = 250;
+/** Upper bound of the wait between failed resyncs, and between failed lease renewals (which is also kept under the reconnect grace). */
+const RETRY_MAX_MS = 5_000;
+/**
+ * A watch that is not ready and has delivered no key it had not delivered
+ * before for this long is replaced. Live updates of keys already replayed (the
+ * lease renewals) do not count: they keep coming while a replay is stuck.
+ * Longer than a few watch-consumer creations that time out (2 s each) on a
+ * node the server still believes alive; a replay that makes progress never
+ * trips it.
+ */
+const WATCH_STALL_MS = 10_000;
+const WATCH_STALL_CHECK_MS = 1_000;
 /** Distinct (key, reason) rejections remembered for log de-duplication; bounded so junk cannot grow memory. */
 const MAX_REMEMBERED_REJECTIONS = 4_096;
 
@@ -32,6 +44,11 @@ export interface ExchangeOptions {
 }
 
 export class ExchangeError extends FedgateError {}
+
+interface BusHealth {
+  viewCurrent: boolean;
+  leaseLanded: boolean;
+}
 
 export interface ServiceChange {
   key: string;
@@ -83,13 +100,25 @@ export class Exchange {
   private watches: BusWatch[] = [];
   private timers: NodeJS.Timeout[] = [];
   private leaseTimer: NodeJS.Timeout | undefined;
-  private readonly leaseBackoff = new Backoff({ initialMs: 200, maxMs: 5_000 });
+  /** Capped well under the reconnect grace: a renewal refused right after an outage is retried before any peer judges our lease. */
+  private readonly leaseBackoff: Backoff;
+  private readonly resyncBackoff = new Backoff({ initialMs: 200, maxMs: RETRY_MAX_MS });
   private unsubscribeConnection: (() => void) | undefined;
   private resyncing: Promise<boolean> | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
+  /** Counts view rebuilds, so a watch replacement left over from a failed one stops instead of leaking a watch. */
+  private rebuilds = 0;
   /** The server's timestamp of our latest lease write, and when we saw it: our estimate of the server's clock. */
   private serverClock: { serverMs: number; localMs: number } | undefined;
   private closed = false;
+  /**
+   * The view may judge silence only while both hold: it was rebuilt since the
+   * bus last went away, and our latest lease write landed. Kept apart so that
+   * one renewal that fails late (sent during an outage, timed out after the
+   * resync) pauses judging only until the next renewal lands, not until the
+   * next reconnect.
+   */
+  private readonly busHealth: BusHealth = { viewCurrent: false, leaseLanded: true };
 
   constructor(options: ExchangeOptions) {
     this.options = options;
@@ -101,13 +130,15 @@ export class Exchange {
     }
     this.buckets = options.buckets ?? DEFAULT_BUCKETS;
     this.leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+    const reconnectGraceMs = options.reconnectGraceMs ?? this.leaseTtlMs / 2;
+    this.leaseBackoff = new Backoff({ initialMs: Math.min(200, reconnectGraceMs / 8), maxMs: Math.min(RETRY_MAX_MS, reconnectGraceMs / 4) });
     this.bundle = options.trustBundle;
     this.log = (options.logger ?? silentLogger).child({ component: "exchange", cluster: this.cluster });
     this.view = new ClusterSetView({
       self: this.cluster,
       now: () => performance.now(),
       serverNow: () => (this.serverClock ? this.serverClock.serverMs + (performance.now() - this.serverClock.localMs) : undefined),
-      reconnectGraceMs: options.reconnectGraceMs ?? this.leaseTtlMs / 2,
+      reconnectGraceMs,
     });
     this.verifier = createRecordVerifier({ bundle: () => this.bundle, revocations: () => this.revocations_, ...(options.revokedClusters ? { revokedClusters: options.revokedClusters } : {}) });
     const meter = options.meter ?? metrics.getMeter("fedgate");
@@ -123,10 +154,14 @@ export class Exchange {
     const [clusters, exports, trust] = await Promise.all([bus.bucket(this.buckets.clusters), bus.bucket(this.buckets.exports), bus.bucket(this.buckets.trust)]);
     this.store = { clusters, exports, trust };
     this.unsubscribeConnection = bus.onConnectionChange((connected) => {
-      if (connected) void this.resync();
-      else {
+      if (connected) {
+        // Renew at once rather than after the resync or the back-off of the renewals that failed during the outage: peers start judging our lease a reconnect grace after they return.
+        this.leaseBackoff.reset();
+        void this.renewLease();
+        void this.resync();
+      } else {
         this.log.warn("bus connection lost; keeping every import and route");
-        this.view.setBusHealthy(false);
+        this.setBusHealth({ viewCurrent: false });
       }
     });
     await this.publish(clusters, `${this.cluster}.info`, "cluster", { ...this.options.registration, readVersions: [RECORD_VERSION] });
@@ -259,13 +294,20 @@ export class Exchange {
     try {
       await this.publish(store.clusters, `${this.cluster}.lease`, "lease", { ttlMs: this.leaseTtlMs, incarnation: this.incarnation }, { ttlMs: this.leaseTtlMs });
       this.leaseBackoff.reset();
+      this.log.debug("lease renewed");
+      this.setBusHealth({ leaseLanded: true });
       this.scheduleLease(this.leaseTtlMs / 3);
     } catch (err) {
       // If the bus will not take our lease we cannot trust our view of others' silence either.
-      this.view.setBusHealthy(false);
+      this.setBusHealth({ leaseLanded: false });
       this.log.warn("lease renewal failed", { err: asError(err) });
       this.scheduleLease(this.leaseBackoff.next());
     }
+  }
+
+  private setBusHealth(change: Partial<BusHealth>): void {
+    Object.assign(this.busHealth, change);
+    this.view.setBusHealthy(this.busHealth.viewCurrent && this.busHealth.leaseLanded);
   }
 
   private scheduleLease(delayMs: number): void {
@@ -289,11 +331,11 @@ export class Exchange {
       if (this.closed) return false;
       try {
         await this.rebuildView();
-        this.leaseBackoff.reset();
+        this.resyncBackoff.reset();
         return true;
       } catch (err) {
         if (this.closed) return false;
-        const delay = this.leaseBackoff.next();
+        const delay = this.resyncBackoff.next();
         this.log.warn("resync failed; keeping the current view and retrying", { err: asError(err), retryInMs: delay });
         if (!this.resyncTimer) {
           this.resyncTimer = setTimeout(() => {
@@ -311,6 +353,7 @@ export class Exchange {
 
   private async rebuildView(): Promise<void> {
     const store = this.requireStore();
+    this.rebuilds++;
     for (const w of this.watches) w.stop();
     this.view.beginResync();
     // Trust first: records are verified against the bundle and revocation lists the bus holds now, so a revoked cluster's records never enter the view, not even briefly.
@@ -322,36 +365,73 @@ export class Exchange {
       this.readingTrust = false;
     }
     await this.watchUntilReady([store.clusters, store.exports]);
+    this.log.debug("resync read every bucket");
     // Only a complete re-read may remove what it did not see again.
     this.view.endResync();
     this.stats_.resyncs++;
     await this.restoreOwnState(store);
-    this.view.setBusHealthy(true);
+    this.setBusHealth({ viewCurrent: true });
   }
 
   private async watchUntilReady(buckets: readonly BusBucket[]): Promise<void> {
-    if (this.closed) throw new ExchangeError("FEDGATE_EXCHANGE_CLOSED", "the exchange is closed");
-    const started = buckets.map((bucket) => {
-      let ready!: () => void;
-      let failed!: (err: Error) => void;
-      const isReady = new Promise<void>((resolve, reject) => {
-        ready = resolve;
-        failed = reject;
-      });
+    const rebuild = this.rebuilds;
+    await Promise.all(
+      buckets.map(async (bucket) => {
+        for (let attempt = 1; !(await this.watchOnce(bucket)); attempt++) {
+          if (rebuild !== this.rebuilds) throw new ExchangeError("FEDGATE_EXCHANGE_RESYNC_SUPERSEDED", "a newer resync replaced this one");
+          this.log.warn("bus watch stalled before it was ready; replacing it", { bucket: bucket.name, attempt, stalledForMs: WATCH_STALL_MS });
+        }
+      }),
+    );
+  }
+
+  /**
+   * Watches `bucket`: resolves true once its current state is replayed, false
+   * when the replay stalled (see WATCH_STALL_MS; the watch is then stopped), and rejects when the
+   * watch fails. A stalled replay (its consumer's initial pending count never
+   * reached) would otherwise hold this resync, and every resync queued behind
+   * it, forever.
+   */
+  private watchOnce(bucket: BusBucket): Promise<boolean> {
+    if (this.closed) return Promise.reject(closedError());
+    const startedAt = performance.now();
+    let lastProgressAt = startedAt;
+    let replayedKeys: Set<string> | undefined = new Set<string>();
+    return new Promise<boolean>((resolve, reject) => {
+      const settle = (outcome: boolean | Error) => {
+        clearInterval(stallCheck);
+        if (outcome instanceof Error) reject(outcome);
+        else resolve(outcome);
+      };
       const watch = bucket.watch({
-        onEntry: (entry) => this.apply(bucket.name, entry),
-        onReady: () => ready(),
+        onEntry: (entry) => {
+          if (replayedKeys && !replayedKeys.has(entry.key)) {
+            replayedKeys.add(entry.key);
+            lastProgressAt = performance.now();
+          }
+          this.apply(bucket.name, entry);
+        },
+        onReady: () => {
+          replayedKeys = undefined;
+          this.log.debug("bus watch ready", { bucket: bucket.name, afterMs: Math.round(performance.now() - startedAt) });
+          settle(true);
+        },
         onError: (err) => {
           // Before it was ready this fails the resync; afterwards it asks for a new one.
-          failed(err);
+          settle(err);
           this.log.warn("bus watch failed; resyncing", { bucket: bucket.name, err });
           void this.resync();
         },
       });
-      return { watch, isReady };
+      const stallCheck = setInterval(() => {
+        if (this.closed) return settle(closedError());
+        if (performance.now() - lastProgressAt < WATCH_STALL_MS) return;
+        watch.stop();
+        this.watches = this.watches.filter((w) => w !== watch);
+        settle(false);
+      }, WATCH_STALL_CHECK_MS);
+      this.watches.push(watch);
     });
-    this.watches.push(...started.map((s) => s.watch));
-    await Promise.all(started.map((s) => s.isReady));
   }
 
   /** After an outage the bus may have lost what we wrote (an R1 store wiped, say); write it again. */
@@ -443,4 +523,8 @@ export class Exchange {
     this.rejectionsLogged.add(id);
     this.log.warn("rejected bus record", { bucket, key, reason, detail });
   }
+}
+
+function closedError(): ExchangeError {
+  return new ExchangeError("FEDGATE_EXCHANGE_CLOSED", "the exchange is closed");
 }

@@ -16,7 +16,7 @@ function watchForStaleness(viewer: Exchange) {
   const controller = new AbortController();
   const seen: string[] = [];
   const done = (async () => {
-    for await (const change of viewer.watchClusters({ signal: controller.signal })) if (change.cluster?.stale) seen.push(change.name);
+    for await (const change of viewer.watchClusters({ signal: controller.signal })) if (change.cluster?.stale) seen.push(`${change.name} at ${new Date().toISOString()}`);
   })();
   return {
     seen,
@@ -89,9 +89,18 @@ outage("peers keep their state throughout, resync on return, and nobody is evict
   // Leases expired on the server during the outage; the reconnect grace lets everyone renew before anyone judges.
   await sleep(LEASE_TTL_MS * 2);
   for (const w of watchers) await w.stop();
-  assert.equal(watchers.flatMap((w) => w.seen), [], "no cluster was ever stale");
+  const seen = watchers.flatMap((w) => w.seen);
+  if (seen.length > 0) console.error(`stale seen; diagnostics in ${await h.dumpDiagnostics("outage", { seen, aStats: a.stats(), bStats: b.stats() })}`);
+  assert.equal(seen, [], "no cluster was ever stale");
   await a.publishExport(exportOf("shop", "after-outage"));
   await until("B to see a new export after the outage", () => b.service("shop", "after-outage") !== undefined);
+});
+
+outage("after the outage a peer that falls silent is still evicted: judging resumed", async ({ h, b }) => {
+  // A renewal sent during the outage times out only after the resync; that failure once froze judging until the next reconnect.
+  await h.stopExchange("cluster-a");
+  await until("B to mark the silent A stale", () => staleIn(b, "cluster-a"), LEASE_TTL_MS * 10);
+  assert.is(b.service("shop", "web"), undefined, "B withdrew A's export");
 });
 
 outage.run();
@@ -145,7 +154,13 @@ r3("killing a node while exports stream in loses no acknowledged export", async 
     await publishAcknowledged(a, `svc-${i}`, deadline);
     acknowledged.push(`load/svc-${i}`);
   }
-  await until("B to hold every acknowledged export", () => acknowledged.every((k) => b.service("load", k.split("/")[1] as string)), 30_000);
+  try {
+    await until("B to hold every acknowledged export", () => acknowledged.every((k) => b.service("load", k.split("/")[1] as string)), 30_000);
+  } catch (err) {
+    const missing = acknowledged.filter((k) => !b.service("load", k.split("/")[1] as string));
+    const path = await h.dumpDiagnostics("r3-kill", { missing, bStats: b.stats(), aStats: a.stats(), bClusters: b.clusters() });
+    throw new Error(`${String(err)}; diagnostics in ${path}`, { cause: err });
+  }
   await h.nats.restart(0);
   assert.is(acknowledged.length, 120);
 });

@@ -1,6 +1,9 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
-import { FedgateError, sleep } from "../../common/index.ts";
+import { writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FedgateError, createLogger, sleep } from "../../common/index.ts";
 import {
   DEFAULT_BUCKETS,
   Exchange,
@@ -30,6 +33,8 @@ export class ExchangeHarness {
   readonly authority: BusAuthority;
   readonly admin: AdminBus;
   readonly exchanges = new Map<string, Exchange>();
+  /** Every exchange's log lines (debug and up), written out by `dumpDiagnostics` when a test fails. */
+  readonly logLines: string[] = [];
   private readonly buses: AdminBus[] = [];
   private readonly raw: NatsConnection[] = [];
   private readonly options: HarnessOptions;
@@ -68,6 +73,7 @@ export class ExchangeHarness {
       signer: this.pki.identity(name).signer,
       trustBundle: this.pki.bundle,
       leaseTtlMs: this.options.leaseTtlMs,
+      logger: createLogger({ level: "debug", write: (line) => this.logLines.push(line) }),
       registration: {
         name,
         clusterSet: "test-set",
@@ -94,6 +100,13 @@ export class ExchangeHarness {
     const nc = await connect({ servers: this.nats.urls, ...connectOptionsFor(credentials) });
     this.raw.push(nc);
     return new Kvm(nc).open(bucket);
+  }
+
+  /** Writes `facts` and the exchanges' logs to a file in the temp directory; returns its path. */
+  async dumpDiagnostics(label: string, facts: Record<string, unknown>): Promise<string> {
+    const path = join(tmpdir(), `fedgate-diag-${label}-${Date.now()}.log`);
+    await writeFile(path, [JSON.stringify({ time: new Date().toISOString(), ...facts }, null, 1), ...this.logLines].join("\n") + "\n");
+    return path;
   }
 
   async stop(): Promise<void> {
