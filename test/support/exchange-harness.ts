@@ -15,6 +15,7 @@ import {
   serverAuthConfig,
   type AdminBus,
   type BusAuthority,
+  type ExchangeOptions,
   type ServiceExportRecord,
 } from "../../federation/index.ts";
 import { startNats, type NatsEnv } from "../env/index.ts";
@@ -74,15 +75,7 @@ export class ExchangeHarness {
       trustBundle: this.pki.bundle,
       leaseTtlMs: this.options.leaseTtlMs,
       logger: createLogger({ level: "debug", write: (line) => this.logLines.push(line) }),
-      registration: {
-        name,
-        clusterSet: "test-set",
-        region: "region-1",
-        zones: ["zone-a"],
-        network: "net-1",
-        gatewayAddresses: [{ host: "127.0.0.1", port: 15443 }],
-        identity: `spiffe://${this.pki.trustDomain}/cluster/${name}/gateway`,
-      },
+      registration: testRegistration(this.pki, name),
     });
     await exchange.start();
     this.exchanges.set(name, exchange);
@@ -129,6 +122,19 @@ async function ensureBucketsRetrying(admin: AdminBus, replicas: number): Promise
       await sleep(500);
     }
   }
+}
+
+/** The registration every test exchange of cluster `name` publishes. */
+export function testRegistration(pki: ClusterSetPki, name: string): ExchangeOptions["registration"] {
+  return {
+    name,
+    clusterSet: "test-set",
+    region: "region-1",
+    zones: ["zone-a"],
+    network: "net-1",
+    gatewayAddresses: [{ host: "127.0.0.1", port: 15443 }],
+    identity: `spiffe://${pki.trustDomain}/cluster/${name}/gateway`,
+  };
 }
 
 export function exportOf(namespace: string, name: string, extra: Partial<ServiceExportRecord> = {}): ServiceExportRecord {

@@ -2,7 +2,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { DEFAULT_BUCKETS, Exchange } from "../../federation/index.ts";
 import { createClusterSetPki, type ClusterSetPki } from "../support/clusterset-pki.ts";
-import { exportOf } from "../support/exchange-harness.ts";
+import { exportOf, testRegistration } from "../support/exchange-harness.ts";
 import { MemoryBus, MemoryStore } from "../support/memory-bus.ts";
 
 // The exchange's resync and lease logic against an in-memory bus that can stall a watch or refuse a write on demand.
@@ -25,15 +25,7 @@ function newExchange(pki: ClusterSetPki, store: MemoryStore, name: string, lease
     signer: pki.identity(name).signer,
     trustBundle: pki.bundle,
     leaseTtlMs,
-    registration: {
-      name,
-      clusterSet: "test-set",
-      region: "region-1",
-      zones: ["zone-a"],
-      network: "net-1",
-      gatewayAddresses: [{ host: "127.0.0.1", port: 15443 }],
-      identity: `spiffe://${pki.trustDomain}/cluster/${name}/gateway`,
-    },
+    registration: testRegistration(pki, name),
   });
   return { exchange, bus };
 }
