@@ -22,8 +22,9 @@ const RETRY_MAX_MS = 5_000;
  * node the server still believes alive; a replay that makes progress never
  * trips it.
  */
-const WATCH_STALL_MS = 10_000;
-const WATCH_STALL_CHECK_MS = 1_000;
+const DEFAULT_WATCH_STALL_MS = 10_000;
+/** How many times per stall period a watch's progress is looked at. */
+const WATCH_STALL_CHECKS = 10;
 /** Distinct (key, reason) rejections remembered for log de-duplication; bounded so junk cannot grow memory. */
 const MAX_REMEMBERED_REJECTIONS = 4_096;
 
@@ -38,6 +39,8 @@ export interface ExchangeOptions {
   leaseTtlMs?: number;
   /** After the bus returns, how long before a missing lease makes a peer stale; defaults to half the lease TTL. */
   reconnectGraceMs?: number;
+  /** A replay with no new key for this long is replaced (DEFAULT_WATCH_STALL_MS). */
+  watchStallMs?: number;
   revokedClusters?: () => Iterable<string>;
   logger?: Logger;
   meter?: Meter;
@@ -77,6 +80,7 @@ export class Exchange {
   private readonly options: ExchangeOptions;
   private readonly buckets: BucketNames;
   private readonly leaseTtlMs: number;
+  private readonly watchStallMs: number;
   private readonly view: ClusterSetView;
   private readonly log: Logger;
   private readonly incarnation = randomUUID();
@@ -130,6 +134,7 @@ export class Exchange {
     }
     this.buckets = options.buckets ?? DEFAULT_BUCKETS;
     this.leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+    this.watchStallMs = options.watchStallMs ?? DEFAULT_WATCH_STALL_MS;
     const reconnectGraceMs = options.reconnectGraceMs ?? this.leaseTtlMs / 2;
     this.leaseBackoff = new Backoff({ initialMs: Math.min(200, reconnectGraceMs / 8), maxMs: Math.min(RETRY_MAX_MS, reconnectGraceMs / 4) });
     this.bundle = options.trustBundle;
@@ -379,7 +384,7 @@ export class Exchange {
       buckets.map(async (bucket) => {
         for (let attempt = 1; !(await this.watchOnce(bucket)); attempt++) {
           if (rebuild !== this.rebuilds) throw new ExchangeError("FEDGATE_EXCHANGE_RESYNC_SUPERSEDED", "a newer resync replaced this one");
-          this.log.warn("bus watch stalled before it was ready; replacing it", { bucket: bucket.name, attempt, stalledForMs: WATCH_STALL_MS });
+          this.log.warn("bus watch stalled before it was ready; replacing it", { bucket: bucket.name, attempt, stalledForMs: this.watchStallMs });
         }
       }),
     );
@@ -387,7 +392,7 @@ export class Exchange {
 
   /**
    * Watches `bucket`: resolves true once its current state is replayed, false
-   * when the replay stalled (see WATCH_STALL_MS; the watch is then stopped), and rejects when the
+   * when the replay stalled (see DEFAULT_WATCH_STALL_MS; the watch is then stopped), and rejects when the
    * watch fails. A stalled replay (its consumer's initial pending count never
    * reached) would otherwise hold this resync, and every resync queued behind
    * it, forever.
@@ -425,11 +430,11 @@ export class Exchange {
       });
       const stallCheck = setInterval(() => {
         if (this.closed) return settle(closedError());
-        if (performance.now() - lastProgressAt < WATCH_STALL_MS) return;
+        if (performance.now() - lastProgressAt < this.watchStallMs) return;
         watch.stop();
         this.watches = this.watches.filter((w) => w !== watch);
         settle(false);
-      }, WATCH_STALL_CHECK_MS);
+      }, this.watchStallMs / WATCH_STALL_CHECKS);
       this.watches.push(watch);
     });
   }

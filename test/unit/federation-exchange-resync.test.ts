@@ -1,4 +1,5 @@
 import { suite } from "uvu";
+import { sleep } from "../../common/index.ts";
 import * as assert from "uvu/assert";
 import { DEFAULT_BUCKETS, Exchange } from "../../federation/index.ts";
 import { createClusterSetPki, type ClusterSetPki } from "../support/clusterset-pki.ts";
@@ -6,7 +7,8 @@ import { exportOf, testRegistration } from "../support/exchange-harness.ts";
 import { MemoryBus, MemoryStore } from "../support/memory-bus.ts";
 
 // The exchange's resync and lease logic against an in-memory bus that can stall a watch or refuse a write on demand.
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Short, so the stalled replays are replaced within the test's time (the default is 10 s). */
+const WATCH_STALL_MS = 1_500;
 
 async function within<T>(what: string, promise: Promise<T>, timeoutMs: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -25,6 +27,7 @@ function newExchange(pki: ClusterSetPki, store: MemoryStore, name: string, lease
     signer: pki.identity(name).signer,
     trustBundle: pki.bundle,
     leaseTtlMs,
+    watchStallMs: WATCH_STALL_MS,
     registration: testRegistration(pki, name),
   });
   return { exchange, bus };
