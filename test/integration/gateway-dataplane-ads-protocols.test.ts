@@ -1,9 +1,9 @@
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { ProtoRegistry, XdsServer, type FederationSnapshotInput } from "../../gateway/index.ts";
+import { ProtoRegistry, type FederationSnapshotInput, type XdsServer } from "../../gateway/index.ts";
 import { createClusterSetPki } from "../support/clusterset-pki.ts";
-import { EchoBackend, exchange, Topology, waitFor } from "../support/gateway-harness.ts";
+import { exchange, Topology, waitFor } from "../support/gateway-harness.ts";
 
 const pki = await createClusterSetPki(["a", "b"]);
 const registry = ProtoRegistry.load();
@@ -107,16 +107,9 @@ for (const protocol of ["delta", "sotw"] as const) {
   s("the control plane restarting: the gateway reconnects, resubscribes and converges", async (ctx) => {
     const t = (ctx.topology = await Topology.start({ pki, registry, exporters: ["a"], members: { a: 1 }, xdsProtocol: protocol }));
     const sim = t.get("a");
-    const port = sim.xds.port;
-    await sim.xds.close();
-    await waitFor("stream down", () => t.metric("a", "fedgate_gateway_xds_connected") === 0);
-    assert.is(await exchange(t.importPort("a")), "a-1", "served from the last accepted config");
-    const replacement = await EchoBackend.start("a-new");
-    const [old] = sim.backends;
-    sim.backends = [replacement];
-    sim.xds = await XdsServer.start({ port });
-    t.push("a");
-    await waitFor("reconnected", () => t.metric("a", "fedgate_gateway_xds_connected") === 1);
+    const replaced = await t.restartControlPlane("a", "a-new", async () => {
+      assert.is(await exchange(t.importPort("a")), "a-1", "served from the last accepted config");
+    });
     await waitFor("new endpoints applied after the reconnect", async () => (await exchange(t.importPort("a"))) === "a-new");
     await waitFor("every type settled", () => {
       const types = nodeStatus(sim.xds)?.types ?? {};
@@ -131,7 +124,7 @@ for (const protocol of ["delta", "sotw"] as const) {
       assert.ok((types?.listener?.pushes ?? 0) >= 1, "state of the world re-sends every listener");
     }
     assert.ok(sim.gateway.ready());
-    await old!.kill();
+    for (const b of replaced) await b.kill();
   });
 
   s.run();

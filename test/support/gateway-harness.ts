@@ -322,6 +322,26 @@ export class Topology extends GatewayTopology<SimCluster> {
     return t;
   }
 
+  /**
+   * Closes `name`'s control plane and runs `whileDown` once its gateway saw
+   * the stream drop; then a new control plane on the same port serves one new
+   * echo backend, `backendId`, and the gateway reconnects. Returns the
+   * backends it replaced, for the caller to kill once done with them.
+   */
+  async restartControlPlane(name: string, backendId: string, whileDown: () => Promise<void>): Promise<EchoBackend[]> {
+    const sim = this.get(name);
+    const port = sim.xds.port;
+    await sim.xds.close();
+    await waitFor("stream down", () => this.metric(name, "fedgate_gateway_xds_connected") === 0);
+    await whileDown();
+    const replaced = sim.backends;
+    sim.backends = [await EchoBackend.start(backendId)];
+    sim.xds = await XdsServer.start({ port });
+    this.push(name);
+    await waitFor("reconnected", () => this.metric(name, "fedgate_gateway_xds_connected") === 1);
+    return replaced;
+  }
+
   /** Re-publishes `name`'s snapshot from the current state (backends, ports, policy, leaf). */
   push(name: string): void {
     const sim = this.get(name);
